@@ -1,0 +1,143 @@
+"""Timing helpers shared by the benchmarks: interleaved rounds, robust statistics, tables.
+
+These machines are shared and noisy (other jobs come and go on the same 2 cores), so
+every benchmark measures its cases *side by side*: in each round every case runs one
+timed block, the order of the cases rotates from round to round, and the figures are
+medians over rounds. A slow spell then hits all cases of a round alike, and ratios
+taken within a round (``paired_ratios``) cancel most of it.
+
+A ``Case`` is one thing to time: ``run`` does one block of work (k training steps,
+n batches of a pipeline) and returns only when the work is done; ``setup`` (untimed)
+runs before each block, e.g. to build a fresh iterator and warm it up.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+
+@dataclass
+class Case:
+    """One timed workload: ``run`` processes ``ops`` steps/batches holding ``images``."""
+
+    name: str
+    run: Callable[[], None]
+    ops: int  # steps or batches in one block
+    images: int  # images processed by one block
+    setup: Optional[Callable[[], None]] = None  # untimed, before every block
+
+
+def run_interleaved(cases: Sequence[Case], rounds: int,
+                    on_round: Optional[Callable[[int, Dict[str, float]], None]] = None
+                    ) -> Dict[str, List[float]]:
+    """Seconds of each case's block, one sample per round, cases rotated each round.
+
+    Rotation (round r starts with case r mod n) keeps a case from always following
+    the same neighbour, whose leftover work (freed memory, a draining thread pool)
+    would otherwise bias it. ``on_round(r, seconds_by_name)`` reports progress.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    names = [case.name for case in cases]
+    if len(set(names)) != len(names):
+        raise ValueError(f"case names must be unique, got {names}")
+    samples: Dict[str, List[float]] = {case.name: [] for case in cases}
+    for r in range(rounds):
+        shift = r % len(cases)
+        this_round: Dict[str, float] = {}
+        for case in list(cases[shift:]) + list(cases[:shift]):
+            if case.setup is not None:
+                case.setup()
+            start = time.perf_counter()
+            case.run()
+            this_round[case.name] = time.perf_counter() - start
+            samples[case.name].append(this_round[case.name])
+        if on_round is not None:
+            on_round(r, this_round)
+    return samples
+
+
+def quartiles(values: Sequence[float]) -> Dict[str, float]:
+    """Median, first and third quartile and IQR of ``values``."""
+    q1, median, q3 = np.percentile(np.asarray(values, np.float64), [25, 50, 75])
+    return {"median": float(median), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1)}
+
+
+def case_stats(case: Case, seconds: Sequence[float]) -> dict:
+    """Per-op milliseconds (median/IQR over rounds) and images/s of the median block."""
+    ms_per_op = quartiles([1000.0 * s / case.ops for s in seconds])
+    return {
+        "ms": ms_per_op,
+        "images_per_op": case.images / case.ops,
+        "images_per_s": 1000.0 * case.images / case.ops / ms_per_op["median"],
+        "samples_ms": [1000.0 * s / case.ops for s in seconds],
+    }
+
+
+def paired_ratios(numerator: Sequence[float], *denominators: Sequence[float]) -> Dict[str, float]:
+    """Quartiles of ``numerator[r] / sum(d[r] for d in denominators)`` over rounds r.
+
+    Both sides of each ratio come from the same round, so load that changes between
+    rounds cancels out.
+    """
+    ratios = [n / sum(parts) for n, *parts in zip(numerator, *denominators)]
+    return {**quartiles(ratios), "samples": ratios}
+
+
+def machine_info() -> dict:
+    """When and where a benchmark ran: date, cores, load, library versions."""
+    import tensorflow as tf
+
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "processor": _cpu_model() or platform.processor() or platform.machine(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "tensorflow": tf.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain-text table (Markdown pipe syntax, so it pastes into README.md as is)."""
+    cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: List[str]) -> str:
+        return "| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(cells[0]), rule] + [line(row) for row in cells[1:]])
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def describe_machine(info: dict, load_after: Optional[Sequence[float]] = None) -> str:
+    """One line: date, CPU, load before (and after) the run."""
+    load = "/".join(f"{x:.2f}" for x in info["load_average"])
+    text = (f"{info['date']}  {info['cpus']} cores ({info['processor']}), "
+            f"TF {info['tensorflow']}, load avg 1/5/15 min {load} before")
+    if load_after is not None:
+        text += ", " + "/".join(f"{x:.2f}" for x in load_after) + " after"
+    return text

@@ -1,0 +1,273 @@
+"""The price of cooperation: one joint step vs one seg-only plus one clf-only step.
+
+    python -m benchmarks.step_cost --scale=small
+    python -m benchmarks.step_cost --scale=paper --batch_ratio=8 --rounds=4
+
+One ``ModelSystem`` (so all three steps train the same weights) and three
+``CooperativeTrainer`` on it, modes ``joint``, ``seg_only`` and ``clf_only``: what is
+timed is ``trainer.step_fn``, the very ``tf.function`` training runs. The batches are
+random tensors made once, so only the step is measured (``input_pipeline.py`` measures
+the data side). Tracing is excluded (``--warmup_steps`` untimed calls per mode).
+
+Rounds interleave the modes (``common.run_interleaved``): each round times
+``--steps_per_round`` steps of every mode, and the ratio joint / (seg + clf) is taken
+within each round before the median over rounds, so load from other jobs on the
+machine cancels out. A ratio near 1.0 means cooperation costs nothing beyond running
+both agents; issue 6 sets the goal at <= 1.1.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags, logging
+
+from benchmarks.common import (Case, case_stats, describe_machine, format_table, machine_info,
+                               paired_ratios, run_interleaved)
+from coopseg.config import ExperimentConfig
+from coopseg.models.registry import build_system
+from coopseg.training.loop import CooperativeTrainer
+from experiments.scales import experiment
+
+MODES = ("joint", "seg_only", "clf_only")
+SCALES = ("tiny", "small", "paper")
+Batch = Tuple[tf.Tensor, tf.Tensor]
+
+
+def step_config(scale: str, *, input_size: int = 0, seg_batch: int = 0, batch_ratio: int = 0,
+                jit_compile: bool = False, model_dir: str = "") -> ExperimentConfig:
+    """The JointSeg experiment of ``scale``; 0 keeps the scale's own input size and batches."""
+    model = {"input_size": input_size} if input_size else {}
+    train: Dict[str, object] = {"jit_compile": jit_compile}
+    if model_dir:
+        train["model_dir"] = model_dir
+    if batch_ratio:
+        train["batch_ratio"] = batch_ratio
+    config = experiment(scale, model=model, train=train)
+    if seg_batch:
+        config.train.seg = dataclasses.replace(config.train.seg, batch_size=seg_batch)
+    return config.validate()
+
+
+def synthetic_batches(config: ExperimentConfig, seed: int = 0) -> Tuple[Batch, Batch]:
+    """Random (images, grades) and (images, masks) batches of the agents' sizes."""
+    rng = np.random.default_rng(seed)
+    size, classes = config.model.input_size, config.model.num_seg_classes
+    n_clf, n_seg = config.train.clf_agent().batch_size, config.train.seg.batch_size
+    clf = (tf.constant(rng.normal(size=(n_clf, size, size, 3)), tf.float32),
+           tf.constant(rng.integers(0, config.model.num_grades, n_clf), tf.int32))
+    seg = (tf.constant(rng.normal(size=(n_seg, size, size, 3)), tf.float32),
+           tf.constant(rng.integers(0, classes, (n_seg, size, size)), tf.int32))
+    return clf, seg
+
+
+@dataclass
+class StepBench:
+    """Trainers of the requested modes over one shared model system, and their batches."""
+
+    config: ExperimentConfig
+    trainers: Dict[str, CooperativeTrainer]
+    clf_batch: Batch
+    seg_batch: Batch
+    num_params: int
+
+    def images_per_step(self, mode: str) -> int:
+        trainer = self.trainers[mode]
+        return ((int(self.clf_batch[0].shape[0]) if trainer.clf_agent else 0)
+                + (int(self.seg_batch[0].shape[0]) if trainer.seg_agent else 0))
+
+    def step(self, mode: str, clf_batch: Optional[Batch] = None,
+             seg_batch: Optional[Batch] = None) -> Dict[str, tf.Tensor]:
+        """One training step of ``mode`` (on the synthetic batches unless given)."""
+        trainer = self.trainers[mode]
+        clf = (clf_batch or self.clf_batch) if trainer.clf_agent else None
+        seg = (seg_batch or self.seg_batch) if trainer.seg_agent else None
+        return trainer.step_fn(clf, seg)
+
+    def all_finite(self) -> bool:
+        return all(bool(t.step_fn.all_finite.numpy()) for t in self.trainers.values())
+
+
+def build_step_bench(config: ExperimentConfig, modes: Sequence[str] = MODES) -> StepBench:
+    """One model system and a ``CooperativeTrainer`` per mode on it (shared weights)."""
+    system = build_system(config)
+    trainers = {}
+    for mode in modes:
+        mode_config = dataclasses.replace(config, train=dataclasses.replace(config.train,
+                                                                            mode=mode))
+        trainers[mode] = CooperativeTrainer(mode_config, system)
+    clf_batch, seg_batch = synthetic_batches(config)
+    num_params = sum(part.count_params() for part in system.parts.values())
+    return StepBench(config, trainers, clf_batch, seg_batch, num_params)
+
+
+def wait_for(outputs: Dict[str, tf.Tensor]) -> None:
+    """Block until a step's results exist (reading them forces the computation)."""
+    for value in outputs.values():
+        value.numpy()
+
+
+def step_case(bench: StepBench, mode: str, steps: int) -> Case:
+    """``steps`` consecutive steps of ``mode`` on the synthetic batches."""
+    def run() -> None:
+        outputs = {}
+        for _ in range(steps):
+            outputs = bench.step(mode)
+        wait_for(outputs)
+
+    return Case(mode, run, ops=steps, images=steps * bench.images_per_step(mode))
+
+
+def warm_up(bench: StepBench, steps: int) -> None:
+    """Trace and run each mode's step ``steps`` times, untimed (at least once)."""
+    for mode in bench.trainers:
+        for _ in range(max(1, steps)):
+            wait_for(bench.step(mode))
+
+
+def describe_config(bench: StepBench, scale: str) -> dict:
+    """The benchmark's setting, as it goes into results and tables."""
+    c = bench.config
+    return {"scale": scale, "method": c.method, "input_size": c.model.input_size,
+            "seg_batch": c.train.seg.batch_size, "clf_batch": c.train.clf_agent().batch_size,
+            "batch_ratio": c.train.batch_ratio, "jit_compile": c.train.jit_compile,
+            "num_params": bench.num_params}
+
+
+def step_cost_summary(samples: Dict[str, List[float]], cases: Sequence[Case]) -> dict:
+    """Per-mode statistics and, when all three modes ran, the paired cost ratio."""
+    steps = {case.name: case_stats(case, samples[case.name]) for case in cases}
+    summary = {"steps": steps, "ratio": None, "separate_images_per_s": None}
+    if all(mode in steps for mode in MODES):
+        per_step = {mode: [s / next(c.ops for c in cases if c.name == mode)
+                           for s in samples[mode]] for mode in MODES}
+        summary["ratio"] = paired_ratios(per_step["joint"], per_step["seg_only"],
+                                         per_step["clf_only"])
+        separate_ms = steps["seg_only"]["ms"]["median"] + steps["clf_only"]["ms"]["median"]
+        summary["separate_images_per_s"] = 1000.0 * steps["joint"]["images_per_op"] / separate_ms
+    return summary
+
+
+def measure_step_cost(scale: str = "small", *, input_size: int = 0, seg_batch: int = 0,
+                      batch_ratio: int = 0, rounds: int = 5, steps_per_round: int = 3,
+                      jit_compile: bool = False, warmup_steps: int = 2,
+                      on_round: Optional[Callable[[int, Dict[str, float]], None]] = None
+                      ) -> dict:
+    """Time joint, seg-only and clf-only steps side by side; returns the results dict.
+
+    Keys: ``machine`` (date, cores, load before), ``load_after``, ``config`` (scale,
+    sizes, batches, parameter count), ``steps`` (per mode: ``ms`` quartiles per step,
+    ``images_per_op``, ``images_per_s``, ``samples_ms``), ``ratio`` (quartiles of the
+    per-round joint / (seg_only + clf_only)), ``images_per_s`` (joint step),
+    ``separate_images_per_s`` (the same images through the two single-agent steps),
+    ``all_finite`` (no loss became NaN/Inf).
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if steps_per_round < 1:
+        raise ValueError(f"steps_per_round must be >= 1, got {steps_per_round}")
+    machine = machine_info()
+    with tempfile.TemporaryDirectory(prefix="step_cost_") as model_dir:
+        config = step_config(scale, input_size=input_size, seg_batch=seg_batch,
+                             batch_ratio=batch_ratio, jit_compile=jit_compile,
+                             model_dir=model_dir)
+        bench = build_step_bench(config)
+        logging.info("step_cost: %d parameters; warming up (tracing) %s", bench.num_params,
+                     ", ".join(MODES))
+        warm_up(bench, warmup_steps)
+        cases = [step_case(bench, mode, steps_per_round) for mode in MODES]
+        samples = run_interleaved(cases, rounds, on_round)
+        result = {"machine": machine, "config": describe_config(bench, scale),
+                  "rounds": rounds, "steps_per_round": steps_per_round,
+                  **step_cost_summary(samples, cases), "all_finite": bench.all_finite()}
+    result["images_per_s"] = result["steps"]["joint"]["images_per_s"]
+    result["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+def format_step_cost(result: dict) -> str:
+    """The results as a printable table plus the ratio line."""
+    steps, cfg = result["steps"], result["config"]
+    rows = []
+    for mode in MODES:
+        s = steps[mode]
+        rows.append([mode, int(s["images_per_op"]), s["ms"]["median"],
+                     f"{s['ms']['q1']:.3g}-{s['ms']['q3']:.3g}", s["images_per_s"]])
+    separate_ms = steps["seg_only"]["ms"]["median"] + steps["clf_only"]["ms"]["median"]
+    rows.append(["seg_only + clf_only", int(steps["joint"]["images_per_op"]), separate_ms, "",
+                 result["separate_images_per_s"]])
+    ratio = result["ratio"]
+    header = (f"step_cost: scale={cfg['scale']} input {cfg['input_size']} px, clf batch "
+              f"{cfg['clf_batch']} + seg batch {cfg['seg_batch']} (ratio {cfg['batch_ratio']}), "
+              f"{cfg['num_params'] / 1e6:.2f} M params, jit_compile={cfg['jit_compile']}, "
+              f"{result['rounds']} rounds x {result['steps_per_round']} steps")
+    lines = [header, describe_machine(result["machine"], result.get("load_after")), "",
+             format_table(["step", "images/step", "ms/step (median)", "IQR ms", "images/s"],
+                          rows), "",
+             f"joint / (seg_only + clf_only) = {ratio['median']:.3f} (median of per-round "
+             f"ratios, IQR {ratio['q1']:.3f}-{ratio['q3']:.3f})",
+             f"joint step: {result['images_per_s']:.1f} images/s"]
+    if not result["all_finite"]:
+        lines.append("note: a loss became NaN/Inf during the benchmark (timings still valid)")
+    return "\n".join(lines)
+
+
+# --- command line ----------------------------------------------------------------------
+
+def define_step_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Flags shared with ``input_pipeline.py``: which model, sizes and batches."""
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_enum("scale", "small", list(SCALES), "Model/batch config of "
+                      "experiments.scales.", **fv)
+    flags.DEFINE_integer("input_size", 0, "Input side in px; 0 = the scale's.", lower_bound=0,
+                         **fv)
+    flags.DEFINE_integer("seg_batch", 0, "Segmentation batch; 0 = the scale's.", lower_bound=0,
+                         **fv)
+    flags.DEFINE_integer("batch_ratio", 0, "Classifier batch = seg batch x this; 0 = the "
+                         "scale's (paper 32).", lower_bound=0, **fv)
+    flags.DEFINE_bool("jit_compile", False, "XLA-compile the step.", **fv)
+    flags.DEFINE_integer("warmup_steps", 2, "Untimed steps per mode before timing (tracing).",
+                         lower_bound=1, **fv)
+    flags.DEFINE_string("output_json", "", "Also write the results dict here.", **fv)
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    define_step_flags(flag_values)
+    flags.DEFINE_integer("rounds", 5, "Interleaved rounds.", lower_bound=1,
+                         flag_values=flag_values)
+    flags.DEFINE_integer("steps_per_round", 3, "Steps of each mode per round.", lower_bound=1,
+                         flag_values=flag_values)
+
+
+def write_json(path: str, result: dict) -> None:
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+        print(f"results written to {path}")
+
+
+def log_round(r: int, seconds: Dict[str, float]) -> None:
+    logging.info("round %d: %s", r + 1, ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items()))
+
+
+def main(argv: List[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    f = flags.FLAGS
+    result = measure_step_cost(f.scale, input_size=f.input_size, seg_batch=f.seg_batch,
+                               batch_ratio=f.batch_ratio, rounds=f.rounds,
+                               steps_per_round=f.steps_per_round, jit_compile=f.jit_compile,
+                               warmup_steps=f.warmup_steps, on_round=log_round)
+    print(format_step_cost(result))
+    write_json(f.output_json, result)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

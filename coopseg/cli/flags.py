@@ -1,0 +1,98 @@
+"""absl flags shared by the CLIs: pick an experiment config, then override its fields.
+
+Named flags cover what researchers change most; ``--set=path=value`` (repeatable)
+reaches any other field, e.g. ``--set=train.seg.weight_decay=5e-4``. A flag left at
+its default (None) does not touch the experiment's value.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+from absl import flags
+
+from coopseg.config import ConfigError, ExperimentConfig, override
+from experiments.registry import SCALES, get_experiment
+
+FLAGS = flags.FLAGS
+
+# flag name -> dotted config field it overrides
+FIELD_FLAGS: Dict[str, str] = {
+    "model_dir": "train.model_dir",
+    "steps": "train.steps",
+    "mode": "train.mode",
+    "seed": "train.seed",
+    "lr_ratio": "train.lr_ratio",
+    "batch_ratio": "train.batch_ratio",
+    "seg_learning_rate": "train.seg.learning_rate",
+    "seg_batch_size": "train.seg.batch_size",
+    "eval_every": "train.eval_every",
+    "checkpoint_every": "train.checkpoint_every",
+    "jit_compile": "train.jit_compile",
+    "init_encoder_from": "train.init_encoder_from",
+    "pag_mode": "model.pag_mode",
+    "input_size": "model.input_size",
+    "graded_format": "data.graded_format",
+    "graded_train": "data.graded_train",
+    "graded_val": "data.graded_val",
+    "masks_format": "data.masks_format",
+    "masks_train": "data.masks_train",
+    "masks_val": "data.masks_val",
+    "clf_true_label_fraction": "data.clf_true_label_fraction",
+    "affine": "data.affine",
+    "skip_bad_images": "data.skip_bad_images",
+}
+
+_defined = False
+
+
+def define_experiment_flags() -> None:
+    """Define the experiment flags once (several CLIs share this module)."""
+    global _defined
+    if _defined:
+        return
+    _defined = True
+    flags.DEFINE_string("experiment", "demo", "Experiment config in experiments/ (see --helpfull).")
+    flags.DEFINE_enum("scale", "small", SCALES, "Size of the experiment: paper | small | tiny.")
+    flags.DEFINE_multi_string("set", [], "Override any config field: --set=train.seg.momentum=0.95")
+    flags.DEFINE_string("model_dir", None, "Run directory (checkpoints, logs, metrics, export).")
+    flags.DEFINE_integer("steps", None, "Training steps (both agents step once per step).")
+    flags.DEFINE_enum("mode", None, ["joint", "seg_only", "clf_only"], "Which agents train.")
+    flags.DEFINE_integer("seed", None, "Seed of data order, augmentation and init.")
+    flags.DEFINE_float("lr_ratio", None, "Classifier LR / segmentation LR (paper: 30).")
+    flags.DEFINE_integer("batch_ratio", None, "Classifier batch / segmentation batch (paper: 32).")
+    flags.DEFINE_float("seg_learning_rate", None, "Segmentation agent's initial LR.")
+    flags.DEFINE_integer("seg_batch_size", None, "Segmentation agent's batch size.")
+    flags.DEFINE_integer("eval_every", None, "Validate every N steps.")
+    flags.DEFINE_integer("checkpoint_every", None, "Checkpoint every N steps.")
+    flags.DEFINE_bool("jit_compile", None, "XLA-compile the step (slower on CPU).")
+    flags.DEFINE_string("init_encoder_from", None, "Two-step init: a trained classifier's run dir.")
+    flags.DEFINE_enum("pag_mode", None, ["none", "concat", "gated"], "Partial attention gate mode.")
+    flags.DEFINE_integer("input_size", None, "Model input size (divisible by 2**(levels+1)).")
+    flags.DEFINE_string("graded_format", None, "eyepacs | aptos | idrid | tfrecord")
+    flags.DEFINE_string("graded_train", None, "Graded (classification) training data.")
+    flags.DEFINE_string("graded_val", None, "Graded validation data.")
+    flags.DEFINE_string("masks_format", None, "generic | idrid | voc | tfrecord")
+    flags.DEFINE_string("masks_train", None, "Mask-annotated (segmentation) training data.")
+    flags.DEFINE_string("masks_val", None, "Mask-annotated validation data.")
+    flags.DEFINE_float("clf_true_label_fraction", None,
+                       "Partial random labels: fraction of grades kept true (paper: 0.2).")
+    flags.DEFINE_bool("affine", None, "TEFLA affine augmentation (rotation/zoom/shear/shift).")
+    flags.DEFINE_bool("skip_bad_images", None, "Skip (count, log) unreadable images; "
+                      "--noskip_bad_images makes any bad image an error.")
+
+
+def config_from_flags() -> ExperimentConfig:
+    """The chosen experiment with every given flag applied, validated."""
+    config = get_experiment(FLAGS.experiment, FLAGS.scale)
+    for flag_name, field_path in FIELD_FLAGS.items():
+        value = FLAGS[flag_name].value
+        if value is not None:
+            override(config, field_path, value)
+    for item in FLAGS.set:
+        if "=" not in item:
+            raise ConfigError(f"--set={item!r}: expected field.path=value")
+        path, value = item.split("=", 1)
+        override(config, path.strip(), value.strip())
+    if FLAGS.model_dir is None:
+        override(config, "train.model_dir", f"runs/{config.name}")
+    return config.validate()

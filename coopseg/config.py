@@ -1,0 +1,341 @@
+"""Typed configuration for coopseg: models, data, the two agents, and training.
+
+Configs are plain dataclasses so an experiment is data (see ``experiments/``) and
+absl flags at the edge only override fields (see ``coopseg/cli/flags.py``).
+Defaults are the paper's setup where the paper states it (224 px input, lr ratio
+30, batch ratio 32, Nesterov momentum 0.9, polynomial decay); everything the
+paper leaves open is documented in WORKSPACE.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional, Tuple
+
+# The paper's mask set (Sec. III): background + five pathological features + artifacts.
+LESION_CLASSES: Tuple[str, ...] = (
+    "background",
+    "hard_exudate",
+    "soft_exudate",
+    "haemorrhage",
+    "microaneurysm",
+    "drusen",
+    "artifact",
+)
+# Where binary masks overlap, the first class in this list wins. Small, rare lesions
+# come first so a microaneurysm drawn inside a haemorrhage or an exudate patch is kept.
+LESION_PRIORITY: Tuple[str, ...] = (
+    "microaneurysm",
+    "haemorrhage",
+    "hard_exudate",
+    "soft_exudate",
+    "drusen",
+    "artifact",
+)
+NUM_GRADES = 5
+IGNORE_LABEL = 255
+
+PAG_MODES = ("none", "concat", "gated")
+TRAIN_MODES = ("joint", "seg_only", "clf_only")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and the problem."""
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the JointSeg model (encoder M, classifier C, decoder S)."""
+
+    input_size: int = 224
+    num_grades: int = NUM_GRADES
+    num_seg_classes: int = len(LESION_CLASSES)
+    stem_filters: int = 32
+    # One entry per resolution level of the encoder (paper Fig. 5): filters and the
+    # number of cascaded residual inception blocks at that level.
+    encoder_filters: Tuple[int, ...] = (32, 64, 128, 256)
+    encoder_blocks: Tuple[int, ...] = (1, 1, 2, 2)
+    classifier_filters: int = 256
+    classifier_blocks: int = 2
+    # Filters of the decoder level that upsamples to each encoder level, deepest first.
+    # Empty means "mirror the encoder" (encoder_filters reversed, then stem_filters // 2).
+    decoder_filters: Tuple[int, ...] = ()
+    decoder_block: str = "residual_inception"  # or "conv" (3x3 conv-BN-ReLU)
+    pag_mode: str = "gated"
+    use_5x5: bool = False  # GoogLeNet 5x5 branch; False = two stacked 3x3 (same field)
+    classifier_dropout: float = 0.2
+    # Scales the VGG widths of the FCN-8s / VGG-16 baselines (1.0 = the published nets).
+    vgg_width_multiplier: float = 1.0
+    bn_momentum: float = 0.99
+    bn_epsilon: float = 1e-3
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.encoder_filters)
+
+    def resolved_decoder_filters(self) -> Tuple[int, ...]:
+        """Filters of each upsampling step, from the deepest (encoder output) up."""
+        if self.decoder_filters:
+            return tuple(self.decoder_filters)
+        return tuple(reversed(self.encoder_filters)) + (max(8, self.stem_filters // 2),)
+
+    def validate(self) -> None:
+        if len(self.encoder_filters) != len(self.encoder_blocks):
+            raise ConfigError(
+                f"model.encoder_filters has {len(self.encoder_filters)} levels but "
+                f"model.encoder_blocks has {len(self.encoder_blocks)}; they must match")
+        if not self.encoder_filters:
+            raise ConfigError("model.encoder_filters must name at least one level")
+        # stem (/2) + one stride-2 conv per level: the decoder's 2x transposed convs
+        # only land exactly on the encoder sizes if every downsampling divides evenly.
+        factor = 2 ** (self.num_levels + 1)
+        if self.input_size % factor:
+            raise ConfigError(
+                f"model.input_size={self.input_size} must be divisible by {factor} "
+                f"(2 ** (levels + 1) for {self.num_levels} encoder levels)")
+        if len(self.resolved_decoder_filters()) != self.num_levels + 1:
+            raise ConfigError(
+                f"model.decoder_filters needs {self.num_levels + 1} entries "
+                f"(one per upsampling step), got {len(self.decoder_filters)}")
+        if self.pag_mode not in PAG_MODES:
+            raise ConfigError(f"model.pag_mode={self.pag_mode!r}; choose one of {PAG_MODES}")
+        if self.decoder_block not in ("residual_inception", "conv"):
+            raise ConfigError(
+                f"model.decoder_block={self.decoder_block!r}; choose residual_inception or conv")
+        if self.num_grades < 2 or self.num_seg_classes < 2:
+            raise ConfigError("model.num_grades and model.num_seg_classes must be >= 2")
+        for name in ("stem_filters", "classifier_filters", "classifier_blocks"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be >= 1")
+        if not 0.0 <= self.classifier_dropout < 1.0:
+            raise ConfigError("model.classifier_dropout must be in [0, 1)")
+
+
+@dataclass
+class AgentConfig:
+    """Optimiser of one agent: SGD + Nesterov momentum with polynomial LR decay (TEFLA)."""
+
+    learning_rate: float = 0.01
+    end_learning_rate: float = 1e-5
+    decay_power: float = 1.0  # TEFLA's PolyDecayPolicy default power
+    warmup_steps: int = 0
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4  # L2 on conv/dense kernels, added to this agent's loss
+    batch_size: int = 2
+    clipnorm: Optional[float] = None
+
+    def validate(self, name: str) -> None:
+        if self.learning_rate <= 0:
+            raise ConfigError(f"{name}.learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.end_learning_rate <= self.learning_rate:
+            raise ConfigError(f"{name}.end_learning_rate must be in [0, learning_rate]")
+        if self.batch_size < 1:
+            raise ConfigError(f"{name}.batch_size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"{name}.momentum must be in [0, 1)")
+        if self.weight_decay < 0 or self.warmup_steps < 0 or self.decay_power <= 0:
+            raise ConfigError(f"{name}: weight_decay, warmup_steps >= 0 and decay_power > 0")
+
+
+@dataclass
+class DataConfig:
+    """Where the two agents' data come from, and the paper's preprocessing (DESIGN §3).
+
+    ``graded_*`` feeds the classifier agent (image -> grade); ``masks_*`` feeds the
+    segmentation agent (image -> class-index mask). ``format`` names the on-disk layout
+    (see ``data_pipelines.datasets``); ``synthetic`` generates the embedded fundus set.
+    """
+
+    graded_format: str = "eyepacs"  # eyepacs | aptos | idrid | tfrecord
+    graded_train: str = ""
+    graded_val: str = ""
+    masks_format: str = "generic"  # generic | idrid | voc | tfrecord
+    masks_train: str = ""
+    masks_val: str = ""
+    class_names: Tuple[str, ...] = LESION_CLASSES
+    mask_priority: Tuple[str, ...] = LESION_PRIORITY
+    resize_size: int = 256  # paper: resize to 256 then random crop 224
+    # Paper augmentation (Sec. III): flips, random padding, colour jitter (clf only).
+    flip: bool = True
+    random_pad: int = 16
+    color_jitter: bool = True
+    affine: bool = False  # TEFLA rotation/zoom/shear/translation via tfa.image.transform
+    # Partial random labels (Sec. II-C): fraction of classification labels kept true.
+    clf_true_label_fraction: float = 1.0
+    skip_bad_images: bool = True  # count + log unreadable images instead of failing
+    shuffle_buffer: int = 1024
+    cache: bool = False
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not 0.0 <= self.clf_true_label_fraction <= 1.0:
+            raise ConfigError("data.clf_true_label_fraction must be in [0, 1]")
+        if self.resize_size < 8 or self.random_pad < 0:
+            raise ConfigError("data.resize_size must be >= 8 and data.random_pad >= 0")
+        if len(self.class_names) < 2:
+            raise ConfigError("data.class_names needs background plus at least one class")
+
+
+@dataclass
+class TrainConfig:
+    """The cooperative run: which agents train, for how long, and where output goes."""
+
+    mode: str = "joint"  # joint | seg_only | clf_only
+    steps: int = 20000
+    # Paper Sec. III: classifier LR is 30x and its batch 32x the segmentation agent's.
+    lr_ratio: float = 30.0
+    batch_ratio: int = 32
+    seg: AgentConfig = field(default_factory=lambda: AgentConfig(learning_rate=1e-3, batch_size=1))
+    # learning_rate / batch_size of ``clf`` are derived from ``seg`` x ratios unless
+    # ``derive_clf_from_ratios`` is False (the baselines train a classifier alone).
+    clf: AgentConfig = field(default_factory=AgentConfig)
+    derive_clf_from_ratios: bool = True
+    model_dir: str = "runs/default"
+    log_every: int = 20
+    eval_every: int = 500
+    eval_batches: int = 0  # 0 = the whole validation set
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    image_summaries: int = 3
+    seed: int = 0
+    jit_compile: bool = False  # measured slower on CPU (DESIGN §0)
+    mixed_precision: str = ""  # "" | mixed_float16 | mixed_bfloat16
+    strategy: str = "default"  # default | mirrored | multi_worker
+    init_encoder_from: str = ""  # checkpoint dir of a trained classifier (two-step)
+    # Segmentation loss weighting: "none" is the paper's plain softmax cross-entropy.
+    seg_class_weighting: str = "none"  # none | inverse_sqrt_frequency | median_frequency
+    seg_class_weight_max: float = 50.0
+
+    def clf_agent(self) -> AgentConfig:
+        """The classifier agent's optimiser config with the paper's ratios applied."""
+        if not self.derive_clf_from_ratios:
+            return self.clf
+        return dataclasses.replace(
+            self.clf,
+            learning_rate=self.seg.learning_rate * self.lr_ratio,
+            end_learning_rate=self.seg.end_learning_rate * self.lr_ratio,
+            batch_size=self.seg.batch_size * self.batch_ratio,
+        )
+
+    def validate(self) -> None:
+        if self.mode not in TRAIN_MODES:
+            raise ConfigError(f"train.mode={self.mode!r}; choose one of {TRAIN_MODES}")
+        if self.steps < 1:
+            raise ConfigError(f"train.steps must be >= 1, got {self.steps}")
+        if self.lr_ratio <= 0 or self.batch_ratio < 1:
+            raise ConfigError("train.lr_ratio must be > 0 and train.batch_ratio >= 1")
+        for name in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1")
+        self.seg.validate("train.seg")
+        self.clf_agent().validate("train.clf")
+        if self.mixed_precision not in ("", "mixed_float16", "mixed_bfloat16"):
+            raise ConfigError(f"train.mixed_precision={self.mixed_precision!r}")
+        if self.seg_class_weighting not in ("none", "inverse_sqrt_frequency", "median_frequency"):
+            raise ConfigError(f"train.seg_class_weighting={self.seg_class_weighting!r}; choose "
+                              "none, inverse_sqrt_frequency or median_frequency")
+        if self.strategy not in ("default", "mirrored", "multi_worker", "tpu"):
+            raise ConfigError(f"train.strategy={self.strategy!r}")
+
+
+@dataclass
+class DecoupledConfig:
+    """DecoupledNet (Hong et al. 2015, DESIGN §2). Image size is ``model.input_size``,
+    image-level classes are ``data.class_names[1:]``."""
+
+    width_multiplier: float = 1.0  # VGG-16 widths x this (1.0 = the paper)
+    fc_units: int = 4096
+    bridge_filters: int = 512
+    score_threshold: float = 0.5  # classes scored at least this are segmented at inference
+    dropout: float = 0.5
+    strong_per_class: int = 0  # N strong (pixel) annotations per class; 0 = all
+    classifier_run: str = ""  # stage 2: run dir of the stage-1 classifier
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything one run needs. ``method`` picks the model family."""
+
+    name: str = "jointseg"
+    method: str = "jointseg"  # jointseg | fcn8s | inception_unet | vgg19 | inceptionv3 | decouplednet
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decoupled: DecoupledConfig = field(default_factory=DecoupledConfig)
+
+    def validate(self) -> "ExperimentConfig":
+        self.model.validate()
+        self.data.validate()
+        self.train.validate()
+        if len(self.data.class_names) != self.model.num_seg_classes:
+            raise ConfigError(
+                f"data.class_names has {len(self.data.class_names)} classes but "
+                f"model.num_seg_classes={self.model.num_seg_classes}")
+        return self
+
+
+def to_dict(config: Any) -> dict:
+    """A JSON-friendly dict of a config (tuples become lists)."""
+    return dataclasses.asdict(config)
+
+
+def override(config: Any, dotted: str, value: Any) -> None:
+    """Set ``config.a.b = value`` from a dotted path, coercing to the field's type.
+
+    Raises ConfigError naming the path when it does not exist or cannot be coerced.
+    """
+    *parents, leaf = dotted.split(".")
+    target = config
+    for part in parents:
+        if not dataclasses.is_dataclass(target) or not hasattr(target, part):
+            raise ConfigError(f"unknown config field {dotted!r}")
+        target = getattr(target, part)
+    if not dataclasses.is_dataclass(target) or leaf not in {f.name for f in dataclasses.fields(target)}:
+        raise ConfigError(f"unknown config field {dotted!r}")
+    current = getattr(target, leaf)
+    setattr(target, leaf, _coerce(dotted, current, value))
+
+
+def _coerce(path: str, current: Any, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        if isinstance(current, bool):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if isinstance(current, int):
+            return int(value)
+        if isinstance(current, float) or current is None:
+            return float(value)
+        if isinstance(current, tuple):
+            items = [v.strip() for v in value.split(",") if v.strip()]
+            if current and isinstance(current[0], int):
+                return tuple(int(v) for v in items)
+            return tuple(items)
+    except ValueError as err:
+        raise ConfigError(f"cannot set {path}={value!r}: expected {type(current).__name__}") from err
+    return value
+
+
+def from_dict(data: dict) -> ExperimentConfig:
+    """Inverse of ``to_dict`` (e.g. a run's ``config.json``); lists become tuples."""
+    def build(cls, values: dict):
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in values:
+                continue
+            value = values[f.name]
+            sub = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig,
+                   "seg": AgentConfig, "clf": AgentConfig,
+                   "decoupled": DecoupledConfig}.get(f.name)
+            if sub is not None and isinstance(value, dict):
+                value = build(sub, value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            kwargs[f.name] = value
+        return cls(**kwargs)
+    return build(ExperimentConfig, data)

@@ -1,0 +1,245 @@
+"""DecoupledNet (Hong, Noh & Han 2015): decoupled classification and segmentation nets.
+
+Three parts (paper Sec. 2.1, DESIGN §2): a VGG-16 classification network with a
+multi-label sigmoid head; bridging layers (``bridging.py``) that turn pool5 and the
+class-specific saliency of one class l into g_l; and a DeconvNet-style segmentation
+network that unpools g_l back to the input size with the classifier's own pooling
+switches (``unpooling.py``) and predicts a 2-channel background/foreground mask of l.
+
+Training is decoupled (Sec. 2.2); the trainer wires it as:
+
+    classifier = build_decouplednet_classifier(cfg)                  # stage 1
+    loss = multilabel_classification_loss(labels, classifier(x, training=True))
+    # ... minimise over classifier.trainable_weights on image-level labels.
+    segmenter = build_decouplednet_segmenter(cfg, classifier)        # stage 2
+    logits = segmenter([x, class_index], training=True)              # one (image, class) pair
+    loss = foreground_segmentation_loss(class_targets(label_map, class_index), logits)
+    # ... minimise over segmenter.trainable_weights (bridge + deconv only).
+    model = DecoupledNetInference(classifier, segmenter, cfg)        # predict / export
+
+Deviation: the paper starts from ImageNet-pretrained VGG-16. Nothing may be
+downloaded here, so the classifier trains from scratch, with BatchNorm after every
+conv (``batch_norm``) to make that feasible.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Dict, Sequence, Tuple, Union
+
+import tensorflow as tf
+
+from coopseg.config import IGNORE_LABEL, LESION_CLASSES, ConfigError
+from coopseg.models.bridging import FrozenClassifierFeatures, bridging_layers
+from coopseg.models.unpooling import MaxPoolWithArgmax, MaxUnpooling2D
+
+layers = tf.keras.layers
+
+VGG16_BLOCK_CONVS: Tuple[int, ...] = (2, 2, 3, 3, 3)
+VGG16_WIDTHS: Tuple[int, ...] = (64, 128, 256, 512, 512)
+
+
+# ----------------------------------------------------------------------------- config
+@dataclass
+class DecoupledNetConfig:
+    """Shape of DecoupledNet. Defaults are the paper's (VGG-16, fc 4096, 320 crops)."""
+
+    input_size: int = 320  # the authors' recipe: random 320 crops of 350 px images
+    num_classes: int = len(LESION_CLASSES) - 1  # image-level classes, background excluded
+    width_multiplier: float = 1.0  # scales the VGG-16 widths 64..512; tests use 1/16
+    fc_units: int = 4096  # fc6 / fc7 width
+    bridge_filters: int = 512  # channels of g_l
+    score_threshold: float = 0.5  # a class is segmented when its sigmoid score >= this
+    dropout: float = 0.5  # after fc6 and fc7, as VGG-16
+    batch_norm: bool = True  # BN after convs; see the module docstring
+
+    def vgg_widths(self) -> Tuple[int, ...]:
+        """Widths of the five VGG-16 blocks after the width multiplier (at least 1)."""
+        return tuple(max(1, round(w * self.width_multiplier)) for w in VGG16_WIDTHS)
+
+    def validate(self) -> "DecoupledNetConfig":
+        if self.input_size < 32 or self.input_size % 32:
+            raise ConfigError(f"decouplednet.input_size={self.input_size} must be a positive "
+                              "multiple of 32 (five 2x2 poolings, unpooled exactly)")
+        if self.num_classes < 1:
+            raise ConfigError(f"decouplednet.num_classes must be >= 1, got {self.num_classes}")
+        for name in ("fc_units", "bridge_filters"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"decouplednet.{name} must be >= 1, got {getattr(self, name)}")
+        if self.width_multiplier <= 0:
+            raise ConfigError("decouplednet.width_multiplier must be > 0")
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ConfigError("decouplednet.score_threshold must be in [0, 1]")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError("decouplednet.dropout must be in [0, 1)")
+        return self
+
+
+# ----------------------------------------------------------------------------- layers
+def _conv_bn_relu(x: tf.Tensor, filters: int, name: str, *, batch_norm: bool,
+                  transpose: bool = False) -> tf.Tensor:
+    """3x3 (de)convolution, stride 1, 'same' -> optional BN -> ReLU."""
+    conv = layers.Conv2DTranspose if transpose else layers.Conv2D
+    x = conv(filters, 3, padding="same", use_bias=not batch_norm,
+             kernel_initializer="he_normal", name=name)(x)
+    if batch_norm:
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def deconvolution_network(g: tf.Tensor, switches: Sequence[tf.Tensor],
+                          cfg: DecoupledNetConfig) -> tf.Tensor:
+    """DeconvNet's mirror of VGG-16: g_l -> [B, H, W, 2] background/foreground logits.
+
+    ``fc6_deconv`` maps g_l to pool5's width (unpooling needs the switches' channel
+    count); then per block 5..1: unpool with that block's switches, and its 3x3
+    deconvolutions at the block's width, the last one narrowing to the width of the
+    block above (512-512-512 | 512-512-256 | 256-256-128 | 128-64 | 64-64).
+    """
+    widths = cfg.vgg_widths()
+    x = _conv_bn_relu(g, widths[4], "fc6_deconv", batch_norm=cfg.batch_norm, transpose=True)
+    for block in range(5, 0, -1):
+        x = MaxUnpooling2D(name=f"unpool{block}")([x, switches[block - 1]])
+        convs = VGG16_BLOCK_CONVS[block - 1]
+        for i in range(1, convs + 1):
+            last = i == convs and block > 1
+            x = _conv_bn_relu(x, widths[block - 2] if last else widths[block - 1],
+                              f"deconv{block}_{i}", batch_norm=cfg.batch_norm, transpose=True)
+    return layers.Conv2D(2, 1, dtype="float32", name="seg_score")(x)  # float32 logits
+
+
+# ----------------------------------------------------------------------------- models
+def build_decouplednet_classifier(cfg: DecoupledNetConfig) -> tf.keras.Model:
+    """VGG-16 classification network: standardised image [B, S, S, 3] -> logits [B, L].
+
+    Pools are ``MaxPoolWithArgmax`` (``block{k}_pool``) so the segmenter can reuse
+    their switches; fc6 is a Dense layer on the flattened pool5 (the bridge
+    back-propagates through fc8 -> fc7 -> fc6). fc6/fc7/fc8 are pre-activation Dense
+    layers followed by ``fc6_relu`` etc. Scores are ``sigmoid(logits)``: multi-label.
+    """
+    cfg.validate()
+    image = layers.Input((cfg.input_size, cfg.input_size, 3), name="image")
+    x = image
+    for block, (convs, width) in enumerate(zip(VGG16_BLOCK_CONVS, cfg.vgg_widths()), start=1):
+        for i in range(1, convs + 1):
+            x = _conv_bn_relu(x, width, f"block{block}_conv{i}", batch_norm=cfg.batch_norm)
+        x, _ = MaxPoolWithArgmax(name=f"block{block}_pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for name in ("fc6", "fc7"):
+        x = layers.Dense(cfg.fc_units, name=name)(x)
+        x = layers.Activation("relu", name=f"{name}_relu")(x)
+        x = layers.Dropout(cfg.dropout, name=f"{name}_dropout")(x)
+    # float32 logits also under a mixed-precision policy (numerically safe losses).
+    logits = layers.Dense(cfg.num_classes, dtype="float32", name="fc8")(x)
+    return tf.keras.Model(image, logits, name="decouplednet_classifier")
+
+
+def build_decouplednet_segmenter(cfg: DecoupledNetConfig,
+                                 classifier: tf.keras.Model) -> tf.keras.Model:
+    """Bridging + deconvolution network on top of a frozen ``classifier``.
+
+    Inputs: ``image`` [B, S, S, 3] and ``class_index`` int32 [B] (the class l to
+    segment in each image; 0-based, background excluded). Output: [B, S, S, 2]
+    background/foreground logits for that class. ``trainable_weights`` holds only
+    the bridging and deconvolution layers; the classifier runs with training=False
+    (frozen BN statistics, no dropout) and its weights are non-trainable here.
+    """
+    cfg.validate()
+    image = layers.Input((cfg.input_size, cfg.input_size, 3), name="image")
+    class_index = layers.Input((), dtype=tf.int32, name="class_index")
+    feats = FrozenClassifierFeatures(classifier, name="frozen_classifier")([image, class_index])
+    g = bridging_layers(feats["pool5"], feats["class_saliency"], cfg.bridge_filters)
+    logits = deconvolution_network(g, feats["switches"], cfg)
+    return tf.keras.Model([image, class_index], logits, name="decouplednet_segmenter")
+
+
+# ----------------------------------------------------------------------------- inference
+def combine_class_masks(scores: tf.Tensor, fg_probs: tf.Tensor,
+                        threshold: Union[float, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Per-class masks -> one label map (paper Sec. 2.1: argmax over the classes' masks).
+
+    Args:
+      scores: [B, L] sigmoid class scores. fg_probs: [B, L, H, W] foreground
+        probability of each class's 2-channel mask. threshold: classes with
+        score >= threshold are "identified"; the others are ignored.
+    Returns:
+      ``class_probs`` [B, L+1, H, W]: channel 0 is the background probability of the
+      winning class (1 - its foreground probability; 1 where no class is
+      identified), channel l+1 the foreground probability of class l (0 when not
+      identified). ``class_map`` int32 [B, H, W]: l+1 where the identified class l
+      with the highest foreground probability beats its own background, else 0.
+    """
+    identified = tf.cast(scores >= threshold, fg_probs.dtype)[:, :, None, None]
+    fg = fg_probs * identified
+    best_fg = tf.reduce_max(fg, axis=1)
+    best_class = tf.argmax(fg, axis=1, output_type=tf.int32) + 1
+    background = 1.0 - best_fg
+    class_map = tf.where(best_fg > background, best_class, tf.zeros_like(best_class))
+    return {"class_probs": tf.concat([background[:, None], fg], axis=1), "class_map": class_map}
+
+
+class DecoupledNetInference(tf.Module):
+    """Classifier + segmenter as one exportable ``predict(images)`` (tf.saved_model.save).
+
+    ``predict`` returns ``class_scores`` [B, L], ``class_probs`` [B, L+1, H, W] and
+    ``class_map`` int32 [B, H, W] (see ``combine_class_masks``). It runs the segmenter
+    for every (image, class) pair at once, the images repeated L times, and masks
+    out classes below the threshold afterwards: no data-dependent control flow, so
+    it traces, exports and batches well, at the cost of L segmenter passes (and L
+    classifier passes inside them) per image even when few classes are present.
+    """
+
+    def __init__(self, classifier: tf.keras.Model, segmenter: tf.keras.Model,
+                 cfg: DecoupledNetConfig):
+        super().__init__(name="decouplednet_inference")
+        # The module tracks the models' variables, not the Keras models: saving then
+        # traces ``predict`` alone instead of Keras' per-layer serialisation of both
+        # models, which a server never uses and which made export several times slower.
+        unique = {id(v): v for v in classifier.weights + segmenter.weights}
+        self.model_variables = list(unique.values())
+        spec = tf.TensorSpec([None, cfg.input_size, cfg.input_size, 3], tf.float32, name="images")
+        self.predict = tf.function(
+            functools.partial(_predict_all_classes, classifier, segmenter, cfg.num_classes,
+                              float(cfg.score_threshold)),
+            input_signature=[spec])
+
+
+def _predict_all_classes(classifier: tf.keras.Model, segmenter: tf.keras.Model,
+                         num_classes: int, threshold: float,
+                         images: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """The body of ``DecoupledNetInference.predict``: all L classes of every image at once."""
+    scores = tf.sigmoid(classifier(images, training=False))
+    batch, size = tf.shape(images)[0], tf.shape(images)[1:3]
+    # Pair order is image-major, so reshaping [B * L, ...] -> [B, L, ...] is exact.
+    pair_images = tf.repeat(images, num_classes, axis=0)
+    pair_classes = tf.tile(tf.range(num_classes, dtype=tf.int32), [batch])
+    fg = tf.nn.softmax(segmenter([pair_images, pair_classes], training=False), axis=-1)[..., 1]
+    fg = tf.reshape(fg, tf.concat([[batch, num_classes], size], axis=0))
+    return {"class_scores": scores, **combine_class_masks(scores, fg, threshold)}
+
+
+# ----------------------------------------------------------------------------- losses
+def multilabel_classification_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Stage 1: mean sigmoid cross-entropy of multi-hot image labels [B, L] (e_c, Sec. 2.1)."""
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=tf.cast(labels, logits.dtype), logits=logits))
+
+
+def class_targets(label_map: tf.Tensor, class_index: tf.Tensor) -> tf.Tensor:
+    """Binary mask z^l of class l from a class-index map (0 = background, l+1 = class l).
+
+    ``IGNORE_LABEL`` pixels stay ignored. label_map [B, H, W], class_index [B].
+    """
+    label_map = tf.cast(label_map, tf.int32)
+    fg = tf.cast(tf.equal(label_map, tf.cast(class_index, tf.int32)[:, None, None] + 1), tf.int32)
+    return tf.where(tf.equal(label_map, IGNORE_LABEL), IGNORE_LABEL, fg)
+
+
+def foreground_segmentation_loss(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Stage 2: softmax cross-entropy of 2-channel logits vs z^l, ignoring IGNORE_LABEL (e_s)."""
+    targets = tf.cast(targets, tf.int32)
+    valid = tf.not_equal(targets, IGNORE_LABEL)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.where(valid, targets, 0), logits=logits)
+    weights = tf.cast(valid, losses.dtype)
+    return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)

@@ -1,0 +1,75 @@
+"""Build the model system a method needs: which end-to-end models the agents train.
+
+The trainer only sees image -> logits models (``clf_model``, ``seg_model``) and the
+named parameter groups to checkpoint (``parts``), so JointSeg, the baselines and
+DecoupledNet all run through the same loop, checkpoints and export.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional
+
+import tensorflow as tf
+
+from coopseg.config import ConfigError, ExperimentConfig
+
+SEG_BASELINES = ("fcn8s", "inception_unet")
+CLF_BASELINES = ("vgg16", "vgg19", "inceptionv3")
+METHODS = ("jointseg",) + SEG_BASELINES + CLF_BASELINES
+
+
+@dataclass
+class ModelSystem:
+    """What one method contributes to training, evaluation and export."""
+
+    method: str
+    clf_model: Optional[tf.keras.Model]  # image -> grade logits
+    seg_model: Optional[tf.keras.Model]  # image -> segmentation logits
+    parts: Dict[str, tf.keras.Model] = field(default_factory=dict)  # checkpointed groups
+    # image -> {"grade_logits", "seg_logits"} in one encoder pass (export, prediction)
+    joint_model: Optional[tf.keras.Model] = None
+    # Hooks for methods that differ from "softmax grades + per-pixel softmax" (DecoupledNet).
+    # Each loss is (labels, logits, global_batch_size) -> scalar; None = the JointSeg loss.
+    clf_loss: Optional[Callable] = None
+    seg_loss: Optional[Callable] = None
+    # images -> int32 class map [B, H, W] for evaluation; None = argmax of seg_model.
+    seg_predict: Optional[Callable] = None
+    # (config, start_step, report) -> Inputs; None = coopseg.training.inputs.build_inputs.
+    build_inputs: Optional[Callable] = None
+    # () -> tf.Module with a ``serve`` or ``predict`` tf.function; None = ServingModule.
+    serving_module: Optional[Callable] = None
+    # Grade metrics need softmax grades; multi-label classifiers skip them.
+    evaluate_grades: bool = True
+
+    def require(self, mode: str) -> None:
+        """Raise ConfigError if ``mode`` needs a head this method does not have."""
+        if mode in ("joint", "clf_only") and self.clf_model is None:
+            raise ConfigError(f"method {self.method!r} has no classifier; train.mode={mode!r} "
+                              "needs one (use seg_only)")
+        if mode in ("joint", "seg_only") and self.seg_model is None:
+            raise ConfigError(f"method {self.method!r} has no segmenter; train.mode={mode!r} "
+                              "needs one (use clf_only)")
+
+
+def build_system(config: ExperimentConfig) -> ModelSystem:
+    """The models for ``config.method`` (see METHODS)."""
+    method = config.method
+    if method == "jointseg":
+        from coopseg.models.jointseg import build_jointseg
+        m = build_jointseg(config.model)
+        return ModelSystem(method, m.clf_model, m.seg_model,
+                           parts={"encoder": m.encoder, "classifier": m.classifier,
+                                  "decoder": m.decoder},
+                           joint_model=m.joint_model)
+    if method in SEG_BASELINES or method in CLF_BASELINES:
+        from coopseg.models.baselines import build_baseline
+        kwargs = ({"width_multiplier": config.model.vgg_width_multiplier}
+                  if method in ("fcn8s", "vgg16") else {})
+        model = build_baseline(method, config.model, **kwargs)
+        if method in SEG_BASELINES:
+            return ModelSystem(method, None, model, parts={method: model})
+        return ModelSystem(method, model, None, parts={method: model})
+    if method == "decouplednet":
+        from coopseg.models.decouplednet_system import build_decouplednet_system
+        return build_decouplednet_system(config)
+    raise ConfigError(f"unknown method {method!r}; choose one of {METHODS + ('decouplednet',)}")

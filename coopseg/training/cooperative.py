@@ -1,0 +1,78 @@
+"""The cooperative training step: both agents in one ``tf.function`` (paper Sec. II-A, Eq. 2).
+
+    J_clf = min_{θ1 ∪ θ2} Cost(C(M(x_clf)), y_clf)
+    J_seg = min_{θ1 ∪ θ3} Cost(S(M(x_seg)), y_seg)
+
+Step order (the paper does not say; see WORKSPACE.md): both agents compute their
+gradients from the *same* parameters, then the classifier's update and the
+segmentation agent's update are applied. The shared encoder θ1 therefore moves by
+the sum of both agents' steps, each with its own learning rate and momentum. BatchNorm
+runs in training mode in both forward passes (each agent's batch updates the
+encoder's moving statistics). ``seg_only``/``clf_only`` are the same step with one
+agent, which is what the baselines and the two-step procedure use.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import tensorflow as tf
+
+from coopseg.training.agents import Agent
+from coopseg.training.losses import l2_penalty
+
+
+def _agent_update(agent: Agent, images: tf.Tensor, labels: tf.Tensor):
+    """Forward + gradient of one agent; the update is applied by the caller."""
+    with tf.GradientTape() as tape:
+        logits = agent.model(images, training=True)
+        task_loss = agent.loss_fn(labels, logits, agent.batch_size)
+        loss = task_loss + l2_penalty(agent.variables, agent.weight_decay)
+        scaled = (agent.optimizer.get_scaled_loss(loss)
+                  if isinstance(agent.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+                  else loss)
+    grads = tape.gradient(scaled, agent.variables)
+    if isinstance(agent.optimizer, tf.keras.mixed_precision.LossScaleOptimizer):
+        grads = agent.optimizer.get_unscaled_gradients(grads)
+    return task_loss, loss, grads
+
+
+class CooperativeStep(tf.Module):
+    """One training step over whichever agents are present (joint, seg_only, clf_only).
+
+    ``all_finite`` latches to False the first time any loss is NaN/Inf, so the loop
+    can refuse to checkpoint a diverged model without syncing every step.
+    """
+
+    def __init__(self, clf_agent: Optional[Agent], seg_agent: Optional[Agent],
+                 jit_compile: bool = False):
+        super().__init__(name="cooperative_step")
+        if clf_agent is None and seg_agent is None:
+            raise ValueError("CooperativeStep needs at least one agent")
+        self.clf_agent = clf_agent
+        self.seg_agent = seg_agent
+        self.all_finite = tf.Variable(True, trainable=False, name="all_finite")
+        self._step = tf.function(self._train_step, jit_compile=jit_compile)
+
+    def __call__(self, clf_batch: Optional[Tuple[tf.Tensor, tf.Tensor]],
+                 seg_batch: Optional[Tuple[tf.Tensor, tf.Tensor]]) -> Dict[str, tf.Tensor]:
+        return self._step(clf_batch, seg_batch)
+
+    def _train_step(self, clf_batch, seg_batch) -> Dict[str, tf.Tensor]:
+        # Python-level branches: resolved once at trace time, never in the graph.
+        metrics: Dict[str, tf.Tensor] = {}
+        updates = []
+        for key, agent, batch in (("clf", self.clf_agent, clf_batch),
+                                  ("seg", self.seg_agent, seg_batch)):
+            if agent is None:
+                continue
+            task_loss, total_loss, grads = _agent_update(agent, *batch)
+            updates.append((agent, grads))
+            metrics[f"{key}_loss"] = task_loss
+            metrics[f"{key}_total_loss"] = total_loss
+        # Both gradients exist before either update is applied: simultaneous updates.
+        for agent, grads in updates:
+            agent.optimizer.apply_gradients(zip(grads, agent.variables))
+        finite = tf.reduce_all([tf.math.is_finite(v) for k, v in metrics.items()
+                                if k.endswith("total_loss")])
+        self.all_finite.assign(tf.logical_and(self.all_finite, finite))
+        return metrics

@@ -1,0 +1,238 @@
+"""The loop around the cooperative step: checkpoints, summaries, validation, progress.
+
+Resume cases (narrated in the log as they happen):
+1. ``model_dir/checkpoints`` has a checkpoint -> restore the global step, every model
+   part and both optimizers (their iteration counters drive the LR schedules, so the
+   learning rates continue exactly), then continue to ``train.steps``.
+2. No checkpoint, ``train.init_encoder_from`` set -> start at step 0 from a trained
+   classifier's encoder (the paper's two-step baseline, Table I).
+3. Otherwise -> fresh random initialisation at step 0.
+Checkpoints are atomic: TensorFlow writes the data files first and only then swaps
+the ``checkpoint`` index file (write-to-temp + rename), so an interrupted save leaves
+the previous checkpoint as the latest. A NaN/Inf loss stops the run before anything
+diverged is saved.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import tensorflow as tf
+from absl import logging
+
+from coopseg.config import ExperimentConfig, to_dict
+from coopseg.evaluation import evaluate_system
+from coopseg.models.registry import ModelSystem
+from coopseg.progress import ProgressBar
+from coopseg.training.agents import make_agent
+from coopseg.training.class_weights import (class_weights_from_frequencies,
+                                            estimate_class_frequencies, log_weights)
+from coopseg.training.cooperative import CooperativeStep
+from coopseg.training.losses import classification_loss, segmentation_loss
+from coopseg.visualize import overlay, to_display
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or Inf; the message names the step and the last good checkpoint."""
+
+
+@dataclass
+class Inputs:
+    """Batched datasets for the two agents. Train sets repeat forever."""
+
+    clf_train: Optional[tf.data.Dataset] = None
+    seg_train: Optional[tf.data.Dataset] = None
+    clf_val: Optional[tf.data.Dataset] = None
+    seg_val: Optional[tf.data.Dataset] = None
+
+
+class CooperativeTrainer:
+    """Trains a ``ModelSystem`` with one or two agents as ``config.train.mode`` says."""
+
+    def __init__(self, config: ExperimentConfig, system: ModelSystem):
+        self.config = config
+        tc = config.train
+        system.require(tc.mode)
+        self.system = system
+        self.model_dir = tc.model_dir
+        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.clf_agent = self.seg_agent = None
+        if tc.mode in ("joint", "clf_only"):
+            self.clf_agent = make_agent("clf", system.clf_model,
+                                        system.clf_model.trainable_variables, tc.clf_agent(),
+                                        tc.steps, system.clf_loss or classification_loss,
+                                        tc.mixed_precision)
+        # Per-class loss weights live in the checkpoint so a resumed run keeps them.
+        self.class_weights = tf.Variable(tf.ones([config.model.num_seg_classes]),
+                                         trainable=False, name="seg_class_weights")
+        if tc.mode in ("joint", "seg_only"):
+            weights = self.class_weights if tc.seg_class_weighting != "none" else None
+
+            def seg_loss(masks, logits, global_batch_size):
+                if system.seg_loss is not None:
+                    return system.seg_loss(masks, logits, global_batch_size)
+                return segmentation_loss(masks, logits, global_batch_size, class_weights=weights)
+
+            self.seg_agent = make_agent("seg", system.seg_model,
+                                        system.seg_model.trainable_variables, tc.seg,
+                                        tc.steps, seg_loss, tc.mixed_precision)
+        for agent in self.agents:
+            # Create slot variables now so a restore fills them immediately (not lazily).
+            agent.optimizer.build(agent.variables)
+        self.step_fn = CooperativeStep(self.clf_agent, self.seg_agent, jit_compile=tc.jit_compile)
+        trackables = dict(system.parts)
+        trackables.update({f"{a.name}_optimizer": a.optimizer for a in self.agents})
+        self.checkpoint = tf.train.Checkpoint(step=self.global_step,
+                                              seg_class_weights=self.class_weights, **trackables)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(self.model_dir, "checkpoints"),
+            max_to_keep=tc.keep_checkpoints)
+
+    @property
+    def agents(self):
+        return [a for a in (self.clf_agent, self.seg_agent) if a is not None]
+
+    # -- state -------------------------------------------------------------------------
+    def restore_or_initialize(self, init_fn: Optional[Callable[[], None]] = None) -> int:
+        """Restore the latest checkpoint if any (case 1), else run ``init_fn`` (case 2/3)."""
+        latest = self.manager.latest_checkpoint
+        if latest:
+            logging.info("Restoring from %s", latest)
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info("Resumed at step %d (lr %s)", int(self.global_step.numpy()),
+                         ", ".join(f"{a.name}={a.learning_rate():.3g}" for a in self.agents))
+        elif init_fn is not None:
+            init_fn()
+        else:
+            logging.info("No checkpoint in %s: training from random initialisation",
+                         self.manager.directory)
+        return int(self.global_step.numpy())
+
+    def save(self) -> str:
+        if not bool(self.step_fn.all_finite.numpy()):
+            raise self._diverged()
+        return self.manager.save(checkpoint_number=int(self.global_step.numpy()))
+
+    def _diverged(self) -> TrainingDiverged:
+        return TrainingDiverged(
+            f"a loss became NaN/Inf at or before step {int(self.global_step.numpy())}; "
+            f"nothing diverged was saved. Last good checkpoint: "
+            f"{self.manager.latest_checkpoint or 'none'}. Lower the learning rate "
+            "(train.seg.learning_rate, train.lr_ratio) or check the input data.")
+
+    # -- the loop ------------------------------------------------------------------------
+    def fit(self, inputs: Inputs) -> Dict[str, dict]:
+        """Train to ``train.steps``; returns the last validation metrics."""
+        tc = self.config.train
+        os.makedirs(self.model_dir, exist_ok=True)
+        with open(os.path.join(self.model_dir, "config.json"), "w") as f:
+            json.dump(to_dict(self.config), f, indent=2)
+        train_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "logs", "train"))
+        val_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "logs", "val"))
+        clf_iter = iter(inputs.clf_train) if self.clf_agent else None
+        seg_iter = iter(inputs.seg_train) if self.seg_agent else None
+        start = int(self.global_step.numpy())
+        if start == 0 and self.seg_agent is not None and tc.seg_class_weighting != "none":
+            self._estimate_class_weights(inputs.seg_train)
+        logging.info("Training %s (%s) from step %d to %d", self.config.name, tc.mode, start,
+                     tc.steps)
+        bar = ProgressBar(tc.steps, desc=self.config.name, unit="step", start=start)
+        metrics: Dict[str, dict] = {}
+        t_last, step_last = time.perf_counter(), start
+        for step in range(start + 1, tc.steps + 1):
+            clf_batch = next(clf_iter) if clf_iter else None
+            seg_batch = next(seg_iter) if seg_iter else None
+            out = self.step_fn(clf_batch, seg_batch)
+            self.global_step.assign(step)
+            if step % tc.log_every == 0 or step == tc.steps:
+                if not bool(self.step_fn.all_finite.numpy()):
+                    raise self._diverged()
+                now = time.perf_counter()
+                rate = (step - step_last) / max(now - t_last, 1e-9)
+                t_last, step_last = now, step
+                info = self._write_train_summaries(train_writer, step, out, rate)
+                bar.update(step, info)
+            if step % tc.checkpoint_every == 0 or step == tc.steps:
+                self.save()
+            if step % tc.eval_every == 0 or step == tc.steps:
+                metrics = self.validate(inputs, val_writer, step)
+        bar.close()
+        return metrics
+
+    def _estimate_class_weights(self, seg_train: tf.data.Dataset) -> None:
+        tc = self.config.train
+        freqs = estimate_class_frequencies(seg_train, self.config.model.num_seg_classes)
+        weights = class_weights_from_frequencies(freqs, tc.seg_class_weighting,
+                                                 tc.seg_class_weight_max)
+        log_weights(self.config.data.class_names, freqs, weights)
+        self.class_weights.assign(weights.astype("float32"))
+
+    def _write_train_summaries(self, writer, step: int, out: Dict[str, tf.Tensor],
+                               steps_per_s: float) -> str:
+        values = {k: float(v) for k, v in out.items()}
+        with writer.as_default(step=step):
+            for k, v in values.items():
+                tf.summary.scalar(f"loss/{k}", v)
+            for agent in self.agents:
+                tf.summary.scalar(f"learning_rate/{agent.name}", agent.learning_rate())
+            tf.summary.scalar("speed/steps_per_second", steps_per_s)
+        return " ".join(f"{k} {v:.4f}" for k, v in values.items() if not k.endswith("total_loss"))
+
+    def validate(self, inputs: Inputs, writer=None, step: Optional[int] = None) -> Dict[str, dict]:
+        """Evaluate on the validation sets; log scalars and mask overlays to TensorBoard."""
+        mc = self.config.model
+        metrics = evaluate_system(self.system, inputs.clf_val if self.clf_agent else None,
+                                  inputs.seg_val if self.seg_agent else None,
+                                  mc.num_grades, self.config.data.class_names,
+                                  self.config.train.eval_batches)
+        step = int(self.global_step.numpy()) if step is None else step
+        logging.info("step %d validation: %s", step, summarize(metrics))
+        if writer is not None:
+            with writer.as_default(step=step):
+                for tag, value in _scalars(metrics):
+                    tf.summary.scalar(tag, value)
+                if self.seg_agent is not None and inputs.seg_val is not None:
+                    self._write_image_summaries(inputs.seg_val)
+        return metrics
+
+    def _write_image_summaries(self, seg_val: tf.data.Dataset) -> None:
+        n = self.config.train.image_summaries
+        if n <= 0:
+            return
+        images, masks = next(iter(seg_val))
+        images, masks = images[:n], masks[:n]
+        pred = (self.system.seg_predict(images) if self.system.seg_predict is not None
+                else tf.argmax(self.system.seg_model(images, training=False), -1))
+        shown = to_display(images)
+        k = self.config.model.num_seg_classes
+        tf.summary.image("images/input", shown, max_outputs=n)
+        tf.summary.image("images/ground_truth", overlay(shown, masks, k), max_outputs=n)
+        tf.summary.image("images/prediction", overlay(shown, pred, k), max_outputs=n)
+
+
+def _scalars(metrics: dict, prefix: str = ""):
+    """(tag, value) for every number in a nested metrics dict; undefined (None) skipped."""
+    for key, value in metrics.items():
+        tag = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _scalars(value, tag + "/")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield tag, float(value)
+
+
+def summarize(metrics: Dict[str, dict]) -> str:
+    """One line with the headline numbers of an evaluation."""
+    parts = []
+    seg = metrics.get("segmentation", {})
+    clf = metrics.get("classification", {})
+    for key in ("miou", "miou_no_background"):
+        if seg.get(key) is not None:
+            parts.append(f"{key} {100 * seg[key]:.1f}")
+    for key in ("top1_accuracy", "top2_accuracy", "binary_accuracy", "quadratic_kappa"):
+        if clf.get(key) is not None:
+            scale = 1 if key == "quadratic_kappa" else 100
+            parts.append(f"{key} {scale * clf[key]:.3g}")
+    return ", ".join(parts) or "(no validation data)"

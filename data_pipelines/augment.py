@@ -1,0 +1,226 @@
+"""Stage 2 of the input pipelines: the paper's preprocessing and augmentation, in-graph.
+
+Paper Sec. III / DESIGN §3 (TEFLA): resize to 256, random 224 crop, random flips
+left/right and up/down, random padding, colour jitter (hue, contrast, saturation;
+TEFLA's ``distort_color`` also jitters brightness) for the classifier only, and
+per-image standardisation last. A mask gets exactly the geometric transforms of its
+image, nearest-neighbour. TEFLA's affine augmentation (rotation, zoom, shear,
+translation) is an option (``DataConfig.affine``), the one use of
+``tfa.image.transform`` in the project (DESIGN §0).
+
+Every random draw is stateless and derived from one per-example ``seed`` (shape [2]),
+so a run is reproducible from its seed; ``pipeline.py`` supplies the seeds.
+
+Where padding, rotation or zoom expose area outside the picture, the image is filled
+with black and the mask with 0 (background), not 255 (ignore): a fundus photo's
+border is black background already, so the filled area looks like what it is.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import tensorflow as tf
+import tensorflow_addons as tfa
+
+from coopseg.config import DataConfig
+
+
+@dataclass(frozen=True)
+class ColorJitter:
+    """Colour augmentation of the classifier's images (on [0, 1] pixel values).
+
+    Brightness and saturation follow TEFLA's ``distort_color``. TEFLA's hue (0.2, i.e.
+    +-72 degrees) and contrast (0.5..1.5) are ImageNet settings that turn a red
+    haemorrhage green; the milder defaults keep lesion colours recognisable. Use
+    ``TEFLA_COLOR_JITTER`` to reproduce TEFLA exactly.
+    """
+
+    brightness: float = 32.0 / 255.0
+    saturation: Tuple[float, float] = (0.75, 1.25)
+    hue: float = 0.04
+    contrast: Tuple[float, float] = (0.75, 1.25)
+
+
+TEFLA_COLOR_JITTER = ColorJitter(hue=0.2, contrast=(0.5, 1.5))
+
+
+@dataclass(frozen=True)
+class AffineRanges:
+    """TEFLA-style random affine perturbation (its kaggle_diabetic settings, scaled).
+
+    Fundus photos have no canonical orientation, hence any rotation; zoom is drawn
+    log-uniformly so zooming in and out are equally likely.
+    """
+
+    rotation_degrees: float = 180.0
+    zoom: Tuple[float, float] = (1.0 / 1.15, 1.15)
+    shear_degrees: float = 10.0
+    translation_fraction: float = 0.08  # of the image side, per axis
+
+
+# ----------------------------------------------------------------------------- resize
+
+def resize_image(image: tf.Tensor, size: int) -> tf.Tensor:
+    """Resize a uint8 image to ``size x size``, bilinear with antialiasing, back to uint8.
+
+    Antialiasing makes a large downscale (a 3000 px fundus photo to 256) average over
+    each output pixel's footprint, like area interpolation. Non-square images are
+    stretched, as the paper's "resized into 256 x 256"; cropping to the retina disc
+    (square) belongs to the offline converter (DESIGN §3).
+    """
+    resized = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+
+
+def resize_mask(mask: tf.Tensor, size: int) -> tf.Tensor:
+    """Resize a class-index mask ``[H, W]`` with nearest neighbour (never blends classes)."""
+    resized = tf.image.resize(mask[:, :, None], [size, size], method="nearest")
+    return resized[:, :, 0]
+
+
+# --------------------------------------------------------------------------- geometry
+
+def random_affine_transform(seed: tf.Tensor, height: int, width: int,
+                            ranges: AffineRanges) -> tf.Tensor:
+    """A random affine map about the image centre as the 8 ``tfa.image.transform`` params.
+
+    The forward map is centre -> zoom -> shear -> rotation -> translation -> uncentre;
+    tfa wants the inverse (output pixel -> input pixel), hence the matrix inverse.
+    """
+    draws = tf.random.stateless_uniform([5], seed, minval=-1.0, maxval=1.0)
+    angle = draws[0] * math.radians(ranges.rotation_degrees)
+    shear = draws[1] * math.radians(ranges.shear_degrees)
+    log_low, log_high = math.log(ranges.zoom[0]), math.log(ranges.zoom[1])
+    zoom = tf.exp(log_low + (draws[2] + 1.0) / 2.0 * (log_high - log_low))
+    shift_x = draws[3] * ranges.translation_fraction * width
+    shift_y = draws[4] * ranges.translation_fraction * height
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+
+    def matrix(rows: List[List]) -> tf.Tensor:
+        return tf.stack([tf.stack([tf.cast(v, tf.float32) for v in row]) for row in rows])
+
+    zero, one = 0.0, 1.0
+    uncenter = matrix([[one, zero, -cx], [zero, one, -cy], [zero, zero, one]])
+    scale = matrix([[zoom, zero, zero], [zero, zoom, zero], [zero, zero, one]])
+    shear_m = matrix([[one, tf.tan(shear), zero], [zero, one, zero], [zero, zero, one]])
+    rotate = matrix([[tf.cos(angle), -tf.sin(angle), zero],
+                     [tf.sin(angle), tf.cos(angle), zero], [zero, zero, one]])
+    recenter = matrix([[one, zero, cx + shift_x], [zero, one, cy + shift_y], [zero, zero, one]])
+    forward = recenter @ rotate @ shear_m @ scale @ uncenter
+    inverse = tf.linalg.inv(forward)
+    inverse = inverse / inverse[2, 2]
+    return tf.reshape(inverse, [9])[:8]
+
+
+def _random_offsets(seed: tf.Tensor, slack: tf.Tensor) -> tf.Tensor:
+    """Uniform integer offsets in [0, slack] per axis (``slack`` has shape [2])."""
+    draws = tf.random.stateless_uniform([2], seed)
+    return tf.cast(tf.floor(draws * tf.cast(slack + 1, tf.float32)), tf.int32)
+
+
+def _crop(tensors: List[tf.Tensor], offsets: tf.Tensor, size: int) -> List[tf.Tensor]:
+    return [t[offsets[0]:offsets[0] + size, offsets[1]:offsets[1] + size, :] for t in tensors]
+
+
+def random_geometry(
+    image: tf.Tensor,
+    mask: Optional[tf.Tensor],
+    seed: tf.Tensor,
+    *,
+    crop_size: int,
+    flip: bool,
+    random_pad: int,
+    affine: Optional[AffineRanges] = None,
+) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+    """Optional affine warp, random crop, flips and random padding, shared by image and mask.
+
+    ``image`` is float ``[H, W, 3]`` (H, W >= crop_size), ``mask`` uint8 ``[H, W]`` or
+    None. Each random draw is made once and applied to both, so they stay aligned;
+    only the affine warp interpolates, bilinear for the image and nearest for the mask.
+    Random padding (paper Sec. III) pads ``random_pad`` zeros on every side and crops
+    back to ``crop_size``: a random translation of up to +-random_pad pixels.
+    """
+    affine_seed, crop_seed, flip_seed, pad_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 4))
+    tensors = [image] if mask is None else [image, mask[:, :, None]]
+    if affine is not None:
+        height, width = image.shape[0], image.shape[1]
+        if height is None or width is None:
+            height, width = crop_size, crop_size  # only used to scale the translation
+        transform = random_affine_transform(affine_seed, height, width, affine)
+        tensors = [tfa.image.transform(t, transform, interpolation=method, fill_value=0)
+                   for t, method in zip(tensors, ("bilinear", "nearest"))]
+    slack = tf.shape(image)[:2] - crop_size
+    tensors = _crop(tensors, _random_offsets(crop_seed, slack), crop_size)
+    if flip:
+        flip_lr, flip_ud = tf.unstack(tf.random.stateless_uniform([2], flip_seed) < 0.5)
+        tensors = [tf.cond(flip_lr, lambda t=t: tf.reverse(t, [1]), lambda t=t: t) for t in tensors]
+        tensors = [tf.cond(flip_ud, lambda t=t: tf.reverse(t, [0]), lambda t=t: t) for t in tensors]
+    if random_pad > 0:
+        padding = [[random_pad, random_pad], [random_pad, random_pad], [0, 0]]
+        tensors = [tf.pad(t, padding) for t in tensors]
+        offsets = _random_offsets(pad_seed, tf.constant([2 * random_pad, 2 * random_pad]))
+        tensors = _crop(tensors, offsets, crop_size)
+    tensors = [tf.ensure_shape(t, [crop_size, crop_size, t.shape[-1]]) for t in tensors]
+    return tensors[0], (None if mask is None else tensors[1][:, :, 0])
+
+
+# ------------------------------------------------------------------ colour, standardise
+
+def random_color(image: tf.Tensor, seed: tf.Tensor, jitter: ColorJitter) -> tf.Tensor:
+    """TEFLA ``distort_color`` order 0 (brightness, saturation, hue, contrast) on [0, 1]."""
+    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
+    image = tf.image.stateless_random_brightness(image, jitter.brightness, seeds[0])
+    image = tf.image.stateless_random_saturation(image, *jitter.saturation, seed=seeds[1])
+    image = tf.image.stateless_random_hue(image, jitter.hue, seeds[2])
+    image = tf.image.stateless_random_contrast(image, *jitter.contrast, seed=seeds[3])
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def standardize(image: tf.Tensor) -> tf.Tensor:
+    """Per-image standardisation (paper Sec. III): zero mean, unit std, float32."""
+    return tf.image.per_image_standardization(tf.cast(image, tf.float32))
+
+
+# ------------------------------------------------------------------- per-agent entries
+
+def augment_for_classifier(
+    image: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    crop_size: int,
+    data: DataConfig,
+    jitter: ColorJitter = ColorJitter(),
+    affine_ranges: AffineRanges = AffineRanges(),
+) -> tf.Tensor:
+    """Training view of a resized uint8 image for the classifier: float32 [S, S, 3]."""
+    geometry_seed, color_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    pixels = tf.cast(image, tf.float32) / 255.0
+    pixels, _ = random_geometry(
+        pixels, None, geometry_seed, crop_size=crop_size, flip=data.flip,
+        random_pad=data.random_pad, affine=affine_ranges if data.affine else None)
+    if data.color_jitter:
+        pixels = random_color(pixels, color_seed, jitter)
+    return standardize(pixels)
+
+
+def augment_for_segmentation(
+    image: tf.Tensor,
+    mask: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    crop_size: int,
+    data: DataConfig,
+    affine_ranges: AffineRanges = AffineRanges(),
+) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Training view of a resized (image uint8, mask uint8) pair: (float32, int32).
+
+    No colour jitter: the paper gives it to the classifier only (Sec. III).
+    """
+    pixels = tf.cast(image, tf.float32)
+    pixels, mask = random_geometry(
+        pixels, mask, seed, crop_size=crop_size, flip=data.flip,
+        random_pad=data.random_pad, affine=affine_ranges if data.affine else None)
+    return standardize(pixels), tf.cast(mask, tf.int32)

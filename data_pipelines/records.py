@@ -1,0 +1,52 @@
+"""The record types every dataset reader produces and every pipeline consumes.
+
+A reader (EyePACS, APTOS, IDRiD, generic mask set, VOC, synthetic) turns an on-disk
+layout into a list of these records, checking what can be checked without decoding
+pixels (missing files, bad labels, duplicate ids). ``data_pipelines.pipeline`` turns
+a list of records into a ``tf.data.Dataset``. Keeping the two apart means a new
+dataset format is one small reader and nothing else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class GradedExample:
+    """One image with a DR grade (0-4) for the classifier agent.
+
+    ``patient_id`` groups images that must stay on one side of a train/val split
+    (EyePACS ``10_left`` and ``10_right`` are patient ``10``).
+    """
+
+    image_path: str
+    grade: int
+    image_id: str
+    patient_id: str = ""
+
+
+@dataclass(frozen=True)
+class MaskExample:
+    """One image with a segmentation annotation for the segmentation agent.
+
+    Exactly one of two annotation forms is used:
+    - ``mask_paths``: one binary mask file per foreground class, in the order of
+      ``class_names[1:]``; ``""`` means "no lesion of that class" (an empty mask).
+      Pixels > 0 are foreground; overlaps collapse by the configured priority.
+    - ``label_path``: one class-index map (PNG; 255 = ignore), as in VOC or the
+      generic ``labels/`` layout.
+    ``image_labels`` is the multi-hot image-level label over foreground classes
+    (DecoupledNet's weak labels); empty when the reader does not know it.
+    """
+
+    image_path: str
+    image_id: str
+    mask_paths: Tuple[str, ...] = ()
+    label_path: str = ""
+    image_labels: Tuple[int, ...] = ()
+    grade: int = -1
