@@ -7,8 +7,9 @@ medians over rounds. A slow spell then hits all cases of a round alike, and rati
 taken within a round (``paired_ratios``) cancel most of it.
 
 A ``Case`` is one thing to time: ``run`` does one block of work (k training steps,
-n batches of a pipeline) and returns only when the work is done; ``setup`` (untimed)
-runs before each block, e.g. to build a fresh iterator and warm it up.
+n batches of a pipeline) and returns only when the work is done; ``setup`` and
+``teardown`` (untimed) run before and after each block, e.g. to build a fresh iterator,
+warm it up, and delete it so its background threads stop before the next case.
 """
 from __future__ import annotations
 
@@ -31,36 +32,59 @@ class Case:
     ops: int  # steps or batches in one block
     images: int  # images processed by one block
     setup: Optional[Callable[[], None]] = None  # untimed, before every block
+    teardown: Optional[Callable[[], None]] = None  # untimed, after every block
+
+
+@dataclass
+class Samples:
+    """Per case, one value per round: wall-clock and process CPU seconds of its block.
+
+    CPU seconds count every thread of this process (TensorFlow's pools, tf.data's
+    workers) and not other processes, so they measure the work done even when other
+    jobs crowd the cores; wall seconds are what a user waits.
+    """
+
+    wall: Dict[str, List[float]]
+    cpu: Dict[str, List[float]]
 
 
 def run_interleaved(cases: Sequence[Case], rounds: int,
                     on_round: Optional[Callable[[int, Dict[str, float]], None]] = None
-                    ) -> Dict[str, List[float]]:
-    """Seconds of each case's block, one sample per round, cases rotated each round.
+                    ) -> Samples:
+    """Time each case's block once per round, cases rotated from round to round.
 
     Rotation (round r starts with case r mod n) keeps a case from always following
     the same neighbour, whose leftover work (freed memory, a draining thread pool)
-    would otherwise bias it. ``on_round(r, seconds_by_name)`` reports progress.
+    would otherwise bias it. ``on_round(r, wall_seconds_by_name)`` reports progress.
     """
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
     names = [case.name for case in cases]
     if len(set(names)) != len(names):
         raise ValueError(f"case names must be unique, got {names}")
-    samples: Dict[str, List[float]] = {case.name: [] for case in cases}
+    samples = Samples({name: [] for name in names}, {name: [] for name in names})
     for r in range(rounds):
         shift = r % len(cases)
         this_round: Dict[str, float] = {}
         for case in list(cases[shift:]) + list(cases[:shift]):
             if case.setup is not None:
                 case.setup()
-            start = time.perf_counter()
+            cpu_start, start = time.process_time(), time.perf_counter()
             case.run()
-            this_round[case.name] = time.perf_counter() - start
-            samples[case.name].append(this_round[case.name])
+            wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+            if case.teardown is not None:
+                case.teardown()
+            samples.wall[case.name].append(wall)
+            samples.cpu[case.name].append(cpu)
+            this_round[case.name] = wall
         if on_round is not None:
             on_round(r, this_round)
     return samples
+
+
+def per_op(seconds: Dict[str, List[float]], case: Case) -> List[float]:
+    """Seconds per step/batch of ``case``, one value per round."""
+    return [s / case.ops for s in seconds[case.name]]
 
 
 def quartiles(values: Sequence[float]) -> Dict[str, float]:
@@ -69,14 +93,15 @@ def quartiles(values: Sequence[float]) -> Dict[str, float]:
     return {"median": float(median), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1)}
 
 
-def case_stats(case: Case, seconds: Sequence[float]) -> dict:
-    """Per-op milliseconds (median/IQR over rounds) and images/s of the median block."""
-    ms_per_op = quartiles([1000.0 * s / case.ops for s in seconds])
+def case_stats(case: Case, samples: Samples) -> dict:
+    """Per-op wall and CPU milliseconds (quartiles over rounds) and images/s (median)."""
+    ms = quartiles([1000.0 * s for s in per_op(samples.wall, case)])
     return {
-        "ms": ms_per_op,
+        "ms": ms,
+        "cpu_ms": quartiles([1000.0 * s for s in per_op(samples.cpu, case)]),
         "images_per_op": case.images / case.ops,
-        "images_per_s": 1000.0 * case.images / case.ops / ms_per_op["median"],
-        "samples_ms": [1000.0 * s / case.ops for s in seconds],
+        "images_per_s": 1000.0 * case.images / case.ops / ms["median"],
+        "samples_ms": [1000.0 * s for s in per_op(samples.wall, case)],
     }
 
 
@@ -127,10 +152,18 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     return "\n".join([line(cells[0]), rule] + [line(row) for row in cells[1:]])
 
 
+def format_number(value: float) -> str:
+    """3 significant digits, but never exponent notation for big numbers (1677, not 1.68e+03)."""
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def format_range(stats: Dict[str, float]) -> str:
+    """``q1-q3`` of a ``quartiles`` dict."""
+    return f"{format_number(stats['q1'])}-{format_number(stats['q3'])}"
+
+
 def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
-    return str(value)
+    return format_number(value) if isinstance(value, float) else str(value)
 
 
 def describe_machine(info: dict, load_after: Optional[Sequence[float]] = None) -> str:

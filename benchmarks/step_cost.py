@@ -28,9 +28,10 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from benchmarks.common import (Case, case_stats, describe_machine, format_table, machine_info,
-                               paired_ratios, run_interleaved)
-from coopseg.config import ExperimentConfig
+from benchmarks.common import (Case, Samples, case_stats, describe_machine, format_range,
+                               format_table, machine_info, paired_ratios, per_op,
+                               run_interleaved)
+from coopseg.config import ConfigError, ExperimentConfig, override
 from coopseg.models.registry import build_system
 from coopseg.training.loop import CooperativeTrainer
 from experiments.scales import experiment
@@ -40,19 +41,41 @@ SCALES = ("tiny", "small", "paper")
 Batch = Tuple[tf.Tensor, tf.Tensor]
 
 
-def step_config(scale: str, *, input_size: int = 0, seg_batch: int = 0, batch_ratio: int = 0,
-                jit_compile: bool = False, model_dir: str = "") -> ExperimentConfig:
-    """The JointSeg experiment of ``scale``; 0 keeps the scale's own input size and batches."""
-    model = {"input_size": input_size} if input_size else {}
-    train: Dict[str, object] = {"jit_compile": jit_compile}
-    if model_dir:
-        train["model_dir"] = model_dir
-    if batch_ratio:
-        train["batch_ratio"] = batch_ratio
-    config = experiment(scale, model=model, train=train)
-    if seg_batch:
-        config.train.seg = dataclasses.replace(config.train.seg, batch_size=seg_batch)
-    return config.validate()
+@dataclass(frozen=True)
+class StepOptions:
+    """Which model and batches to time; 0 keeps the scale's own value.
+
+    ``overrides`` are ``field.path=value`` strings applied last, the way ``coopseg-train
+    --set`` takes them (e.g. ``model.pag_mode=none``).
+    """
+
+    scale: str = "small"
+    input_size: int = 0
+    seg_batch: int = 0
+    batch_ratio: int = 0
+    jit_compile: bool = False
+    warmup_steps: int = 2  # untimed steps per mode (the first one traces)
+    overrides: Tuple[str, ...] = ()
+
+    def config(self, model_dir: str = "") -> ExperimentConfig:
+        """The JointSeg experiment of ``scale`` with these options applied, validated."""
+        if self.scale not in SCALES:
+            raise ConfigError(f"scale must be one of {SCALES}, got {self.scale!r}")
+        model = {"input_size": self.input_size} if self.input_size else {}
+        train: Dict[str, object] = {"jit_compile": self.jit_compile}
+        if model_dir:
+            train["model_dir"] = model_dir
+        if self.batch_ratio:
+            train["batch_ratio"] = self.batch_ratio
+        config = experiment(self.scale, model=model, train=train)
+        if self.seg_batch:
+            config.train.seg = dataclasses.replace(config.train.seg, batch_size=self.seg_batch)
+        for item in self.overrides:
+            path, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"override {item!r}: expected field.path=value")
+            override(config, path.strip(), value.strip())
+        return config.validate()
 
 
 def synthetic_batches(config: ExperimentConfig, seed: int = 0) -> Tuple[Batch, Batch]:
@@ -131,87 +154,95 @@ def warm_up(bench: StepBench, steps: int) -> None:
             wait_for(bench.step(mode))
 
 
-def describe_config(bench: StepBench, scale: str) -> dict:
+def describe_config(bench: StepBench, options: StepOptions) -> dict:
     """The benchmark's setting, as it goes into results and tables."""
     c = bench.config
-    return {"scale": scale, "method": c.method, "input_size": c.model.input_size,
+    return {"scale": options.scale, "method": c.method, "input_size": c.model.input_size,
             "seg_batch": c.train.seg.batch_size, "clf_batch": c.train.clf_agent().batch_size,
             "batch_ratio": c.train.batch_ratio, "jit_compile": c.train.jit_compile,
-            "num_params": bench.num_params}
+            "overrides": list(options.overrides), "num_params": bench.num_params}
 
 
-def step_cost_summary(samples: Dict[str, List[float]], cases: Sequence[Case]) -> dict:
-    """Per-mode statistics and, when all three modes ran, the paired cost ratio."""
-    steps = {case.name: case_stats(case, samples[case.name]) for case in cases}
-    summary = {"steps": steps, "ratio": None, "separate_images_per_s": None}
-    if all(mode in steps for mode in MODES):
-        per_step = {mode: [s / next(c.ops for c in cases if c.name == mode)
-                           for s in samples[mode]] for mode in MODES}
-        summary["ratio"] = paired_ratios(per_step["joint"], per_step["seg_only"],
-                                         per_step["clf_only"])
-        separate_ms = steps["seg_only"]["ms"]["median"] + steps["clf_only"]["ms"]["median"]
-        summary["separate_images_per_s"] = 1000.0 * steps["joint"]["images_per_op"] / separate_ms
-    return summary
+def step_cost_summary(samples: Samples, cases: Sequence[Case]) -> dict:
+    """Per-mode statistics, the paired cost ratios and the images/s of both ways."""
+    steps = {case.name: case_stats(case, samples) for case in cases}
+    by_mode = {case.name: case for case in cases}
+
+    def ratio(seconds: Dict[str, List[float]]) -> dict:
+        joint, seg, clf = (per_op(seconds, by_mode[mode]) for mode in MODES)
+        return paired_ratios(joint, seg, clf)
+
+    separate_ms = steps["seg_only"]["ms"]["median"] + steps["clf_only"]["ms"]["median"]
+    return {
+        "steps": steps,
+        "ratio": ratio(samples.wall),
+        "cpu_ratio": ratio(samples.cpu),
+        "images_per_s": steps["joint"]["images_per_s"],
+        "separate_images_per_s": 1000.0 * steps["joint"]["images_per_op"] / separate_ms,
+    }
 
 
-def measure_step_cost(scale: str = "small", *, input_size: int = 0, seg_batch: int = 0,
-                      batch_ratio: int = 0, rounds: int = 5, steps_per_round: int = 3,
-                      jit_compile: bool = False, warmup_steps: int = 2,
+def measure_step_cost(options: StepOptions = StepOptions(), *, rounds: int = 5,
+                      steps_per_round: int = 3,
                       on_round: Optional[Callable[[int, Dict[str, float]], None]] = None
                       ) -> dict:
     """Time joint, seg-only and clf-only steps side by side; returns the results dict.
 
     Keys: ``machine`` (date, cores, load before), ``load_after``, ``config`` (scale,
-    sizes, batches, parameter count), ``steps`` (per mode: ``ms`` quartiles per step,
-    ``images_per_op``, ``images_per_s``, ``samples_ms``), ``ratio`` (quartiles of the
-    per-round joint / (seg_only + clf_only)), ``images_per_s`` (joint step),
+    sizes, batches, parameter count), ``rounds``, ``steps_per_round``, ``steps`` (per
+    mode: ``ms`` and ``cpu_ms`` quartiles per step, ``images_per_op``,
+    ``images_per_s``, ``samples_ms``), ``ratio`` (quartiles and samples of the
+    per-round joint / (seg_only + clf_only) in wall time), ``cpu_ratio`` (the same in
+    process CPU time, steadier on a shared machine), ``images_per_s`` (joint step),
     ``separate_images_per_s`` (the same images through the two single-agent steps),
     ``all_finite`` (no loss became NaN/Inf).
     """
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     if steps_per_round < 1:
         raise ValueError(f"steps_per_round must be >= 1, got {steps_per_round}")
     machine = machine_info()
     with tempfile.TemporaryDirectory(prefix="step_cost_") as model_dir:
-        config = step_config(scale, input_size=input_size, seg_batch=seg_batch,
-                             batch_ratio=batch_ratio, jit_compile=jit_compile,
-                             model_dir=model_dir)
-        bench = build_step_bench(config)
+        bench = build_step_bench(options.config(model_dir))
         logging.info("step_cost: %d parameters; warming up (tracing) %s", bench.num_params,
                      ", ".join(MODES))
-        warm_up(bench, warmup_steps)
+        warm_up(bench, options.warmup_steps)
         cases = [step_case(bench, mode, steps_per_round) for mode in MODES]
         samples = run_interleaved(cases, rounds, on_round)
-        result = {"machine": machine, "config": describe_config(bench, scale),
+        result = {"machine": machine, "config": describe_config(bench, options),
                   "rounds": rounds, "steps_per_round": steps_per_round,
                   **step_cost_summary(samples, cases), "all_finite": bench.all_finite()}
-    result["images_per_s"] = result["steps"]["joint"]["images_per_s"]
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     return result
 
 
+def describe_step_setting(cfg: dict) -> str:
+    """``input 128 px, clf batch 16 + seg batch 4 (ratio 4), 0.40 M params, ...``."""
+    text = (f"scale={cfg['scale']}, input {cfg['input_size']} px, clf batch {cfg['clf_batch']} "
+            f"+ seg batch {cfg['seg_batch']} (ratio {cfg['batch_ratio']}), "
+            f"{cfg['num_params'] / 1e6:.2f} M params, jit_compile={cfg['jit_compile']}")
+    if cfg["overrides"]:
+        text += ", " + " ".join(cfg["overrides"])
+    return text
+
+
 def format_step_cost(result: dict) -> str:
-    """The results as a printable table plus the ratio line."""
-    steps, cfg = result["steps"], result["config"]
-    rows = []
-    for mode in MODES:
-        s = steps[mode]
-        rows.append([mode, int(s["images_per_op"]), s["ms"]["median"],
-                     f"{s['ms']['q1']:.3g}-{s['ms']['q3']:.3g}", s["images_per_s"]])
-    separate_ms = steps["seg_only"]["ms"]["median"] + steps["clf_only"]["ms"]["median"]
-    rows.append(["seg_only + clf_only", int(steps["joint"]["images_per_op"]), separate_ms, "",
+    """The results as a printable table plus the ratio lines."""
+    steps = result["steps"]
+    rows = [[mode, int(steps[mode]["images_per_op"]), steps[mode]["ms"]["median"],
+             format_range(steps[mode]["ms"]), steps[mode]["cpu_ms"]["median"],
+             steps[mode]["images_per_s"]] for mode in MODES]
+    rows.append(["seg_only + clf_only", int(steps["joint"]["images_per_op"]),
+                 steps["seg_only"]["ms"]["median"] + steps["clf_only"]["ms"]["median"], "",
+                 steps["seg_only"]["cpu_ms"]["median"] + steps["clf_only"]["cpu_ms"]["median"],
                  result["separate_images_per_s"]])
-    ratio = result["ratio"]
-    header = (f"step_cost: scale={cfg['scale']} input {cfg['input_size']} px, clf batch "
-              f"{cfg['clf_batch']} + seg batch {cfg['seg_batch']} (ratio {cfg['batch_ratio']}), "
-              f"{cfg['num_params'] / 1e6:.2f} M params, jit_compile={cfg['jit_compile']}, "
-              f"{result['rounds']} rounds x {result['steps_per_round']} steps")
-    lines = [header, describe_machine(result["machine"], result.get("load_after")), "",
-             format_table(["step", "images/step", "ms/step (median)", "IQR ms", "images/s"],
-                          rows), "",
-             f"joint / (seg_only + clf_only) = {ratio['median']:.3f} (median of per-round "
-             f"ratios, IQR {ratio['q1']:.3f}-{ratio['q3']:.3f})",
+    wall, cpu = result["ratio"], result["cpu_ratio"]
+    lines = [f"step_cost: {describe_step_setting(result['config'])}; "
+             f"{result['rounds']} rounds x {result['steps_per_round']} steps per mode",
+             describe_machine(result["machine"], result.get("load_after")), "",
+             format_table(["step", "images/step", "wall ms/step (median)", "wall IQR ms",
+                           "CPU ms/step", "images/s (wall)"], rows), "",
+             f"joint / (seg_only + clf_only): wall {wall['median']:.3f} (IQR "
+             f"{format_range(wall)}), CPU {cpu['median']:.3f} (IQR {format_range(cpu)}); "
+             "medians of per-round ratios",
              f"joint step: {result['images_per_s']:.1f} images/s"]
     if not result["all_finite"]:
         lines.append("note: a loss became NaN/Inf during the benchmark (timings still valid)")
@@ -220,8 +251,8 @@ def format_step_cost(result: dict) -> str:
 
 # --- command line ----------------------------------------------------------------------
 
-def define_step_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """Flags shared with ``input_pipeline.py``: which model, sizes and batches."""
+def define_step_flags(flag_values: flags.FlagValues = flags.FLAGS, rounds: int = 5) -> None:
+    """Flags shared with ``input_pipeline.py``: model, sizes, batches, rounds, output."""
     fv = {"flag_values": flag_values}
     flags.DEFINE_enum("scale", "small", list(SCALES), "Model/batch config of "
                       "experiments.scales.", **fv)
@@ -234,18 +265,23 @@ def define_step_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_bool("jit_compile", False, "XLA-compile the step.", **fv)
     flags.DEFINE_integer("warmup_steps", 2, "Untimed steps per mode before timing (tracing).",
                          lower_bound=1, **fv)
+    flags.DEFINE_multi_string("set", [], "Override a config field: --set=model.pag_mode=none.",
+                              **fv)
+    flags.DEFINE_integer("rounds", rounds, "Interleaved rounds.", lower_bound=1, **fv)
+    flags.DEFINE_integer("steps_per_round", 3, "Steps of each mode per round.", lower_bound=1,
+                         **fv)
     flags.DEFINE_string("output_json", "", "Also write the results dict here.", **fv)
 
 
-def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    define_step_flags(flag_values)
-    flags.DEFINE_integer("rounds", 5, "Interleaved rounds.", lower_bound=1,
-                         flag_values=flag_values)
-    flags.DEFINE_integer("steps_per_round", 3, "Steps of each mode per round.", lower_bound=1,
-                         flag_values=flag_values)
+def step_options_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> StepOptions:
+    v = flag_values
+    return StepOptions(scale=v.scale, input_size=v.input_size, seg_batch=v.seg_batch,
+                       batch_ratio=v.batch_ratio, jit_compile=v.jit_compile,
+                       warmup_steps=v.warmup_steps, overrides=tuple(v.set))
 
 
 def write_json(path: str, result: dict) -> None:
+    """Write ``result`` as JSON to ``path`` (nothing when ``path`` is empty)."""
     if path:
         with open(path, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)
@@ -259,15 +295,12 @@ def log_round(r: int, seconds: Dict[str, float]) -> None:
 def main(argv: List[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    f = flags.FLAGS
-    result = measure_step_cost(f.scale, input_size=f.input_size, seg_batch=f.seg_batch,
-                               batch_ratio=f.batch_ratio, rounds=f.rounds,
-                               steps_per_round=f.steps_per_round, jit_compile=f.jit_compile,
-                               warmup_steps=f.warmup_steps, on_round=log_round)
+    result = measure_step_cost(step_options_from_flags(), rounds=flags.FLAGS.rounds,
+                               steps_per_round=flags.FLAGS.steps_per_round, on_round=log_round)
     print(format_step_cost(result))
-    write_json(f.output_json, result)
+    write_json(flags.FLAGS.output_json, result)
 
 
 if __name__ == "__main__":
-    define_flags()
+    define_step_flags()
     app.run(main)

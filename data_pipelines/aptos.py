@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import List
 
-from data_pipelines.csvutil import SkipLog, attach_images, read_grade_rows, require_dir
+from data_pipelines.readers_common import SkipLog, attach_images, read_grade_rows, require_dir
 from data_pipelines.records import GradedExample
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif")

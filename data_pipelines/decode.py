@@ -8,9 +8,8 @@
 
 the same element structure as the TFRecord sources, so ``pipeline.py`` takes either.
 
-Decoding is OpenCV inside ``tf.numpy_function``: one code path for JPEG, PNG, TIFF and
-BMP, grayscale and RGBA, 8 and 16 bit, and errors that name the file. Two kinds of
-problems are told apart:
+Pixels come from ``imageio`` (OpenCV) inside ``tf.numpy_function``, with errors that
+name the file. Two kinds of problems are told apart:
 
 - ``UnreadableImageError`` (empty, truncated, corrupt, not an image, missing): with
   ``skip_bad`` the example is dropped, logged once with its file name and counted in a
@@ -28,24 +27,16 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
-import cv2
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from coopseg.config import IGNORE_LABEL, ConfigError
+from data_pipelines.imageio import (UnreadableImageError, mask_paint_order, read_image,
+                                    read_mask_example)
 from data_pipelines.records import DataError, GradedExample, MaskExample
 
-# How far before the end of a JPEG its EOI marker may sit: some writers pad the file.
-# Inside entropy-coded data 0xFF is always stuffed, so FFD9 cannot occur by chance.
-_JPEG_EOI_WINDOW = 1024
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
 Example = TypeVar("Example", GradedExample, MaskExample)
-
-
-class UnreadableImageError(DataError):
-    """A file that cannot be decoded as an image (empty, truncated, corrupt, missing)."""
 
 
 class DecodeReport:
@@ -75,184 +66,6 @@ class DecodeReport:
     def num_bad(self) -> int:
         with self._lock:
             return len(self._bad)
-
-
-# --------------------------------------------------------------------------- images
-
-def _read_bytes(path: str) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as err:
-        raise UnreadableImageError(f"{path}: cannot read file ({err.strerror})") from err
-    if not data:
-        raise UnreadableImageError(f"{path}: empty file (0 bytes)")
-    return data
-
-
-def _decode_bytes(path: str, data: bytes) -> np.ndarray:
-    """Decode with IMREAD_UNCHANGED so 16-bit and alpha are seen, not silently converted.
-
-    EXIF orientation is deliberately not applied (UNCHANGED ignores it): masks are
-    drawn on the stored pixel grid, and image and mask must stay on the same one.
-    """
-    if data[:2] == b"\xff\xd8" and data.rfind(b"\xff\xd9", -_JPEG_EOI_WINDOW) < 0:
-        # libjpeg decodes a truncated file into a grey-padded image with only a warning.
-        raise UnreadableImageError(f"{path}: truncated JPEG (no end-of-image marker)")
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if array is None or array.size == 0:
-        raise UnreadableImageError(f"{path}: not a decodable image ({len(data)} bytes)")
-    return array
-
-
-def _to_uint8(path: str, array: np.ndarray) -> np.ndarray:
-    """16-bit -> 8-bit by ``>> 8`` (keeps absolute intensity, the same for every image)."""
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype == np.uint16:
-        return (array >> 8).astype(np.uint8)
-    raise UnreadableImageError(f"{path}: unsupported pixel type {array.dtype} (need 8 or 16 bit)")
-
-
-def read_image(path: str) -> np.ndarray:
-    """Read an image file as RGB uint8 ``[H, W, 3]``.
-
-    Grayscale is replicated to 3 channels, alpha is dropped, 16-bit is shifted to 8-bit.
-    Raises UnreadableImageError naming the file when it cannot be decoded.
-    """
-    array = _to_uint8(path, _decode_bytes(path, _read_bytes(path)))
-    if array.ndim == 2:
-        array = array[:, :, None]
-    channels = array.shape[2]
-    if channels in (1, 2):  # gray, gray + alpha
-        return np.repeat(array[:, :, :1], 3, axis=2)
-    if channels in (3, 4):  # BGR, BGRA
-        return np.ascontiguousarray(array[:, :, 2::-1])
-    raise UnreadableImageError(f"{path}: unsupported channel count {channels}")
-
-
-# ---------------------------------------------------------------------------- masks
-
-def _png_palette(data: bytes) -> Optional[np.ndarray]:
-    """The PLTE of a palette (colour type 3) PNG as ``[N, 3]`` RGB, else None."""
-    if not data.startswith(_PNG_SIGNATURE):
-        return None
-    offset, palette_png = len(_PNG_SIGNATURE), False
-    while offset + 8 <= len(data):
-        length = int.from_bytes(data[offset:offset + 4], "big")
-        kind, body = data[offset + 4:offset + 8], data[offset + 8:offset + 8 + length]
-        if kind == b"IHDR":
-            palette_png = len(body) > 9 and body[9] == 3
-        elif kind == b"PLTE":
-            return np.frombuffer(body, np.uint8).reshape(-1, 3) if palette_png else None
-        elif kind in (b"IDAT", b"IEND"):
-            return None
-        offset += 12 + length
-    return None
-
-
-def _palette_indices(path: str, bgr: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Undo OpenCV's palette expansion: map each pixel colour back to its index.
-
-    Where the palette repeats a colour (unused entries are often padded with black),
-    the lowest index wins, which is the one the colour was meant for.
-    """
-    codes = palette.astype(np.int64) @ np.array([1 << 16, 1 << 8, 1])
-    unique, first = np.unique(codes, return_index=True)
-    rgb = bgr[:, :, 2::-1].astype(np.int64)
-    pixels = (rgb[:, :, 0] << 16) | (rgb[:, :, 1] << 8) | rgb[:, :, 2]
-    position = np.clip(np.searchsorted(unique, pixels), 0, len(unique) - 1)
-    if np.any(unique[position] != pixels):
-        raise DataError(f"{path}: pixel colours outside the PNG palette")
-    return first[position]
-
-
-def read_label_map(path: str, num_classes: int) -> np.ndarray:
-    """Read a class-index map (PNG; palette PNGs as in VOC are mapped back to indices).
-
-    Values must be class indices (< num_classes) or IGNORE_LABEL (255); anything else
-    is a DataError naming the file and the values, not a silent clamp.
-    """
-    data = _read_bytes(path)
-    array = _decode_bytes(path, data)
-    palette = _png_palette(data)
-    if palette is not None and array.ndim == 3:
-        array = _palette_indices(path, array, palette)
-    elif array.ndim != 2:
-        raise DataError(
-            f"{path}: label map has {array.shape[2]} channels; a class-index map must be "
-            "single-channel (or a palette PNG)")
-    values = np.unique(array)
-    bad = values[(values >= num_classes) & (values != IGNORE_LABEL)]
-    if bad.size:
-        raise DataError(
-            f"{path}: label values {bad[:10].tolist()} are neither class indices "
-            f"(0..{num_classes - 1}) nor ignore ({IGNORE_LABEL})")
-    return array.astype(np.uint8)
-
-
-def read_binary_mask(path: str, threshold: int = 0) -> np.ndarray:
-    """Read one lesion mask as bool ``[H, W]``: foreground where any colour channel > threshold.
-
-    IDRiD masks are 3-channel TIFs with foreground > 0 (hence the default); use e.g.
-    127 for anti-aliased PNG masks. 16-bit masks are shifted to 8 bit first.
-    """
-    array = _to_uint8(path, _decode_bytes(path, _read_bytes(path)))
-    if array.ndim == 3:
-        array = array[:, :, :3].max(axis=2)  # alpha is not a colour
-    return array > threshold
-
-
-def _priority_order(class_names: Sequence[str], mask_priority: Sequence[str]) -> List[int]:
-    """Class indices from the lowest to the highest priority (so the last painted wins)."""
-    foreground = list(class_names[1:])
-    unknown = [name for name in mask_priority if name not in foreground]
-    if unknown:
-        raise ConfigError(f"data.mask_priority names {unknown}, not in class_names {foreground}")
-    ranked = list(mask_priority) + [name for name in foreground if name not in mask_priority]
-    return [class_names.index(name) for name in reversed(ranked)]
-
-
-def read_mask_example(
-    example: MaskExample,
-    class_names: Sequence[str],
-    mask_priority: Sequence[str],
-    mask_threshold: int = 0,
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Decode one MaskExample to (RGB uint8 [H, W, 3], class-index uint8 [H, W]).
-
-    Binary masks (``mask_paths``, in ``class_names[1:]`` order, "" = empty) collapse to
-    one index per pixel by ``mask_priority`` (first wins). A mask of another size than
-    its image is a DataError naming both files: it is never resized to fit.
-    """
-    image = read_image(example.image_path)
-    height, width = image.shape[:2]
-    if bool(example.label_path) == bool(example.mask_paths):
-        raise DataError(
-            f"{example.image_path}: a mask example needs exactly one of label_path or "
-            f"mask_paths (got label_path={example.label_path!r}, "
-            f"{len(example.mask_paths)} mask_paths)")
-    if example.label_path:
-        masks = {0: (example.label_path, read_label_map(example.label_path, len(class_names)))}
-    else:
-        if len(example.mask_paths) != len(class_names) - 1:
-            raise DataError(
-                f"{example.image_path}: {len(example.mask_paths)} mask_paths for "
-                f"{len(class_names) - 1} foreground classes {tuple(class_names[1:])}")
-        masks = {index: (path, read_binary_mask(path, mask_threshold))
-                 for index, path in enumerate(example.mask_paths, start=1) if path}
-    for path, mask in masks.values():
-        if mask.shape[:2] != (height, width):
-            raise DataError(
-                f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image "
-                f"{example.image_path} is {width}x{height} (width x height)")
-    if example.label_path:
-        return image, masks[0][1]
-    label = np.zeros((height, width), np.uint8)
-    for index in _priority_order(class_names, mask_priority):
-        if index in masks:
-            label[masks[index][1]] = index
-    return image, label
 
 
 # ------------------------------------------------------------------ tf.data sources
@@ -343,7 +156,7 @@ def mask_source(
     report = report if report is not None else DecodeReport()
     examples = list(examples)
     if any(example.mask_paths for example in examples):
-        _priority_order(class_names, mask_priority)  # fail now on a bad priority list
+        mask_paint_order(class_names, mask_priority)  # fail now on a bad priority list
 
     def decode(index: np.int64) -> Tuple[np.ndarray, np.ndarray, np.bool_]:
         example = examples[int(index)]

@@ -14,8 +14,8 @@ import os
 from typing import List, Optional
 
 from coopseg.config import ConfigError
-from data_pipelines.csvutil import (SkipLog, attach_images, csv_columns, read_grade_rows,
-                                     require_dir)
+from data_pipelines.readers_common import (SkipLog, attach_images, csv_columns,
+                                           read_grade_rows, require_dir)
 from data_pipelines.records import DataError, GradedExample
 
 TRAIN_LABELS = "trainLabels.csv"

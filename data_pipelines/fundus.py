@@ -4,7 +4,7 @@ Used once, offline, by the converter (``coopseg-convert``, DESIGN §3): crop the
 camera border to the retina disc, pad to a centred square so resizing does not
 distort the disc, resize, and optionally apply Ben Graham's local colour
 normalisation (Kaggle DR 2015 winner). Masks go through the same crop box and are
-always resized nearest-neighbour. Reading files is ``data_pipelines.decode``'s job
+always resized nearest-neighbour. Reading files is ``data_pipelines.imageio``'s job
 (``read_image``, ``read_mask_example``), so the converter and the direct pipeline
 decode the same pixels.
 

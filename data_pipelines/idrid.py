@@ -25,8 +25,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from absl import logging
 
 from coopseg.config import ConfigError
-from data_pipelines.csvutil import (SkipLog, attach_images, index_files, read_grade_rows,
-                                    require_dir, usable_file)
+from data_pipelines.readers_common import (SkipLog, attach_images, index_files,
+                                           read_grade_rows, require_dir, usable_file)
 from data_pipelines.records import DataError, GradedExample, MaskExample
 
 SEGMENTATION_DIR = "A. Segmentation"

@@ -22,8 +22,8 @@ from typing import Dict, List, Sequence
 from absl import logging
 
 from coopseg.config import ConfigError
-from data_pipelines.csvutil import (SkipLog, index_files, read_grade_rows, require_dir,
-                                    usable_file)
+from data_pipelines.readers_common import (SkipLog, index_files, read_grade_rows,
+                                           require_dir, usable_file)
 from data_pipelines.records import DataError, MaskExample
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")

@@ -2,8 +2,8 @@
 
 No real DR data can be downloaded here, so the demo and the tests train on retina-like
 images (``synthetic_draw``) whose lesion kinds and counts follow the DR grade the way
-the ETDRS scale describes them. The files are written in the real formats, so the
-real readers load them:
+the ETDRS scale describes them (``synthetic_lesions``). The files are written in the
+real formats, so the real readers load them:
 
     out_dir/graded_train/trainLabels.csv        image,level       (EyePACS layout)
     out_dir/graded_train/train/<patient>_<left|right>.jpeg
@@ -40,6 +40,7 @@ from absl import app, flags, logging
 from coopseg.config import LESION_CLASSES, LESION_PRIORITY, NUM_GRADES, ConfigError
 from coopseg.progress import ProgressBar
 from data_pipelines import synthetic_draw as draw
+from data_pipelines import synthetic_lesions as lesions
 from data_pipelines.records import DataError
 
 GENERATOR_VERSION = 1
@@ -57,55 +58,8 @@ LESION_GRADE_PROBS = (0.15, 0.20, 0.30, 0.20, 0.15)
 # The second eye of a patient has the same grade or a neighbouring one.
 FELLOW_EYE_DELTA = ((-1, 0, 1), (0.2, 0.6, 0.2))
 
-# Inclusive (low, high) count of each DR lesion per grade 0..4 (ETDRS-like: 1 = MAs
-# only, 2 = + haemorrhages and hard exudates, 3 = + many bleeds and cotton-wool spots,
-# 4 = all of it and more). Ranges of neighbouring grades overlap, so the grade is
-# learnable from the whole image but not from a single lesion. Hard exudates count
-# clusters of specks.
-DR_LESION_COUNTS = {
-    "microaneurysm": ((0, 0), (1, 6), (3, 12), (6, 18), (8, 22)),
-    "haemorrhage": ((0, 0), (0, 0), (1, 5), (4, 11), (7, 15)),
-    "hard_exudate": ((0, 0), (0, 0), (0, 3), (1, 5), (2, 7)),
-    "soft_exudate": ((0, 0), (0, 0), (0, 0), (1, 3), (2, 5)),
-}
-# Age-related (drusen) and camera (artifact) findings, independent of the DR grade:
-# (probability an image has any, low, high).
-INCIDENTAL_COUNTS = {"drusen": (0.25, 4, 20), "artifact": (0.35, 1, 3)}
-# How each DR lesion is drawn and where it sits: around which landmark, with what spread
-# (fraction of the FOV radius). MAs, bleeds and exudates crowd the posterior pole;
-# cotton-wool spots lie along the vessel arcades near the disc.
-_DR_LESION_DRAWING = {
-    "microaneurysm": (draw.microaneurysm, "macula", 0.4),
-    "haemorrhage": (draw.haemorrhage, "macula", 0.45),
-    "hard_exudate": (draw.hard_exudate, "macula", 0.3),
-    "soft_exudate": (draw.soft_exudate, "disc", 0.4),
-}
 
-
-def _lesion_count(rng: np.random.Generator, name: str, grade: int, bias: float) -> int:
-    if name in DR_LESION_COUNTS:
-        low, high = DR_LESION_COUNTS[name][grade]
-    else:
-        chance, low, high = INCIDENTAL_COUNTS[name]
-        if rng.random() >= chance:
-            return 0
-    return int(round(rng.integers(low, high + 1) * bias))
-
-
-def _draw_lesions(rng: np.random.Generator, retina: draw.Retina, name: str, mask: np.ndarray,
-                  count: int) -> None:
-    if name == "drusen":
-        radius = rng.uniform(1.3, 2.6)  # drusen of one eye are alike in size
-        for _ in range(count):
-            draw.drusen(rng, retina, mask, *draw.sample_site(rng, retina, "macula", 0.22), radius)
-    elif name == "artifact":
-        for _ in range(count):
-            kind = draw.dust if rng.random() < 0.6 else draw.reflection
-            kind(rng, retina, mask, *draw.sample_site(rng, retina))
-    else:
-        drawer, around, spread = _DR_LESION_DRAWING[name]
-        for _ in range(count):
-            drawer(rng, retina, mask, *draw.sample_site(rng, retina, around, spread))
+# ---------------------------------------------------------------- one image
 
 
 def render_fundus(rng_seed: int, grade: int, image_size: int = 256, lesion_bias: float = 1.0,
@@ -114,7 +68,7 @@ def render_fundus(rng_seed: int, grade: int, image_size: int = 256, lesion_bias:
 
     Args:
       rng_seed: seeds the image's own generator; the same seed gives the same pixels.
-      grade: DR grade 0-4; picks lesion kinds and counts (``DR_LESION_COUNTS``).
+      grade: DR grade 0-4; picks lesion kinds and counts (``synthetic_lesions.DR_LESION_COUNTS``).
       image_size: side in pixels; anatomy and lesions scale with it.
       lesion_bias: multiplies every lesion count (0 draws no lesions, 2 twice as many).
       right_eye: puts the optic disc on the right (nasal) side; None picks at random.
@@ -136,7 +90,8 @@ def render_fundus(rng_seed: int, grade: int, image_size: int = 256, lesion_bias:
     draw.draw_vessels(rng, retina, neovascular=grade == NUM_GRADES - 1)
     masks = {name: np.zeros((image_size, image_size), bool) for name in LESION_CLASSES[1:]}
     for name in reversed(LESION_PRIORITY):
-        _draw_lesions(rng, retina, name, masks[name], _lesion_count(rng, name, grade, lesion_bias))
+        lesions.draw_lesions(rng, retina, name, masks[name],
+                             lesions.lesion_count(rng, name, grade, lesion_bias))
     image = draw.finish(rng, retina)
     inside = retina.fov_alpha >= 1.0
     return image, {name: (mask & inside).astype(np.uint8) for name, mask in masks.items()}

@@ -16,7 +16,7 @@ Schema of one ``tf.train.Example`` (fixed; ``data_pipelines.pipeline`` relies on
 
 Files: ``<root>/<split>-<shard:05d>-of-<num_shards:05d>.tfrecord`` plus
 ``<root>/manifest.json`` (counts, class names, class pixel frequencies, grade
-histogram, options, skipped files; see ``coopseg/cli/convert.py``).
+histogram, options, skipped files; see ``data_pipelines/conversion.py``).
 """
 from __future__ import annotations
 

@@ -9,22 +9,22 @@ Layout (the devkit's own)::
 Class-index labels live in the PNG's palette indices, which OpenCV cannot return: it
 expands palette PNGs to BGR (checked with OpenCV 4.11), and PIL is not a dependency.
 ``read_voc_label`` therefore maps colours back to indices through the file's own
-palette (PLTE chunk), or through the VOC colormap for a non-palette colour PNG;
-grayscale index PNGs (e.g. SegmentationClassAug) are read as they are.
+palette (PLTE chunk, ``imageio.png_palette``), or through the VOC colormap for a
+non-palette colour PNG; grayscale index PNGs (e.g. SegmentationClassAug) are read
+as they are.
 DecoupledNet's image-level labels are derived from these maps (``voc_image_labels``).
 """
 from __future__ import annotations
 
 import os
-import struct
 from typing import List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 from absl import logging
 
 from coopseg.config import IGNORE_LABEL, ConfigError
-from data_pipelines.csvutil import SkipLog, require_dir, usable_file
+from data_pipelines import imageio
+from data_pipelines.readers_common import SkipLog, require_dir, usable_file
 from data_pipelines.records import DataError, MaskExample
 
 VOC_CLASSES: Tuple[str, ...] = (
@@ -32,7 +32,6 @@ VOC_CLASSES: Tuple[str, ...] = (
     "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
     "sheep", "sofa", "train", "tvmonitor",
 )
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def voc_colormap(size: int = 256) -> np.ndarray:
@@ -53,62 +52,23 @@ def voc_colormap(size: int = 256) -> np.ndarray:
     return cmap
 
 
-def png_palette(path: str) -> Optional[np.ndarray]:
-    """The PLTE of a palette PNG as RGB uint8 (n, 3); None for any other PNG.
-
-    Reads chunk headers only, up to the first image data.
-    """
-    with open(path, "rb") as handle:
-        if handle.read(8) != _PNG_SIGNATURE:
-            raise DataError(f"{path} is not a PNG file")
-        color_type = None
-        while True:
-            head = handle.read(8)
-            if len(head) < 8:
-                return None
-            length, kind = struct.unpack(">I4s", head)
-            data = handle.read(length)
-            handle.seek(4, os.SEEK_CUR)  # CRC
-            if kind == b"IHDR":
-                color_type = data[9]
-            elif kind == b"PLTE" and color_type == 3:
-                return np.frombuffer(data, np.uint8).reshape(-1, 3)
-            elif kind in (b"IDAT", b"IEND"):
-                return None
-
-
-def _pack_rgb(rgb: np.ndarray) -> np.ndarray:
-    rgb = rgb.astype(np.int32)
-    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-
-
-def _colours_to_indices(rgb: np.ndarray, palette: np.ndarray, path: str) -> np.ndarray:
-    packed_palette = _pack_rgb(palette)
-    # np.unique keeps the first index of a repeated colour: palettes padded with black
-    # entries still map black to index 0.
-    keys, first_index = np.unique(packed_palette, return_index=True)
-    packed = _pack_rgb(rgb)
-    position = np.clip(np.searchsorted(keys, packed), 0, len(keys) - 1)
-    known = keys[position] == packed
-    if not known.all():
-        colour = tuple(int(c) for c in rgb[~known][0])
-        raise DataError(f"{path}: {int((~known).sum())} pixel(s) have colours outside the "
-                        f"palette, e.g. RGB {colour}")
-    return first_index[position].astype(np.uint8)
-
-
 def read_voc_label(path: str) -> np.ndarray:
-    """Class indices (uint8, H x W; 255 = ignore) of a VOC-style label PNG."""
-    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DataError(f"{path}: cannot be decoded as an image")
+    """Class indices (uint8, H x W; 255 = ignore) of a VOC-style label PNG.
+
+    Grey index PNGs (with or without alpha) are read as they are; colour PNGs map back
+    to indices through their own palette or, without one, the VOC colormap.
+    """
+    data = imageio.read_bytes(path)
+    image = imageio.decode_unchanged(path, data)
     if image.dtype != np.uint8:
         raise DataError(f"{path}: expected an 8-bit label map, got {image.dtype}")
     if image.ndim == 2 or image.shape[-1] == 2:  # grey indices (with alpha)
         return np.ascontiguousarray(image if image.ndim == 2 else image[..., 0])
-    palette = png_palette(path)
+    if not imageio.is_png(data):
+        raise DataError(f"{path} is not a PNG file")
+    palette = imageio.png_palette(data)
     rgb = image[..., 2::-1]  # BGR(A) -> RGB
-    return _colours_to_indices(rgb, voc_colormap() if palette is None else palette, path)
+    return imageio.colours_to_indices(path, rgb, voc_colormap() if palette is None else palette)
 
 
 def voc_image_labels(label_png_path: str, num_classes: int = len(VOC_CLASSES)) -> Tuple[int, ...]:

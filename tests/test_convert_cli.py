@@ -1,4 +1,4 @@
-"""Tests for coopseg-convert (coopseg/cli/convert.py) on tiny hand-made datasets."""
+"""Tests for coopseg-convert (coopseg/cli/convert.py, data_pipelines/conversion.py) on tiny sets."""
 import dataclasses
 import io
 import os
@@ -13,7 +13,7 @@ from absl import flags
 
 from coopseg.cli import convert
 from coopseg.config import ConfigError, LESION_CLASSES
-from data_pipelines import tfrecords
+from data_pipelines import conversion, tfrecords
 from data_pipelines.records import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,12 +64,12 @@ def eyepacs_set(tmp_path):
 
 
 def _options(fmt, source, out, **kw):
-    return convert.ConvertOptions(format=fmt, input=str(source), output=str(out), size=32,
-                                  workers=2, **kw)
+    return conversion.ConvertOptions(format=fmt, input=str(source), output=str(out), size=32,
+                                     workers=2, **kw)
 
 
 def _run(options):
-    return convert.convert_split(options, progress_stream=io.StringIO())
+    return conversion.convert_split(options, progress_stream=io.StringIO())
 
 
 def _shards(out):

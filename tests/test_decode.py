@@ -1,4 +1,4 @@
-"""Tests for data_pipelines.decode: formats, bad files, masks, pre-flight validation."""
+"""Tests for data_pipelines.decode and the file reading it uses (data_pipelines.imageio)."""
 from __future__ import annotations
 
 import struct
@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from coopseg.config import LESION_CLASSES, LESION_PRIORITY
-from data_pipelines import decode
+from data_pipelines import decode, imageio
 from data_pipelines.records import DataError, GradedExample, MaskExample
 
 CLASSES = LESION_CLASSES  # background, hard_exudate, soft_exudate, haemorrhage, microaneurysm, ...
@@ -73,7 +73,7 @@ def test_read_image_normalises_formats_to_rgb_uint8(tmp_path):
         "colour.bmp": (_write(tmp_path / "colour.bmp", rgb[:, :, ::-1]), rgb),
     }
     for name, (path, expected) in cases.items():
-        image = decode.read_image(path)
+        image = imageio.read_image(path)
         assert image.dtype == np.uint8 and image.shape == (12, 10, 3), name
         np.testing.assert_array_equal(image, expected, err_msg=name)
 
@@ -81,7 +81,7 @@ def test_read_image_normalises_formats_to_rgb_uint8(tmp_path):
 def test_read_image_jpeg_is_rgb(tmp_path):
     red_bgr = np.zeros((16, 16, 3), np.uint8)
     red_bgr[:, :, 2] = 200
-    image = decode.read_image(_write(tmp_path / "red.jpg", red_bgr))
+    image = imageio.read_image(_write(tmp_path / "red.jpg", red_bgr))
     assert image.shape == (16, 16, 3) and image.dtype == np.uint8
     assert image[:, :, 0].mean() > 180 and image[:, :, 2].mean() < 20
 
@@ -89,8 +89,8 @@ def test_read_image_jpeg_is_rgb(tmp_path):
 def test_unreadable_files_raise_naming_the_file(tmp_path):
     _, bad = _bad_files(tmp_path)
     for path in bad + [str(tmp_path / "missing.jpg")]:
-        with pytest.raises(decode.UnreadableImageError, match=path):
-            decode.read_image(path)
+        with pytest.raises(imageio.UnreadableImageError, match=path):
+            imageio.read_image(path)
 
 
 # ---------------------------------------------------------------------- graded_source
@@ -146,13 +146,13 @@ def test_overlapping_masks_follow_priority_and_missing_is_empty(tmp_path):
     example = MaskExample(image, "im", mask_paths=_mask_paths(
         haemorrhage=_write(tmp_path / "haem.tif", haem),
         microaneurysm=_write(tmp_path / "micro.png", micro)))
-    _, label = decode.read_mask_example(example, CLASSES, LESION_PRIORITY)
+    _, label = imageio.read_mask_example(example, CLASSES, LESION_PRIORITY)
     haem_i, micro_i = CLASSES.index("haemorrhage"), CLASSES.index("microaneurysm")
     assert label[0, 0] == haem_i and label[3, 3] == micro_i  # overlap: microaneurysm first
     assert label[5, 5] == micro_i and label[7, 7] == 0
     assert set(np.unique(label)) == {0, haem_i, micro_i}  # "" paths stay empty
     # With haemorrhage ranked first the overlap flips.
-    _, flipped = decode.read_mask_example(example, CLASSES, ("haemorrhage", "microaneurysm"))
+    _, flipped = imageio.read_mask_example(example, CLASSES, ("haemorrhage", "microaneurysm"))
     assert flipped[3, 3] == haem_i
 
 
@@ -161,9 +161,9 @@ def test_mask_threshold(tmp_path):
     soft = np.array([[0, 40, 200, 255]] * 4, np.uint8)
     mask = _write(tmp_path / "m.png", soft)
     example = MaskExample(image, "im", mask_paths=_mask_paths(hard_exudate=mask))
-    _, label = decode.read_mask_example(example, CLASSES, LESION_PRIORITY)
+    _, label = imageio.read_mask_example(example, CLASSES, LESION_PRIORITY)
     assert label[0].tolist() == [0, 1, 1, 1]
-    _, label = decode.read_mask_example(example, CLASSES, LESION_PRIORITY, mask_threshold=127)
+    _, label = imageio.read_mask_example(example, CLASSES, LESION_PRIORITY, mask_threshold=127)
     assert label[0].tolist() == [0, 0, 1, 1]
 
 
@@ -172,7 +172,7 @@ def test_mask_size_mismatch_names_both_files(tmp_path):
     mask = _write(tmp_path / "big.png", np.zeros((9, 8), np.uint8))
     example = MaskExample(image, "im", mask_paths=_mask_paths(drusen=mask))
     with pytest.raises(DataError, match="big.png.*im.jpg"):
-        decode.read_mask_example(example, CLASSES, LESION_PRIORITY)
+        imageio.read_mask_example(example, CLASSES, LESION_PRIORITY)
     with pytest.raises(DataError, match="big.png"):  # not skippable: an annotation bug
         decode.validate_files([example], class_names=CLASSES, mask_priority=LESION_PRIORITY)
     dataset = decode.mask_source([example], CLASSES, LESION_PRIORITY, skip_bad=True)
@@ -184,11 +184,11 @@ def test_label_maps_keep_ignore_and_reject_unknown_values(tmp_path):
     image = _jpeg(tmp_path / "im.jpg", 2, 3)
     labels = np.array([[0, 1, 255], [6, 2, 0]], np.uint8)
     example = MaskExample(image, "im", label_path=_write(tmp_path / "lab.png", labels))
-    _, label = decode.read_mask_example(example, CLASSES, LESION_PRIORITY)
+    _, label = imageio.read_mask_example(example, CLASSES, LESION_PRIORITY)
     np.testing.assert_array_equal(label, labels)
     bad = MaskExample(image, "im", label_path=_write(tmp_path / "bad.png", labels + 1))
     with pytest.raises(DataError, match=r"bad.png.*\[7\]"):
-        decode.read_mask_example(bad, CLASSES, LESION_PRIORITY)
+        imageio.read_mask_example(bad, CLASSES, LESION_PRIORITY)
 
 
 def test_palette_label_map_reads_indices(tmp_path):
@@ -198,7 +198,7 @@ def test_palette_label_map_reads_indices(tmp_path):
     palette[[1, 2, 3, 255]] = [(128, 0, 0), (0, 128, 0), (0, 0, 128), (224, 224, 192)]
     label_path = _palette_png(tmp_path / "voc.png", indices, palette)
     example = MaskExample(image, "im", label_path=label_path)
-    _, label = decode.read_mask_example(example, CLASSES, LESION_PRIORITY)
+    _, label = imageio.read_mask_example(example, CLASSES, LESION_PRIORITY)
     np.testing.assert_array_equal(label, indices)
 
 

@@ -27,6 +27,17 @@ def conv_bn(x: tf.Tensor, filters: int, kernel: IntPair, *, name: str, strides: 
     return x
 
 
+def upsample_conv_bn(x: tf.Tensor, filters: int, *, name: str, bn_momentum: float = 0.99,
+                     bn_epsilon: float = 1e-3) -> tf.Tensor:
+    """2x upsampling of the paper's decoder (Sec. II-B): Conv2DTranspose with a 2x2 kernel
+    and stride 2, then BN and ReLU."""
+    x = layers.Conv2DTranspose(filters, 2, strides=2, use_bias=False,
+                               kernel_initializer="he_normal", name=f"{name}_deconv")(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon,
+                                  name=f"{name}_deconv_bn")(x)
+    return layers.Activation("relu", name=f"{name}_deconv_relu")(x)
+
+
 def _branch_width(filters: int) -> int:
     # Each of the four inception branches gets a quarter of the block's width (at
     # least 4): the concat is then about `filters` wide before the 3x3 fusion conv.

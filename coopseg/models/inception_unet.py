@@ -22,7 +22,7 @@ from typing import Optional
 import tensorflow as tf
 
 from coopseg.config import ConfigError, ModelConfig
-from coopseg.models.blocks import residual_inception_block
+from coopseg.models.blocks import residual_inception_block, upsample_conv_bn
 
 layers = tf.keras.layers
 
@@ -76,11 +76,7 @@ def build_inception_unet(config: ModelConfig,
     skips_up = list(reversed(skips)) + [None]
     for i, (filters, skip) in enumerate(zip(config.resolved_decoder_filters(), skips_up)):
         name = f"unet_up{i}"
-        x = layers.Conv2DTranspose(filters, 2, strides=2, use_bias=False,
-                                   kernel_initializer="he_normal", name=f"{name}_deconv")(x)
-        x = layers.BatchNormalization(momentum=config.bn_momentum, epsilon=config.bn_epsilon,
-                                      name=f"{name}_deconv_bn")(x)
-        x = layers.Activation("relu", name=f"{name}_deconv_relu")(x)
+        x = upsample_conv_bn(x, filters, name=name, **kw)
         if skip is not None:
             x = layers.Concatenate(name=f"{name}_skip_concat")([x, skip])
         x = residual_inception_block(x, filters, name=f"{name}_block", use_5x5=config.use_5x5,

@@ -18,7 +18,7 @@ import tensorflow as tf
 from coopseg.config import ModelConfig
 from coopseg.models.attention import partial_attention_gate
 from coopseg.models.blocks import (conv_bn, factorized_residual_inception_block,
-                                   residual_inception_block)
+                                   residual_inception_block, upsample_conv_bn)
 
 layers = tf.keras.layers
 
@@ -88,11 +88,7 @@ def build_decoder(config: ModelConfig) -> tf.keras.Model:
     x = deep
     for i, filters in enumerate(config.resolved_decoder_filters()):
         name = f"decoder_up{i}"
-        x = layers.Conv2DTranspose(filters, 2, strides=2, use_bias=False,
-                                   kernel_initializer="he_normal", name=f"{name}_deconv")(x)
-        x = layers.BatchNormalization(momentum=config.bn_momentum, epsilon=config.bn_epsilon,
-                                      name=f"{name}_deconv_bn")(x)
-        x = layers.Activation("relu", name=f"{name}_deconv_relu")(x)
+        x = upsample_conv_bn(x, filters, name=name, **kw)
         x = partial_attention_gate(x, skips, mode=config.pag_mode, name=f"{name}_pag", **kw)
         if config.decoder_block == "residual_inception":
             x = residual_inception_block(x, filters, name=f"{name}_block",

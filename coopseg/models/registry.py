@@ -30,6 +30,8 @@ class ModelSystem:
     joint_model: Optional[tf.keras.Model] = None
     # Hooks for methods that differ from "softmax grades + per-pixel softmax" (DecoupledNet).
     # Each loss is (labels, logits, global_batch_size) -> scalar; None = the JointSeg loss.
+    # ``seg_loss`` also gets ``class_weights=`` (None, or [num_seg_classes] estimated by the
+    # trainer from the labels' class indices when train.seg_class_weighting is set).
     clf_loss: Optional[Callable] = None
     seg_loss: Optional[Callable] = None
     # images -> int32 class map [B, H, W] for evaluation; None = argmax of seg_model.
@@ -72,4 +74,8 @@ def build_system(config: ExperimentConfig) -> ModelSystem:
     if method == "decouplednet":
         from coopseg.models.decouplednet_system import build_decouplednet_system
         return build_decouplednet_system(config)
-    raise ConfigError(f"unknown method {method!r}; choose one of {METHODS + ('decouplednet',)}")
+    if method == "deconvnet":  # DecoupledNet's Table 1 baseline
+        from coopseg.models.decouplednet_system import build_deconvnet_system
+        return build_deconvnet_system(config)
+    raise ConfigError(f"unknown method {method!r}; choose one of "
+                      f"{METHODS + ('decouplednet', 'deconvnet')}")

@@ -44,18 +44,32 @@ class CooperativeStep(tf.Module):
     """
 
     def __init__(self, clf_agent: Optional[Agent], seg_agent: Optional[Agent],
-                 jit_compile: bool = False):
+                 jit_compile: bool = False,
+                 strategy: Optional[tf.distribute.Strategy] = None):
         super().__init__(name="cooperative_step")
         if clf_agent is None and seg_agent is None:
             raise ValueError("CooperativeStep needs at least one agent")
         self.clf_agent = clf_agent
         self.seg_agent = seg_agent
+        self.strategy = strategy or tf.distribute.get_strategy()
         self.all_finite = tf.Variable(True, trainable=False, name="all_finite")
-        self._step = tf.function(self._train_step, jit_compile=jit_compile)
+        # XLA compiles the per-replica body; the outer function only distributes it.
+        self._replica_step = (tf.function(self._train_step, jit_compile=True) if jit_compile
+                              else self._train_step)
+        self._step = tf.function(self._distributed_step)
 
     def __call__(self, clf_batch: Optional[Tuple[tf.Tensor, tf.Tensor]],
                  seg_batch: Optional[Tuple[tf.Tensor, tf.Tensor]]) -> Dict[str, tf.Tensor]:
         return self._step(clf_batch, seg_batch)
+
+    def _distributed_step(self, clf_batch, seg_batch) -> Dict[str, tf.Tensor]:
+        per_replica = self.strategy.run(self._replica_step, args=(clf_batch, seg_batch))
+        metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                   for k, v in per_replica.items()}
+        finite = tf.reduce_all([tf.math.is_finite(v) for k, v in metrics.items()
+                                if k.endswith("total_loss")])
+        self.all_finite.assign(tf.logical_and(self.all_finite, finite))
+        return metrics
 
     def _train_step(self, clf_batch, seg_batch) -> Dict[str, tf.Tensor]:
         # Python-level branches: resolved once at trace time, never in the graph.
@@ -72,7 +86,4 @@ class CooperativeStep(tf.Module):
         # Both gradients exist before either update is applied: simultaneous updates.
         for agent, grads in updates:
             agent.optimizer.apply_gradients(zip(grads, agent.variables))
-        finite = tf.reduce_all([tf.math.is_finite(v) for k, v in metrics.items()
-                                if k.endswith("total_loss")])
-        self.all_finite.assign(tf.logical_and(self.all_finite, finite))
         return metrics

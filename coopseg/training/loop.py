@@ -52,8 +52,12 @@ class Inputs:
 class CooperativeTrainer:
     """Trains a ``ModelSystem`` with one or two agents as ``config.train.mode`` says."""
 
-    def __init__(self, config: ExperimentConfig, system: ModelSystem):
+    def __init__(self, config: ExperimentConfig, system: ModelSystem,
+                 strategy: Optional[tf.distribute.Strategy] = None):
+        """Build agents, step and checkpoint. Under a strategy, construct the system and
+        the trainer inside ``strategy.scope()`` so every variable is distributed."""
         self.config = config
+        self.strategy = strategy or tf.distribute.get_strategy()
         tc = config.train
         system.require(tc.mode)
         self.system = system
@@ -73,7 +77,7 @@ class CooperativeTrainer:
 
             def seg_loss(masks, logits, global_batch_size):
                 if system.seg_loss is not None:
-                    return system.seg_loss(masks, logits, global_batch_size)
+                    return system.seg_loss(masks, logits, global_batch_size, class_weights=weights)
                 return segmentation_loss(masks, logits, global_batch_size, class_weights=weights)
 
             self.seg_agent = make_agent("seg", system.seg_model,
@@ -82,7 +86,8 @@ class CooperativeTrainer:
         for agent in self.agents:
             # Create slot variables now so a restore fills them immediately (not lazily).
             agent.optimizer.build(agent.variables)
-        self.step_fn = CooperativeStep(self.clf_agent, self.seg_agent, jit_compile=tc.jit_compile)
+        self.step_fn = CooperativeStep(self.clf_agent, self.seg_agent, jit_compile=tc.jit_compile,
+                                       strategy=self.strategy)
         trackables = dict(system.parts)
         trackables.update({f"{a.name}_optimizer": a.optimizer for a in self.agents})
         self.checkpoint = tf.train.Checkpoint(step=self.global_step,
@@ -112,9 +117,16 @@ class CooperativeTrainer:
         return int(self.global_step.numpy())
 
     def save(self) -> str:
-        if not bool(self.step_fn.all_finite.numpy()):
+        """Checkpoint, unless a loss or any weight (BN statistics included: they can
+        overflow while the loss is still finite) is NaN/Inf."""
+        if not bool(self.step_fn.all_finite.numpy()) or not self._weights_finite():
             raise self._diverged()
         return self.manager.save(checkpoint_number=int(self.global_step.numpy()))
+
+    def _weights_finite(self) -> bool:
+        floats = [v for part in self.system.parts.values() for v in part.weights
+                  if v.dtype.is_floating]
+        return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in floats]))
 
     def _diverged(self) -> TrainingDiverged:
         return TrainingDiverged(
@@ -124,16 +136,18 @@ class CooperativeTrainer:
             "(train.seg.learning_rate, train.lr_ratio) or check the input data.")
 
     # -- the loop ------------------------------------------------------------------------
-    def fit(self, inputs: Inputs) -> Dict[str, dict]:
-        """Train to ``train.steps``; returns the last validation metrics."""
+    def fit(self, inputs: Inputs, until_step: Optional[int] = None) -> Dict[str, dict]:
+        """Train to ``train.steps`` (or stop early at ``until_step``, checkpointing there,
+        as an interrupted run would); returns the last validation metrics."""
         tc = self.config.train
+        last = min(until_step or tc.steps, tc.steps)
         os.makedirs(self.model_dir, exist_ok=True)
         with open(os.path.join(self.model_dir, "config.json"), "w") as f:
             json.dump(to_dict(self.config), f, indent=2)
         train_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "logs", "train"))
         val_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "logs", "val"))
-        clf_iter = iter(inputs.clf_train) if self.clf_agent else None
-        seg_iter = iter(inputs.seg_train) if self.seg_agent else None
+        clf_iter = iter(self._distribute(inputs.clf_train)) if self.clf_agent else None
+        seg_iter = iter(self._distribute(inputs.seg_train)) if self.seg_agent else None
         start = int(self.global_step.numpy())
         if start == 0 and self.seg_agent is not None and tc.seg_class_weighting != "none":
             self._estimate_class_weights(inputs.seg_train)
@@ -142,12 +156,12 @@ class CooperativeTrainer:
         bar = ProgressBar(tc.steps, desc=self.config.name, unit="step", start=start)
         metrics: Dict[str, dict] = {}
         t_last, step_last = time.perf_counter(), start
-        for step in range(start + 1, tc.steps + 1):
+        for step in range(start + 1, last + 1):
             clf_batch = next(clf_iter) if clf_iter else None
             seg_batch = next(seg_iter) if seg_iter else None
             out = self.step_fn(clf_batch, seg_batch)
             self.global_step.assign(step)
-            if step % tc.log_every == 0 or step == tc.steps:
+            if step % tc.log_every == 0 or step == last:
                 if not bool(self.step_fn.all_finite.numpy()):
                     raise self._diverged()
                 now = time.perf_counter()
@@ -155,12 +169,18 @@ class CooperativeTrainer:
                 t_last, step_last = now, step
                 info = self._write_train_summaries(train_writer, step, out, rate)
                 bar.update(step, info)
-            if step % tc.checkpoint_every == 0 or step == tc.steps:
+            if step % tc.checkpoint_every == 0 or step == last:
                 self.save()
-            if step % tc.eval_every == 0 or step == tc.steps:
+            if step % tc.eval_every == 0 or step == last:
                 metrics = self.validate(inputs, val_writer, step)
         bar.close()
         return metrics
+
+    def _distribute(self, dataset: tf.data.Dataset):
+        if self.strategy.num_replicas_in_sync == 1:
+            return dataset
+        # The pipelines batch by the global batch; the strategy splits it per replica.
+        return self.strategy.experimental_distribute_dataset(dataset)
 
     def _estimate_class_weights(self, seg_train: tf.data.Dataset) -> None:
         tc = self.config.train

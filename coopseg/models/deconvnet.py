@@ -1,0 +1,70 @@
+"""DeconvNet (Noh, Hong & Han 2015): the encoder-decoder baseline of DecoupledNet's Table 1.
+
+A VGG-16 encoder whose pools keep their switches, fc6/fc7 as convolutions on the
+pool5 map, and a mirrored decoder: a deconvolution undoing fc6, then per block 5..1
+unpooling with that block's switches and 3x3 deconvolutions, ending in per-pixel
+logits over *all* classes (background included). Trained alone on the strong
+annotations, it is the "DeconvNet" column of Hong et al. 2015, Table 1 — the same
+deconvolution network DecoupledNet uses, but without the classification network and
+bridging layers that let DecoupledNet segment one identified class at a time.
+
+fc6 is a convolution whose kernel covers the whole pool5 map (7x7 at DeconvNet's
+224 px input) down to 1x1, and ``fc6_deconv`` its mirror back up, so the network
+has DeconvNet's shape at any input size that is a multiple of 32.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from coopseg.models.decouplednet import VGG16_BLOCK_CONVS, DecoupledNetConfig
+from coopseg.models.unpooling import MaxPoolWithArgmax, MaxUnpooling2D
+
+layers = tf.keras.layers
+
+
+def _conv_bn_relu(x: tf.Tensor, filters: int, kernel: int, name: str, *, batch_norm: bool,
+                  transpose: bool = False, padding: str = "same") -> tf.Tensor:
+    """(De)convolution -> optional BN -> ReLU, as every DeconvNet layer."""
+    conv = layers.Conv2DTranspose if transpose else layers.Conv2D
+    x = conv(filters, kernel, padding=padding, use_bias=not batch_norm,
+             kernel_initializer="he_normal", name=name)(x)
+    if batch_norm:
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def build_deconvnet(cfg: DecoupledNetConfig, num_seg_classes: int) -> tf.keras.Model:
+    """Standardised image [B, S, S, 3] -> logits [B, S, S, num_seg_classes].
+
+    Widths follow ``cfg.vgg_widths()`` and ``cfg.fc_units`` (the DecoupledNet sizes,
+    so the two networks of a Table 1 row have the same capacity); BatchNorm after
+    every (de)convolution when ``cfg.batch_norm`` (DeconvNet has it too).
+    """
+    cfg.validate()
+    widths = cfg.vgg_widths()
+    bn = cfg.batch_norm
+    image = layers.Input((cfg.input_size, cfg.input_size, 3), name="image")
+    x, switches = image, []
+    # -- encoder: VGG-16 convolutions, pools that remember where each max came from
+    for block, (convs, width) in enumerate(zip(VGG16_BLOCK_CONVS, widths), start=1):
+        for i in range(1, convs + 1):
+            x = _conv_bn_relu(x, width, 3, f"block{block}_conv{i}", batch_norm=bn)
+        x, switch = MaxPoolWithArgmax(name=f"block{block}_pool")(x)
+        switches.append(switch)
+    # -- fully connected layers as convolutions: pool5 map -> 1x1 -> pool5 map
+    pool5_size = cfg.input_size // 32
+    x = _conv_bn_relu(x, cfg.fc_units, pool5_size, "fc6", batch_norm=bn, padding="valid")
+    x = _conv_bn_relu(x, cfg.fc_units, 1, "fc7", batch_norm=bn)
+    x = _conv_bn_relu(x, widths[4], pool5_size, "fc6_deconv", batch_norm=bn, transpose=True,
+                      padding="valid")
+    # -- decoder: unpool with the encoder's switches, deconvolve (mirror of VGG-16)
+    for block in range(5, 0, -1):
+        x = MaxUnpooling2D(name=f"unpool{block}")([x, switches[block - 1]])
+        convs = VGG16_BLOCK_CONVS[block - 1]
+        for i in range(1, convs + 1):
+            last = i == convs and block > 1
+            x = _conv_bn_relu(x, widths[block - 2] if last else widths[block - 1], 3,
+                              f"deconv{block}_{i}", batch_norm=bn, transpose=True)
+    # float32 logits also under a mixed-precision policy (numerically safe losses).
+    logits = layers.Conv2D(num_seg_classes, 1, dtype="float32", name="seg_score")(x)
+    return tf.keras.Model(image, logits, name="deconvnet")

@@ -1,0 +1,216 @@
+"""DecoupledNet and its DeconvNet baseline as ``ModelSystem``s: one trainer, two stages.
+
+Hong et al. 2015 train DecoupledNet in two decoupled stages (Sec. 2.2, DESIGN §2);
+both run through the shared ``CooperativeTrainer`` with one agent each:
+
+1. ``train.mode=clf_only``: the classification network (``clf_model``, image -> L
+   logits) on image-level labels, multi-label sigmoid loss (e_c).
+2. ``train.mode=seg_only``: bridging + deconvolution network (``seg_model``,
+   [image, class l] -> 2-channel logits) on (image, l) pairs of the strong
+   annotations, fg/bg softmax loss (e_s). The classifier comes from stage 1's run
+   (``decoupled.classifier_run``, restored by ``stage1_classifier_init_fn``) and is
+   frozen: the segmenter's trainable weights exclude it (checked here).
+
+Evaluation predicts class maps with the paper's inference (every identified class
+segmented, per-pixel argmax; ``DecoupledNetInference``) and scores them with the
+shared confusion-matrix mIoU. Export serves 0..255 images, standardised in-graph,
+like every coopseg SavedModel.
+
+``build_deconvnet_system`` is Table 1's DeconvNet column: the encoder-decoder alone,
+per-pixel softmax over all classes, trained ``seg_only`` on the strong subset.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Dict, Optional
+
+import tensorflow as tf
+from absl import logging
+
+from coopseg.config import IGNORE_LABEL, ConfigError, ExperimentConfig, from_dict
+from coopseg.models.decouplednet import (DecoupledNetConfig, DecoupledNetInference,
+                                         build_decouplednet_classifier,
+                                         build_decouplednet_segmenter)
+from coopseg.models.deconvnet import build_deconvnet
+from coopseg.models.registry import ModelSystem
+from data_pipelines.decoupled_inputs import build_decoupled_inputs
+
+
+def decouplednet_config(config: ExperimentConfig) -> DecoupledNetConfig:
+    """DecoupledNet's shape from an experiment: image size, classes and ``decoupled.*``."""
+    dc = config.decoupled
+    return DecoupledNetConfig(
+        input_size=config.model.input_size, num_classes=len(config.data.class_names) - 1,
+        width_multiplier=dc.width_multiplier, fc_units=dc.fc_units,
+        bridge_filters=dc.bridge_filters, score_threshold=dc.score_threshold,
+        dropout=dc.dropout).validate()
+
+
+# ----------------------------------------------------------------------------- losses
+def multilabel_loss(labels: tf.Tensor, logits: tf.Tensor,
+                    global_batch_size: Optional[int] = None) -> tf.Tensor:
+    """Stage 1 (e_c): sigmoid cross-entropy of multi-hot labels [B, L], mean over the
+    classes per image, then averaged over the *global* batch (tf.distribute convention)."""
+    per_example = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.float32), logits=tf.cast(logits, tf.float32)), axis=-1)
+    return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+
+
+def foreground_loss(class_masks: tf.Tensor, logits: tf.Tensor,
+                    global_batch_size: Optional[int] = None,
+                    class_weights: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """Stage 2 (e_s): softmax cross-entropy of 2-channel logits [B, S, S, 2] vs z^l.
+
+    ``class_masks`` [B, S, S] are a pair's mask of its class l (l + 1 = foreground,
+    0 = background, IGNORE_LABEL ignored; see ``decoupled_inputs.expand_class_pairs``).
+    Per pair the mean over its valid pixels, then averaged over the global batch.
+    ``class_weights`` [num_seg_classes] (the trainer's, when
+    ``train.seg_class_weighting`` is set) weigh each pixel by its class index, so
+    class l's foreground gets the weight JointSeg or DeconvNet would give class l;
+    None is the paper's unweighted loss.
+    """
+    masks = tf.cast(class_masks, tf.int32)
+    valid = tf.not_equal(masks, IGNORE_LABEL)
+    safe = tf.where(valid, masks, 0)
+    pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(safe > 0, tf.int32), logits=tf.cast(logits, tf.float32))
+    if class_weights is not None:
+        pixel = pixel * tf.gather(tf.cast(class_weights, tf.float32), safe)
+    validf = tf.cast(valid, tf.float32)
+    per_example = (tf.reduce_sum(pixel * validf, axis=[1, 2])
+                   / tf.maximum(tf.reduce_sum(validf, axis=[1, 2]), 1.0))
+    return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+
+
+# ---------------------------------------------------------------------------- serving
+class DecoupledNetServing(tf.Module):
+    """What a DecoupledNet SavedModel holds: ``serve`` over float32 RGB 0..255 images.
+
+    Outputs ``class_scores`` [N, L] (sigmoid), and unless ``segmenter`` is None (a
+    stage-1 run, whose segmenter is untrained) ``segmentation_probabilities``
+    [N, S, S, L+1] (channel 0 background, l+1 class l; see ``combine_class_masks``)
+    and ``class_map`` int32 [N, S, S]. Standardisation happens in-graph, as in
+    ``coopseg.export.ServingModule``.
+    """
+
+    def __init__(self, classifier: tf.keras.Model, segmenter: Optional[tf.keras.Model],
+                 cfg: DecoupledNetConfig):
+        super().__init__(name="decouplednet_serving")
+        models = [classifier] + ([segmenter] if segmenter is not None else [])
+        # Variables tracked, models and the inference function kept in closures: the
+        # SavedModel then holds one traced signature, not Keras' per-layer functions.
+        unique = {id(v): v for m in models for v in m.weights}
+        self.model_variables = list(unique.values())
+        if segmenter is None:
+            self._predict = lambda x: {"class_scores": tf.sigmoid(classifier(x, training=False))}
+        else:
+            inference = DecoupledNetInference(classifier, segmenter, cfg)
+            self._predict = lambda x: _serving_outputs(inference.predict(x))
+        spec = tf.TensorSpec([None, cfg.input_size, cfg.input_size, 3], tf.float32, name="images")
+        self.serve = tf.function(self._serve, input_signature=[spec])
+
+    def _serve(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+        return self._predict(tf.image.per_image_standardization(images))
+
+
+def _serving_outputs(out: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Inference outputs in coopseg's serving layout (probabilities channel-last)."""
+    return {"class_scores": out["class_scores"],
+            "segmentation_probabilities": tf.transpose(out["class_probs"], [0, 2, 3, 1]),
+            "class_map": out["class_map"]}
+
+
+# ---------------------------------------------------------------------------- systems
+def build_decouplednet_system(config: ExperimentConfig) -> ModelSystem:
+    """Classifier + segmenter (sharing the classifier's weights) for either stage."""
+    if config.train.mode == "joint":
+        raise ConfigError("DecoupledNet trains in two decoupled stages (Hong et al. Sec. 2.2): "
+                          "train.mode=clf_only, then seg_only with decoupled.classifier_run")
+    cfg = decouplednet_config(config)
+    classifier = build_decouplednet_classifier(cfg)
+    segmenter = build_decouplednet_segmenter(cfg, classifier)
+    # Paper Sec. 2.2: stage 2 must not touch the classification network.
+    classifier_ids = {id(v) for v in classifier.weights}
+    leaked = [v.name for v in segmenter.trainable_variables if id(v) in classifier_ids]
+    if leaked:
+        raise RuntimeError(f"segmenter would train classifier weights {leaked[:5]}")
+    inference = DecoupledNetInference(classifier, segmenter, cfg)
+    serve_segmenter = segmenter if config.train.mode == "seg_only" else None
+    return ModelSystem(
+        "decouplednet", classifier, segmenter,
+        parts={"classifier": classifier, "segmenter": segmenter},
+        clf_loss=multilabel_loss, seg_loss=foreground_loss,
+        seg_predict=lambda images: inference.predict(images)["class_map"],
+        build_inputs=build_decoupled_inputs,
+        serving_module=lambda: DecoupledNetServing(classifier, serve_segmenter, cfg),
+        evaluate_grades=False)
+
+
+def build_deconvnet_system(config: ExperimentConfig) -> ModelSystem:
+    """DeconvNet alone (Table 1 baseline): image -> logits over all classes, seg_only."""
+    model = build_deconvnet(decouplednet_config(config), len(config.data.class_names))
+    return ModelSystem("deconvnet", None, model, parts={"deconvnet": model},
+                       build_inputs=build_decoupled_inputs)
+
+
+# ------------------------------------------------------------- stage 1 -> stage 2
+_SHAPE_FIELDS = ("input_size", "num_classes", "width_multiplier", "fc_units")
+
+
+def restore_stage1_classifier(classifier: tf.keras.Model, config: ExperimentConfig) -> str:
+    """Load the classifier weights of ``decoupled.classifier_run``'s latest checkpoint.
+
+    The stage-1 run must be a DecoupledNet run of the same shape and classes; every
+    classifier weight must be found in its checkpoint. Returns the checkpoint path.
+    """
+    run_dir = config.decoupled.classifier_run
+    config_path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(config_path):
+        raise ConfigError(f"decoupled.classifier_run={run_dir!r} is not a coopseg run "
+                          f"directory ({config_path} is missing); train stage 1 there first")
+    with open(config_path) as f:
+        source = from_dict(json.load(f))
+    if source.method != "decouplednet":
+        raise ConfigError(f"{run_dir} trained method {source.method!r}, not decouplednet")
+    if tuple(source.data.class_names) != tuple(config.data.class_names):
+        raise ConfigError(f"{run_dir} classifies {tuple(source.data.class_names[1:])}, this run "
+                          f"{tuple(config.data.class_names[1:])}")
+    theirs, ours = decouplednet_config(source), decouplednet_config(config)
+    different = [f"{k}: {getattr(theirs, k)} vs {getattr(ours, k)}" for k in _SHAPE_FIELDS
+                 if getattr(theirs, k) != getattr(ours, k)]
+    if different:
+        raise ConfigError(f"the classifier of {run_dir} has another shape: {'; '.join(different)}")
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if latest is None:
+        raise ConfigError(f"no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
+    status = tf.train.Checkpoint(classifier=classifier).restore(latest)
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as err:
+        raise ConfigError(f"{latest} lacks classifier weights: {err}") from err
+    status.expect_partial()  # its segmenter and optimizer are not wanted here
+    logging.info("Restoring the stage-1 classifier (%d tensors) from %s",
+                 len(classifier.weights), latest)
+    return latest
+
+
+def stage1_classifier_init_fn(config: ExperimentConfig,
+                              system: ModelSystem) -> Optional[Callable[[], None]]:
+    """The trainer's initialisation for a fresh DecoupledNet run (no checkpoint of its own).
+
+    Stage 2 (``seg_only``) starts from the stage-1 classifier; stage 1 from scratch.
+    """
+    if config.train.mode != "seg_only":
+        if config.decoupled.classifier_run:
+            logging.warning("decoupled.classifier_run is only used by stage 2 (seg_only); "
+                            "ignored in mode %s", config.train.mode)
+        return None
+
+    def init() -> None:
+        if not config.decoupled.classifier_run:
+            raise ConfigError("DecoupledNet stage 2 (seg_only) needs the stage-1 classifier: "
+                              "set decoupled.classifier_run to the clf_only run's model_dir")
+        restore_stage1_classifier(system.clf_model, config)
+
+    return init

@@ -1,0 +1,11 @@
+"""LR-ratio ablation: JointSeg with the classifier agent's LR = 1 x the segmentation
+agent's (paper: 30, the ``jointseg`` row at paper and small scale).
+
+    python -m experiments.run --suite=ablation_lr_ratio --rows=ablation_lr_ratio_1 --scale=small
+    coopseg-train --experiment=ablation_lr_ratio_1 --scale=small
+"""
+from experiments.common import jointseg_row
+
+
+def get_config(scale: str = "paper"):
+    return jointseg_row(scale, train={"lr_ratio": 1.0})

@@ -1,0 +1,131 @@
+"""Shared building blocks of the paper's rows (Tables I-IV) and ablations.
+
+Every row is built from ``experiments.scales.experiment(scale, ...)`` so rows of one
+table differ only in what the paper varies (model, initialisation, one ablated knob):
+same step budget, seed, data, input size, segmentation batch and LR schedule.
+
+A row is an ordered list of ``Stage``s. Most rows have one stage; the paper's
+"two-step" baselines (Table I) first train an encoder as a grade classifier
+(``pretrain``, ``clf_only``) and then the segmenter from it (``segment``, ``seg_only``,
+``train.init_encoder_from`` = the pretrain stage's run directory, wired by
+``experiments.run``). The pretrain stage gets exactly the classifier steps and batch the
+joint model's classifier agent gets, so the two-step baseline sees the same graded
+data budget as JointSeg.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Dict, List
+
+from coopseg.config import ConfigError, ExperimentConfig
+from experiments.scales import experiment, model_config
+
+# FCN-8s / VGG-16 widths. ``small`` keeps a quarter of the VGG widths so a CPU can train
+# the two-step FCN-8s in minutes (full width: ~134 M parameters); ``paper`` is the
+# published net. Only model size changes: budget and schedule stay the table's.
+VGG_WIDTH: Dict[str, float] = {"paper": 1.0, "small": 0.25, "tiny": 0.0625}
+
+# Table III/IV (VGG-19, InceptionV3, JointSeg's classifier) share one input size: the
+# scale's, except at ``small``, where 96 px replaces 128 px because the full-width
+# VGG-19 (keras.applications has no width knob) costs ~0.2 TFLOP per step at 96 px and
+# batch 16 already, i.e. seconds per step on 2 cores. keras.applications' InceptionV3
+# needs >= 75 px, and JointSeg's encoder a multiple of 2 ** (levels + 1) (32 at small).
+CLASSIFICATION_INPUT_CAP: Dict[str, int] = {"small": 96}
+# = coopseg.models.classifiers.INCEPTIONV3_MIN_SIZE, repeated so that loading a config
+# does not import TensorFlow (tests check the two agree).
+INCEPTIONV3_MIN_SIZE = 75
+# Classifier batch of the classification table = seg batch x this ratio (all three rows);
+# ``small`` halves the scale's ratio (clf batch 8) for the same reason. Other scales keep
+# their own ratio (paper: 32).
+CLASSIFICATION_BATCH_RATIO: Dict[str, int] = {"small": 2}
+# VGG-19 from keras.applications has no BatchNorm; it trains with the VGG paper's
+# initial LR (Simonyan & Zisserman 2015: SGD, momentum 0.9, lr 1e-2) whenever the joint
+# classifier agent's LR is higher (e.g. 0.15 at ``small``), at which a BN-free 19-layer
+# net diverges from random init. Everything else of the schedule is the table's.
+VGG19_MAX_LEARNING_RATE = 1e-2
+
+
+@dataclass
+class Stage:
+    """One training run of a row; ``experiments.run`` runs a row's stages in order."""
+
+    name: str
+    config: ExperimentConfig
+
+
+def single_stage(config: ExperimentConfig) -> List[Stage]:
+    return [Stage("train", config)]
+
+
+def segmentation_baseline(scale: str, method: str) -> ExperimentConfig:
+    """``method`` (fcn8s | inception_unet) trained alone on the mask set (seg_only)."""
+    model = {"vgg_width_multiplier": VGG_WIDTH[scale]} if method == "fcn8s" else {}
+    return experiment(scale, method=method, model=model, train={"mode": "seg_only"})
+
+
+def encoder_pretraining(scale: str, method: str) -> ExperimentConfig:
+    """Stage 1 of a two-step row: ``method``'s classifier on the graded set (clf_only).
+
+    ``vgg16`` shares FCN-8s' VGG-16 trunk layer for layer; ``jointseg`` in clf_only mode
+    trains the JointSeg encoder + classifier, whose encoder the Inception-UNet reuses.
+    The classifier agent's LR and batch come from the same ratios as the joint model's.
+    """
+    model = {"vgg_width_multiplier": VGG_WIDTH[scale]} if method == "vgg16" else {}
+    return experiment(scale, method=method, model=model, train={"mode": "clf_only"})
+
+
+def two_step(pretrain: ExperimentConfig, segment: ExperimentConfig) -> List[Stage]:
+    """The paper's "pre-trained" baseline (Table I): classifier first, then segmenter."""
+    if pretrain.train.steps != segment.train.steps:
+        raise ValueError("two-step stages must share the table's step budget")
+    return [Stage("pretrain", pretrain), Stage("segment", segment)]
+
+
+def classification_input_size(scale: str) -> int:
+    """The input size of every Table III/IV row at ``scale`` (see CLASSIFICATION_INPUT_CAP)."""
+    size = min(model_config(scale).input_size, CLASSIFICATION_INPUT_CAP.get(scale, 10 ** 6))
+    if size < INCEPTIONV3_MIN_SIZE:
+        raise ConfigError(f"the classification table needs input_size >= {INCEPTIONV3_MIN_SIZE} "
+                          f"px (InceptionV3); scale {scale!r} has {size}")
+    return size
+
+
+def _classification_sizes(scale: str) -> dict:
+    size = classification_input_size(scale)
+    # A smaller crop keeps the paper's resize/crop proportion (256 -> 224).
+    resized = size != model_config(scale).input_size
+    return {"model": {"input_size": size},
+            "data": {"resize_size": round(size * 256 / 224)} if resized else {},
+            "train": ({"batch_ratio": CLASSIFICATION_BATCH_RATIO[scale]}
+                      if scale in CLASSIFICATION_BATCH_RATIO else {})}
+
+
+def classification_row(scale: str, method: str) -> ExperimentConfig:
+    """A row of Tables III/IV: ``jointseg`` (joint training, its classifier agent is
+    evaluated) or a keras.applications classifier trained alone (clf_only)."""
+    sizes = _classification_sizes(scale)
+    mode = "joint" if method == "jointseg" else "clf_only"
+    config = experiment(scale, method=method, model=sizes["model"], data=sizes["data"],
+                        train={**sizes["train"], "mode": mode})
+    if method == "vgg19":
+        joint_clf = config.train.clf_agent()
+        if joint_clf.learning_rate > VGG19_MAX_LEARNING_RATE:
+            factor = VGG19_MAX_LEARNING_RATE / joint_clf.learning_rate
+            config.train.clf = dataclasses.replace(
+                joint_clf, learning_rate=VGG19_MAX_LEARNING_RATE,
+                end_learning_rate=joint_clf.end_learning_rate * factor)
+            config.train.derive_clf_from_ratios = False
+    return config
+
+
+def jointseg_row(scale: str, *, model: dict = None, data: dict = None,
+                 train: dict = None) -> ExperimentConfig:
+    """JointSeg (joint training, random init) with one ablated knob changed."""
+    return experiment(scale, model=model, data=data, train={"mode": "joint", **(train or {})})
+
+
+def batch_ratio_mid(scale: str) -> int:
+    """The middle value of the batch-ratio ablation: paper 4 (between 1 and 32),
+    small 2 (between 1 and 4); tiny has no integer between 1 and 2 and uses 1."""
+    return {"paper": 4, "small": 2, "tiny": 1}[scale]

@@ -1,0 +1,20 @@
+"""DecoupledNet-Str, 5 strong annotations per class (Hong et al. 2015, Table 1: 32.7 mIoU on VOC 2012 val).
+
+Both stages (classifier and segmenter) on the 5-per-class strong images only:
+no weak image-level labels.
+
+    python -m experiments.decouplednet_suite --rows=decouplednet_str_5 --scale=small
+"""
+from experiments.decouplednet_suite import row_config, row_stages
+
+ROW = "decouplednet_str_5"
+
+
+def get_config(scale: str = "paper"):
+    """The row's final stage; see ``decouplednet_suite.row_config``."""
+    return row_config(ROW, scale)
+
+
+def get_stages(scale: str, run_root: str):
+    """Every stage of the row, in order, with run directories under ``run_root``."""
+    return row_stages(ROW, scale, run_root)

@@ -1,0 +1,23 @@
+"""Table I, "FCN-8s" (paper mIoU 55.3): FCN-8s initialised from a VGG-16 grade classifier.
+
+Two stages: ``vgg16_pretrain`` (clf_only on the graded set), then FCN-8s seg_only on the
+mask set with every ``block*`` weight handed over by name (checked: none may be missed).
+
+    python -m experiments.run --suite=table1 --rows=fcn8s_two_step --scale=small
+    # or by hand, stage by stage:
+    coopseg-train --experiment=vgg16_pretrain --scale=small
+    coopseg-train --experiment=fcn8s_two_step --scale=small --init_encoder_from=runs/vgg16_pretrain
+"""
+from experiments import vgg16_pretrain
+from experiments.common import segmentation_baseline, two_step
+
+
+def get_config(scale: str = "paper"):
+    """The segmentation stage; its encoder comes from ``runs/vgg16_pretrain`` by default."""
+    config = segmentation_baseline(scale, "fcn8s")
+    config.train.init_encoder_from = "runs/vgg16_pretrain"
+    return config
+
+
+def get_stages(scale: str = "paper"):
+    return two_step(vgg16_pretrain.get_config(scale), get_config(scale))

@@ -1,0 +1,127 @@
+"""The benchmarks run end to end and return well-formed results (never checks timings).
+
+A one-level tiny model and one round keep this quick: what is tested is the plumbing
+(trainers, interleaving, pipelines, converter, statistics, tables), not the figures.
+"""
+import json
+import os
+
+import pytest
+from absl import flags
+
+from benchmarks import input_pipeline, step_cost
+from benchmarks.common import Case, paired_ratios, quartiles, run_interleaved
+
+# A one-level model traces in a few seconds instead of ~10 (the step's size is irrelevant).
+TINY = step_cost.StepOptions(scale="tiny", input_size=32, warmup_steps=1,
+                             overrides=("model.encoder_filters=8", "model.encoder_blocks=1"))
+QUARTILE_KEYS = {"median", "q1", "q3", "iqr"}
+
+
+def _check_stats(stats, rounds, images_per_op):
+    assert QUARTILE_KEYS <= set(stats["ms"]) and QUARTILE_KEYS <= set(stats["cpu_ms"])
+    assert len(stats["samples_ms"]) == rounds
+    assert stats["images_per_op"] == images_per_op
+    assert stats["images_per_s"] > 0
+
+
+def test_interleaving_rotates_cases_and_runs_setup_and_teardown():
+    calls = []
+    cases = [Case(name, lambda n=name: calls.append(n), ops=1, images=1,
+                  setup=lambda n=name: calls.append(f"setup {n}"),
+                  teardown=lambda n=name: calls.append(f"teardown {n}"))
+             for name in ("a", "b", "c")]
+    samples = run_interleaved(cases, rounds=2)
+    for seconds in (samples.wall, samples.cpu):
+        assert {name: len(s) for name, s in seconds.items()} == {"a": 2, "b": 2, "c": 2}
+    timed = [c for c in calls if " " not in c]
+    assert timed == ["a", "b", "c", "b", "c", "a"]
+    assert calls[:3] == ["setup a", "a", "teardown a"]
+
+
+def test_quartiles_and_paired_ratios():
+    assert quartiles([1.0, 2.0, 3.0, 4.0, 5.0]) == {"median": 3.0, "q1": 2.0, "q3": 4.0,
+                                                    "iqr": 2.0}
+    ratios = paired_ratios([2.0, 6.0], [1.0, 1.0], [1.0, 2.0])
+    assert ratios["samples"] == [1.0, 2.0]
+    assert ratios["median"] == 1.5
+
+
+def test_step_flags_map_to_options():
+    fv = flags.FlagValues()
+    step_cost.define_step_flags(fv)
+    fv(["step_cost", "--scale=tiny", "--input_size=32", "--batch_ratio=3",
+        "--set=model.pag_mode=none", "--rounds=2"])
+    options = step_cost.step_options_from_flags(fv)
+    assert options == step_cost.StepOptions(scale="tiny", input_size=32, batch_ratio=3,
+                                            overrides=("model.pag_mode=none",))
+    config = options.config()
+    assert config.model.pag_mode == "none"
+    assert config.train.clf_agent().batch_size == 3 * config.train.seg.batch_size
+
+
+def test_step_cost_returns_all_modes_and_the_ratio(tmp_path):
+    result = step_cost.measure_step_cost(TINY, rounds=1, steps_per_round=1)
+    cfg = result["config"]
+    assert cfg["input_size"] == 32 and cfg["scale"] == "tiny"
+    n_clf, n_seg = cfg["clf_batch"], cfg["seg_batch"]
+    assert n_clf == cfg["batch_ratio"] * n_seg
+    expected = {"joint": n_clf + n_seg, "seg_only": n_seg, "clf_only": n_clf}
+    assert set(result["steps"]) == set(expected)
+    for mode, images in expected.items():
+        _check_stats(result["steps"][mode], 1, images)
+    for ratio in (result["ratio"], result["cpu_ratio"]):
+        assert len(ratio["samples"]) == 1 and ratio["median"] > 0
+    assert result["images_per_s"] == result["steps"]["joint"]["images_per_s"]
+    assert isinstance(result["all_finite"], bool)
+    table = step_cost.format_step_cost(result)
+    assert "joint / (seg_only + clf_only)" in table
+    assert all(mode in table for mode in expected)
+    out = tmp_path / "result.json"
+    step_cost.write_json(str(out), result)
+    assert json.loads(out.read_text())["config"]["num_params"] == cfg["num_params"]
+
+
+def test_input_pipeline_times_every_pipeline_next_to_the_step(tmp_path):
+    data = input_pipeline.DataOptions(work_dir=str(tmp_path), num_graded=8, num_masks=4)
+    result = input_pipeline.measure_input_pipeline(TINY, data, rounds=1, steps_per_round=1)
+    cfg = result["config"]
+    n_clf, n_seg = cfg["clf_batch"], cfg["seg_batch"]
+    assert (cfg["num_graded"], cfg["num_masks"]) == (8, 4)
+    _check_stats(result["step"], 1, n_clf + n_seg)
+    names = {f"{kind}/{source}{suffix}" for kind in ("graded", "masks")
+             for source in ("jpeg", "tfrecord") for suffix in ("", "+affine")}
+    assert set(result["pipelines"]) == names
+    for name, entry in result["pipelines"].items():
+        assert name == f"{entry['kind']}/{entry['source']}{'+affine' if entry['affine'] else ''}"
+        _check_stats(entry, 1, n_clf if entry["kind"] == "graded" else n_seg)
+        assert len(entry["lead"]["samples"]) == 1 and len(entry["cpu_lead"]["samples"]) == 1
+    assert set(result["both"]) == {"jpeg", "jpeg+affine", "tfrecord", "tfrecord+affine"}
+    assert result["min_lead"] == min(b["lead"]["median"] for b in result["both"].values())
+    assert set(result["fed"]) == {"jpeg", "tfrecord"}
+    for entry in result["fed"].values():
+        _check_stats(entry, 1, n_clf + n_seg)
+    for root in (cfg["graded_tfrecords"], cfg["masks_tfrecords"]):
+        assert os.path.exists(os.path.join(root, "manifest.json"))
+    table = input_pipeline.format_input_pipeline(result)
+    assert "lead the joint step by at least" in table and "graded/tfrecord+affine" in table
+
+
+def test_an_existing_synthetic_set_is_reused_as_made(tmp_path):
+    config = TINY.config()
+    made = input_pipeline.synthetic_set(
+        input_pipeline.DataOptions(work_dir=str(tmp_path), num_graded=4, num_masks=2),
+        config, "tiny")
+    manifest = os.path.join(made["data_dir"], "synthetic.json")
+    stamp = os.stat(manifest).st_mtime_ns
+    # Other counts asked for, but a given data_dir is used as it is, not regenerated.
+    again = input_pipeline.synthetic_set(
+        input_pipeline.DataOptions(data_dir=made["data_dir"], num_graded=40), config, "tiny")
+    assert again["counts"]["graded_train"] == 4
+    assert os.stat(manifest).st_mtime_ns == stamp
+
+
+def test_unknown_scale_is_a_config_error():
+    from coopseg.config import ConfigError
+    with pytest.raises(ConfigError, match="scale"):
+        step_cost.StepOptions(scale="huge").config()

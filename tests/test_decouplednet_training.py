@@ -1,0 +1,206 @@
+"""DecoupledNet through the shared trainer: stages, frozen classifier, restore, export, e2e."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from coopseg.config import IGNORE_LABEL, ConfigError, to_dict
+from coopseg.export import export_saved_model
+from coopseg.models.decouplednet import foreground_segmentation_loss
+from coopseg.models.decouplednet_system import (foreground_loss, multilabel_loss,
+                                                restore_stage1_classifier,
+                                                stage1_classifier_init_fn)
+from coopseg.models.registry import build_system
+from coopseg.training.init import encoder_init_fn
+from coopseg.training.loop import CooperativeTrainer
+from experiments.decouplednet_suite import decoupled_experiment, run_row
+
+NUM_CLASSES = 6  # the fundus lesion classes (LESION_CLASSES[1:])
+
+
+def _config(tmp_path, name: str, mode: str, method: str = "decouplednet", **decoupled):
+    cfg = decoupled_experiment("tiny", method=method, mode=mode, strong_per_class=0)
+    cfg.name = name
+    cfg.train.model_dir = os.path.join(str(tmp_path), name)
+    for key, value in decoupled.items():
+        setattr(cfg.decoupled, key, value)
+    return cfg.validate()
+
+
+def _trainer(cfg):
+    system = build_system(cfg)
+    return system, CooperativeTrainer(cfg, system)
+
+
+def _stage1_batch(cfg, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    n, s = cfg.train.clf_agent().batch_size, cfg.model.input_size
+    return (tf.constant(rng.normal(size=(n, s, s, 3)), tf.float32),
+            tf.constant(rng.integers(0, 2, (n, NUM_CLASSES)), tf.int32))
+
+
+def _stage2_batch(cfg):
+    """Pair i = (image i, class i): a bright square where class i is, its class mask."""
+    n, s = cfg.train.seg.batch_size, cfg.model.input_size
+    images = np.zeros((n, s, s, 3), np.float32)
+    masks = np.zeros((n, s, s), np.int32)
+    for i in range(n):
+        y = 4 + 12 * i
+        images[i, y:y + 10, 6:16] = 3.0
+        masks[i, y:y + 10, 6:16] = i + 1
+    masks[0, 0, :4] = IGNORE_LABEL
+    return (tf.constant(images), tf.range(n, dtype=tf.int32)), tf.constant(masks)
+
+
+def _values(variables):
+    return [v.numpy().copy() for v in variables]
+
+
+@pytest.fixture(scope="module")
+def stage1_run(tmp_path_factory):
+    """A finished stage-1 run directory: config.json and a checkpoint after 2 steps."""
+    cfg = _config(tmp_path_factory.mktemp("runs"), "stage1", "clf_only")
+    system, trainer = _trainer(cfg)
+    batch = _stage1_batch(cfg)
+    for _ in range(2):
+        trainer.step_fn(batch, None)
+    trainer.global_step.assign(2)
+    os.makedirs(cfg.train.model_dir, exist_ok=True)
+    with open(os.path.join(cfg.train.model_dir, "config.json"), "w") as f:
+        json.dump(to_dict(cfg), f)
+    trainer.save()
+    return cfg, system
+
+
+def test_losses_are_the_papers_per_example_and_weight_classes():
+    logits = tf.random.stateless_normal([2, 4, 4, 2], [0, 1])
+    masks = np.zeros((2, 4, 4), np.int32)
+    masks[0, :2] = 1                      # pair of class 0 (index 1)
+    masks[1, 1:3, 1:3] = 3                # pair of class 2 (index 3)
+    masks[1, 0, 0] = IGNORE_LABEL
+    binary = np.where(masks == IGNORE_LABEL, IGNORE_LABEL, (masks > 0).astype(np.int32))
+    # Unweighted: per pair, the model module's e_s of that pair; averaged over the pairs.
+    per_pair = [float(foreground_segmentation_loss(binary[i:i + 1], logits[i:i + 1]))
+                for i in range(2)]
+    np.testing.assert_allclose(float(foreground_loss(masks, logits, 2)), np.mean(per_pair),
+                               rtol=1e-6)
+    # Weighted: class 2's foreground pixels (index 3) count 5x; nothing else changes.
+    weights = tf.constant([1.0, 1.0, 1.0, 5.0, 1.0, 1.0, 1.0])
+    pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=np.where(binary == IGNORE_LABEL, 0, binary), logits=logits).numpy()
+    pixel = pixel * np.where(masks == 3, 5.0, 1.0) * (masks != IGNORE_LABEL)
+    expected = np.mean(pixel.sum(axis=(1, 2)) / (masks != IGNORE_LABEL).sum(axis=(1, 2)))
+    np.testing.assert_allclose(float(foreground_loss(masks, logits, 2, class_weights=weights)),
+                               expected, rtol=1e-6)
+    labels, scores = tf.constant([[1, 0, 1]]), tf.constant([[2.0, -1.0, 0.5]])
+    expected = np.mean([np.log1p(np.exp(-2.0)), np.log1p(np.exp(-1.0)), np.log1p(np.exp(-0.5))])
+    np.testing.assert_allclose(float(multilabel_loss(labels, scores, 1)), expected, rtol=1e-6)
+
+
+def test_stage1_multilabel_loss_falls(tmp_path):
+    cfg = _config(tmp_path, "stage1", "clf_only")
+    system, trainer = _trainer(cfg)
+    assert trainer.seg_agent is None and system.evaluate_grades is False
+    batch = _stage1_batch(cfg)
+    losses = [float(trainer.step_fn(batch, None)["clf_loss"]) for _ in range(12)]
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_stage2_trains_bridge_and_deconv_only_and_its_loss_falls(tmp_path):
+    cfg = _config(tmp_path, "stage2", "seg_only")
+    system, trainer = _trainer(cfg)
+    classifier = system.clf_model
+    classifier_ids = {id(v) for v in classifier.weights}
+    assert trainer.seg_agent.variables
+    assert not any(id(v) in classifier_ids for v in trainer.seg_agent.variables)
+    before_clf = _values(classifier.weights)  # kernels and BN moving statistics
+    before_seg = _values(trainer.seg_agent.variables)
+    batch = _stage2_batch(cfg)
+    losses = [float(trainer.step_fn(None, batch)["seg_loss"]) for _ in range(12)]
+    for old, new in zip(before_clf, _values(classifier.weights)):
+        np.testing.assert_array_equal(old, new)
+    moved = [not np.array_equal(o, n) for o, n in zip(before_seg, _values(trainer.seg_agent.variables))]
+    assert all(moved)
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_stage2_restores_the_stage1_classifier_and_checkpoints_both(tmp_path, stage1_run):
+    stage1_cfg, stage1 = stage1_run
+    cfg = _config(tmp_path, "stage2", "seg_only", classifier_run=stage1_cfg.train.model_dir)
+    system, trainer = _trainer(cfg)
+    assert trainer.restore_or_initialize(encoder_init_fn(cfg, system)) == 0
+    for ours, theirs in zip(system.clf_model.weights, stage1.clf_model.weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    trainer.step_fn(None, _stage2_batch(cfg))
+    trainer.global_step.assign(1)
+    trainer.save()
+    # A resumed stage 2 restores both parts from its own checkpoint.
+    resumed, resumed_trainer = _trainer(cfg)
+    assert resumed_trainer.restore_or_initialize(encoder_init_fn(cfg, resumed)) == 1
+    for part in ("classifier", "segmenter"):
+        for ours, theirs in zip(resumed.parts[part].weights, system.parts[part].weights):
+            np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_stage2_refuses_a_missing_or_mismatched_classifier(tmp_path, stage1_run):
+    # Both checks run before any weight is touched: no model is needed to see them fail.
+    init = stage1_classifier_init_fn(_config(tmp_path, "no_stage1", "seg_only"), system=None)
+    with pytest.raises(ConfigError, match="classifier_run"):
+        init()
+    wider = _config(tmp_path, "wider", "seg_only", fc_units=32,
+                    classifier_run=stage1_run[0].train.model_dir)
+    with pytest.raises(ConfigError, match="fc_units"):
+        restore_stage1_classifier(None, wider)
+    with pytest.raises(ConfigError, match="stages"):
+        build_system(_config(tmp_path, "joint", "joint"))
+
+
+def test_export_matches_in_memory_inference(tmp_path):
+    cfg = _config(tmp_path, "export", "seg_only", score_threshold=0.0)
+    system = build_system(cfg)
+    module = system.serving_module()
+    images = tf.random.stateless_uniform([2, 32, 32, 3], [1, 2], maxval=255.0)
+    expected = module.serve(images)
+    assert set(expected) == {"class_scores", "segmentation_probabilities", "class_map"}
+    assert expected["segmentation_probabilities"].shape == (2, 32, 32, NUM_CLASSES + 1)
+    # seg_predict (evaluation) is the same inference on standardised images.
+    np.testing.assert_array_equal(
+        system.seg_predict(tf.image.per_image_standardization(images)).numpy(),
+        expected["class_map"].numpy())
+    path = export_saved_model(system, cfg, os.path.join(str(tmp_path), "export"))
+    served = tf.saved_model.load(path).signatures["serving_default"](images=images)
+    for key in ("class_scores", "segmentation_probabilities"):
+        assert np.max(np.abs(served[key].numpy() - expected[key].numpy())) <= 1e-5
+    np.testing.assert_array_equal(served["class_map"].numpy(), expected["class_map"].numpy())
+
+
+def test_deconvnet_baseline_trains_with_the_shared_loss(tmp_path):
+    cfg = _config(tmp_path, "deconvnet", "seg_only", method="deconvnet")
+    system, trainer = _trainer(cfg)
+    assert system.clf_model is None and system.seg_loss is None
+    logits = system.seg_model(tf.zeros([1, 32, 32, 3]))
+    assert logits.shape == (1, 32, 32, NUM_CLASSES + 1)
+    (images, _), masks = _stage2_batch(cfg)  # class-index masks, as DeconvNet needs
+    losses = [float(trainer.step_fn(None, (images, masks))["seg_loss"]) for _ in range(10)]
+    assert losses[-1] < 0.93 * losses[0], losses
+
+
+@pytest.mark.slow
+def test_two_stage_row_end_to_end_on_synthetic_fundus(tmp_path):
+    from coopseg.cli.train import use_synthetic_data
+
+    data_dir = os.path.join(str(tmp_path), "data")
+    out = run_row("decouplednet_5", "tiny", os.path.join(str(tmp_path), "runs"),
+                  lambda c: use_synthetic_data(c, data_dir, "tiny"))
+    seg = out["metrics"]["segmentation"]
+    assert 0.0 <= seg["miou"] <= 1.0 and out["paper_miou"] == 53.1
+    runs = os.path.join(str(tmp_path), "runs")
+    for stage in ("decouplednet_classifier_all", "decouplednet_segmenter_n5_clf_all"):
+        assert os.path.isfile(os.path.join(runs, stage, "metrics.json"))
+        assert tf.train.latest_checkpoint(os.path.join(runs, stage, "checkpoints"))
+    stage2 = json.load(open(os.path.join(runs, "decouplednet_segmenter_n5_clf_all", "config.json")))
+    assert stage2["decoupled"]["classifier_run"] == os.path.join(runs, "decouplednet_classifier_all")
