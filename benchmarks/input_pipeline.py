@@ -257,7 +257,7 @@ def summarize(samples: Samples, cases: Dict[str, Case], n_clf: int, n_seg: int) 
 
 
 def measure_input_pipeline(step: StepOptions = StepOptions(), data: DataOptions = DataOptions(),
-                           *, rounds: int = 3, steps_per_round: int = 3,
+                           *, rounds: int = 3, steps_per_round: int = 0,
                            epochs_per_round: int = 1, fed: bool = True,
                            on_round: Optional[Callable[[int, Dict[str, float]], None]] = None
                            ) -> dict:
@@ -265,7 +265,8 @@ def measure_input_pipeline(step: StepOptions = StepOptions(), data: DataOptions 
 
     Keys: ``machine``, ``load_after``, ``config`` (step setting, data sizes and paths),
     ``rounds``, ``epochs_per_round``, ``steps_per_round``, ``step`` (joint step on
-    tensors, as ``common.case_stats``), ``pipelines`` (per ``<kind>/<source>[+affine]``:
+    tensors, ``steps_per_round`` of them per block (0: the fed block's length), as
+    ``common.case_stats``), ``pipelines`` (per ``<kind>/<source>[+affine]``:
     kind, source, affine, stats, ``lead`` and ``cpu_lead`` quartiles), ``both`` (per
     ``<source>[+affine]``: ``images_per_s``, ``lead``, ``cpu_lead``), ``fed`` (per
     source: stats and ``vs_tensors``, quartiles of fed step time / tensor step time;
@@ -280,6 +281,10 @@ def measure_input_pipeline(step: StepOptions = StepOptions(), data: DataOptions 
         logging.info("input_pipeline: warming up (tracing) the joint step")
         warm_up(bench, step.warmup_steps)
         n_clf, n_seg = config.train.clf_agent().batch_size, config.train.seg.batch_size
+        # As long a block as the fed step's, so a first-step-after-a-switch cost weighs
+        # the same on both (it showed as a fed step "faster" than the tensor step).
+        steps_per_round = steps_per_round or math.ceil(
+            epochs_per_round * bench_data.num_graded / n_clf)
         cases = [dataclasses.replace(step_case(bench, "joint", steps_per_round),
                                      name="joint step (tensors)")]
         for source in SOURCES:
@@ -343,13 +348,16 @@ def format_input_pipeline(result: dict) -> str:
                      both_rows),
     ]
     if result["fed"]:
-        fed_rows = [[f"pipelines ({source})", f["ms"]["median"], format_range(f["ms"]),
-                     f["images_per_s"], f"{f['vs_tensors']['median']:.2f}x",
-                     format_range(f["vs_tensors"])] for source, f in result["fed"].items()]
+        fed_rows = [["tensors (no pipeline)", step["ms"]["median"], format_range(step["ms"]),
+                     step["cpu_ms"]["median"], step["images_per_s"], "1x", ""]]
+        fed_rows += [[f"pipelines ({source})", f["ms"]["median"], format_range(f["ms"]),
+                      f["cpu_ms"]["median"], f["images_per_s"],
+                      f"{f['vs_tensors']['median']:.2f}x", format_range(f["vs_tensors"])]
+                     for source, f in result["fed"].items()]
         lines += ["", "Joint step fed by the pipelines (augmentation "
                   f"{'with' if cfg['affine_default'] else 'without'} affine, as configured):",
-                  format_table(["joint step fed by", "ms/step", "IQR ms", "images/s",
-                                "time vs tensors", "IQR"], fed_rows)]
+                  format_table(["joint step fed by", "ms/step", "IQR ms", "CPU ms/step",
+                                "images/s", "time vs tensors", "IQR"], fed_rows)]
     lines += ["", f"The input pipelines lead the joint step by at least "
               f"{result['min_lead']:.2f}x (median over rounds, slowest source/augmentation)."]
     if result["min_lead"] < 1.0:
@@ -361,7 +369,9 @@ def format_input_pipeline(result: dict) -> str:
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     fv = {"flag_values": flag_values}
-    define_step_flags(flag_values, rounds=3)
+    define_step_flags(flag_values, rounds=3, steps_per_round=0,
+                      steps_help="Joint steps on tensors per round; 0 = as many as the fed "
+                      "step takes for --epochs_per_round epochs of graded images.")
     flags.DEFINE_string("work_dir", "", "Holds the generated set and its TFRecords; default "
                         "<tmp>/coopseg_benchmarks/<scale> (reused by later runs).", **fv)
     flags.DEFINE_string("data_dir", "", "An existing synthetic set to read instead (used as "

@@ -251,7 +251,8 @@ def format_step_cost(result: dict) -> str:
 
 # --- command line ----------------------------------------------------------------------
 
-def define_step_flags(flag_values: flags.FlagValues = flags.FLAGS, rounds: int = 5) -> None:
+def define_step_flags(flag_values: flags.FlagValues = flags.FLAGS, rounds: int = 5,
+                      steps_per_round: int = 3, steps_help: str = "") -> None:
     """Flags shared with ``input_pipeline.py``: model, sizes, batches, rounds, output."""
     fv = {"flag_values": flag_values}
     flags.DEFINE_enum("scale", "small", list(SCALES), "Model/batch config of "
@@ -268,8 +269,8 @@ def define_step_flags(flag_values: flags.FlagValues = flags.FLAGS, rounds: int =
     flags.DEFINE_multi_string("set", [], "Override a config field: --set=model.pag_mode=none.",
                               **fv)
     flags.DEFINE_integer("rounds", rounds, "Interleaved rounds.", lower_bound=1, **fv)
-    flags.DEFINE_integer("steps_per_round", 3, "Steps of each mode per round.", lower_bound=1,
-                         **fv)
+    flags.DEFINE_integer("steps_per_round", steps_per_round,
+                         steps_help or "Steps of each mode per round.", lower_bound=0, **fv)
     flags.DEFINE_string("output_json", "", "Also write the results dict here.", **fv)
 
 

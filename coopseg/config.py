@@ -164,6 +164,9 @@ class DataConfig:
     # Partial random labels (Sec. II-C): fraction of classification labels kept true.
     clf_true_label_fraction: float = 1.0
     skip_bad_images: bool = True  # count + log unreadable images instead of failing
+    # Decode every file once before training so any bad file is reported up front
+    # (costs about one decode-only epoch).
+    validate_files: bool = False
     shuffle_buffer: int = 1024
     cache: bool = False
     seed: int = 0
@@ -230,6 +233,10 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 1")
         self.seg.validate("train.seg")
         self.clf_agent().validate("train.clf")
+        for name, agent in (("seg", self.seg), ("clf", self.clf)):
+            if agent.warmup_steps >= self.steps:
+                raise ConfigError(f"train.{name}.warmup_steps={agent.warmup_steps} must be smaller "
+                                  f"than train.steps={self.steps}")
         if self.mixed_precision not in ("", "mixed_float16", "mixed_bfloat16"):
             raise ConfigError(f"train.mixed_precision={self.mixed_precision!r}")
         if self.seg_class_weighting not in ("none", "inverse_sqrt_frequency", "median_frequency"):

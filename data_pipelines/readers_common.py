@@ -187,22 +187,25 @@ def parse_grade(value: str, path: str, line: int, num_grades: int = NUM_GRADES) 
     return int(number)
 
 
-def unique_rows(rows: Iterable[CsvRow], id_column: str, path: str) -> List[CsvRow]:
+def unique_rows(rows: Iterable[CsvRow], id_column: str, path: str,
+                key_of: Callable[[str], str] = lambda value: value) -> List[CsvRow]:
     """``rows`` with repeated ids removed; DataError when repeats disagree.
 
     Identical repeats are a harmless copy-paste (warned, first kept); repeats with
     different values leave the true label unknown, so both line numbers are named.
+    ``key_of`` maps an id cell to the id it names (``10_left.jpeg`` -> ``10_left``).
     """
     first: Dict[str, CsvRow] = {}
     repeats: List[str] = []
     for row in rows:
-        key = row.values[id_column]
-        if not key:
+        if not row.values[id_column]:
             raise DataError(f"{path}:{row.line}: empty {id_column!r}")
+        key = key_of(row.values[id_column])
         seen = first.get(key)
         if seen is None:
             first[key] = row
-        elif dict(seen.values) != dict(row.values):
+        elif ({k: v for k, v in seen.values.items() if k != id_column}
+              != {k: v for k, v in row.values.items() if k != id_column}):
             raise DataError(f"{path}: id {key!r} appears on lines {seen.line} and {row.line} "
                             f"with different values ({dict(seen.values)} vs {dict(row.values)})")
         else:
@@ -233,7 +236,10 @@ def read_grade_rows(path: str, id_column: str, grade_column: str,
     a bad label anywhere in the file is a bug in that file.
     """
     columns = [id_column, grade_column, *extra_columns]
-    rows = unique_rows(read_csv_table(path, columns), id_column, path)
+    # Ids are compared with their image extension stripped: "1_left" and "1_left.jpeg"
+    # name one image and must not become two examples.
+    rows = unique_rows(read_csv_table(path, columns), id_column, path,
+                       key_of=strip_image_extension)
     return [GradeRow(row.line, strip_image_extension(row.values[id_column]),
                      parse_grade(row.values[grade_column], path, row.line), row.values)
             for row in rows]

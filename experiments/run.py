@@ -191,6 +191,8 @@ def validation_curve(run_dir: str) -> Dict[str, list]:
     for path in sorted(glob.glob(os.path.join(run_dir, "logs", "val", "events.out.tfevents.*"))):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name != "scalars":
+                    continue  # image summaries share the log
                 number = (float(tf.make_ndarray(value.tensor)) if value.HasField("tensor")
                           else float(value.simple_value))
                 curve.setdefault(value.tag, {})[int(event.step)] = number

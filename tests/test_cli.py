@@ -47,6 +47,9 @@ def test_train_cli_errors_are_one_clear_line(tmp_path):
     res = _run("coopseg.cli.train", "--pag_mode=sideways")
     assert res.returncode != 0 and "pag_mode" in res.stderr
 
+    res = _run("coopseg.cli.train", "--scale=tiny", "--steps=2", f"--model_dir={tmp_path / 'r'}")
+    assert res.returncode != 0 and "warmup_steps=5 must be smaller" in res.stderr
+
     res = _run("coopseg.cli.train", "--set=model.input_size=100", "--scale=tiny",
                f"--model_dir={tmp_path / 'run'}")
     assert res.returncode != 0 and "divisible by" in res.stderr and "Traceback" not in res.stderr
@@ -57,3 +60,29 @@ def test_evaluate_and_export_need_a_run_dir(tmp_path):
     assert res.returncode != 0 and "not a coopseg run directory" in res.stderr
     res = _run("coopseg.cli.export", f"--model_dir={tmp_path}")
     assert res.returncode != 0 and "not a coopseg run directory" in res.stderr
+
+
+def _graded_folder_with_a_corrupt_jpeg(root):
+    import cv2
+    import numpy as np
+    os.makedirs(root / "train")
+    rows = ["image,level"]
+    for i in range(6):
+        img = np.full((80, 80, 3), 40 * i, np.uint8)
+        cv2.imwrite(str(root / "train" / f"{i}_left.jpeg"), img)
+        rows.append(f"{i}_left,{i % 5}")
+    (root / "train" / "3_left.jpeg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    (root / "trainLabels.csv").write_text("\n".join(rows) + "\n")
+
+
+@pytest.mark.parametrize("validate", [False, True])
+def test_strict_mode_names_the_corrupt_file(tmp_path, validate):
+    _graded_folder_with_a_corrupt_jpeg(tmp_path / "graded")
+    args = [f"--graded_train={tmp_path / 'graded'}", "--mode=clf_only", "--scale=tiny",
+            "--steps=8", "--noskip_bad_images", f"--model_dir={tmp_path / 'run'}", "--noexport"]
+    if validate:
+        args.append("--validate_files")
+    res = _run("coopseg.cli.train", *args)
+    assert res.returncode != 0, res.stderr[-2000:]
+    assert "coopseg-train: error:" in res.stderr and "3_left.jpeg" in res.stderr, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr

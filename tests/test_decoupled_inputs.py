@@ -1,4 +1,4 @@
-"""DecoupledNet's inputs (data_pipelines/decoupled_inputs.py): weak labels, strong subsets, pairs."""
+"""DecoupledNet's inputs (data_pipelines/decoupled_inputs.py): labels, strong subsets, pairs."""
 from __future__ import annotations
 
 import dataclasses

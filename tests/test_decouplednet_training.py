@@ -123,8 +123,8 @@ def test_stage2_trains_bridge_and_deconv_only_and_its_loss_falls(tmp_path):
     losses = [float(trainer.step_fn(None, batch)["seg_loss"]) for _ in range(12)]
     for old, new in zip(before_clf, _values(classifier.weights)):
         np.testing.assert_array_equal(old, new)
-    moved = [not np.array_equal(o, n) for o, n in zip(before_seg, _values(trainer.seg_agent.variables))]
-    assert all(moved)
+    after_seg = _values(trainer.seg_agent.variables)
+    assert all(not np.array_equal(old, new) for old, new in zip(before_seg, after_seg))
     assert losses[-1] < 0.7 * losses[0], losses
 
 
@@ -189,18 +189,19 @@ def test_deconvnet_baseline_trains_with_the_shared_loss(tmp_path):
     assert losses[-1] < 0.93 * losses[0], losses
 
 
-@pytest.mark.slow
 def test_two_stage_row_end_to_end_on_synthetic_fundus(tmp_path):
     from coopseg.cli.train import use_synthetic_data
 
     data_dir = os.path.join(str(tmp_path), "data")
     out = run_row("decouplednet_5", "tiny", os.path.join(str(tmp_path), "runs"),
-                  lambda c: use_synthetic_data(c, data_dir, "tiny"))
+                  lambda c: use_synthetic_data(c, data_dir, "tiny", graded_train=8))
     seg = out["metrics"]["segmentation"]
     assert 0.0 <= seg["miou"] <= 1.0 and out["paper_miou"] == 53.1
     runs = os.path.join(str(tmp_path), "runs")
     for stage in ("decouplednet_classifier_all", "decouplednet_segmenter_n5_clf_all"):
         assert os.path.isfile(os.path.join(runs, stage, "metrics.json"))
         assert tf.train.latest_checkpoint(os.path.join(runs, stage, "checkpoints"))
-    stage2 = json.load(open(os.path.join(runs, "decouplednet_segmenter_n5_clf_all", "config.json")))
-    assert stage2["decoupled"]["classifier_run"] == os.path.join(runs, "decouplednet_classifier_all")
+    with open(os.path.join(runs, "decouplednet_segmenter_n5_clf_all", "config.json")) as f:
+        stage2 = json.load(f)
+    assert stage2["decoupled"]["classifier_run"] == os.path.join(runs,
+                                                                 "decouplednet_classifier_all")

@@ -165,3 +165,18 @@ def test_header_only_or_unparsable_csv_is_named(tmp_path):
     write(os.path.join(root, "trainLabels.csv"), b"image,level\n\xff\xfe1_left,0\n")
     with pytest.raises(DataError, match="trainLabels.csv.*cannot be parsed"):
         load_eyepacs(root)
+
+
+def test_id_with_and_without_extension_is_one_image(tmp_path):
+    import cv2
+    import numpy as np
+    import pytest
+    from data_pipelines.eyepacs import load_eyepacs
+    from data_pipelines.records import DataError
+    (tmp_path / "train").mkdir()
+    cv2.imwrite(str(tmp_path / "train" / "1_left.jpeg"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "trainLabels.csv").write_text("image,level\n1_left,2\n1_left.jpeg,2\n")
+    assert len(load_eyepacs(str(tmp_path))) == 1
+    (tmp_path / "trainLabels.csv").write_text("image,level\n1_left,2\n1_left.jpeg,3\n")
+    with pytest.raises(DataError, match="lines 2 and 3"):
+        load_eyepacs(str(tmp_path))

@@ -40,6 +40,7 @@ FIELD_FLAGS: Dict[str, str] = {
     "clf_true_label_fraction": "data.clf_true_label_fraction",
     "affine": "data.affine",
     "skip_bad_images": "data.skip_bad_images",
+    "validate_files": "data.validate_files",
 }
 
 _defined = False
@@ -79,6 +80,8 @@ def define_experiment_flags() -> None:
     flags.DEFINE_bool("affine", None, "TEFLA affine augmentation (rotation/zoom/shear/shift).")
     flags.DEFINE_bool("skip_bad_images", None, "Skip (count, log) unreadable images; "
                       "--noskip_bad_images makes any bad image an error.")
+    flags.DEFINE_bool("validate_files", None, "Decode every file once before training and "
+                      "report all bad files up front.")
 
 
 def config_from_flags() -> ExperimentConfig:

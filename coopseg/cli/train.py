@@ -84,6 +84,13 @@ def train(config, export: bool = True) -> dict:
     return out
 
 
+def _data_error_line(message: str) -> str:
+    for line in message.splitlines():
+        if "Error:" in line and ("DataError" in line or "UnreadableImageError" in line):
+            return line.split("Error:", 1)[1].strip()
+    return message.splitlines()[0]
+
+
 def _print_result(out: dict, model_dir: str) -> None:
     seg = out["metrics"].get("segmentation", {})
     lines = [f"\nDone: {out['experiment']} ({out['method']}, {out['mode']}, {out['steps']} steps)",
@@ -107,6 +114,7 @@ def main(argv) -> None:
     from coopseg.config import ConfigError
     from coopseg.training.loop import TrainingDiverged
     from data_pipelines.records import DataError
+    import tensorflow as tf
     try:
         config = config_from_flags()
         d = config.data
@@ -116,6 +124,12 @@ def main(argv) -> None:
         out = train(config, export=FLAGS.export)
     except (ConfigError, DataError, TrainingDiverged) as err:
         sys.exit(f"coopseg-train: error: {err}")
+    except tf.errors.InvalidArgumentError as err:
+        # A DataError raised while decoding inside tf.data arrives wrapped; its message
+        # names the file. Show that, not a graph stack trace.
+        if "DataError" not in err.message and "UnreadableImageError" not in err.message:
+            raise
+        sys.exit(f"coopseg-train: error: {_data_error_line(err.message)}")
     _print_result(out, config.train.model_dir)
 
 

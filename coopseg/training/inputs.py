@@ -15,7 +15,7 @@ from absl import logging
 from coopseg.config import ConfigError, ExperimentConfig
 from coopseg.training.loop import Inputs
 from data_pipelines import datasets, pipeline
-from data_pipelines.decode import DecodeReport, graded_source, mask_source
+from data_pipelines.decode import DecodeReport, graded_source, mask_source, validate_files
 from data_pipelines.labels import partial_random_labels
 from data_pipelines.records import DataError, GradedExample, MaskExample
 
@@ -41,6 +41,8 @@ def _graded_source(config: ExperimentConfig, path: str, split: str, training: bo
     if training and d.clf_true_label_fraction < 1.0:
         examples = partial_random_labels(examples, d.clf_true_label_fraction,
                                          num_grades=config.model.num_grades, seed=d.seed)
+    if d.validate_files:
+        examples = validate_files(examples, strict=not d.skip_bad_images, report=report)
     logging.info("graded %s: %d images from %s", split, len(examples), path)
     # Readers return sorted lists (10_left next to 10_right): shuffle the whole record
     # order before decoding, not just within the shuffle buffer.
@@ -56,6 +58,10 @@ def _mask_source(config: ExperimentConfig, path: str, split: str, training: bool
         return mask_source_from_tfrecords(path, split, class_names=d.class_names)
     examples = load_mask_examples(d.masks_format, path, d.class_names,
                                   strict=not d.skip_bad_images)
+    if d.validate_files:
+        examples = validate_files(examples, class_names=d.class_names,
+                                  mask_priority=d.mask_priority,
+                                  strict=not d.skip_bad_images, report=report)
     logging.info("masks %s: %d images from %s", split, len(examples), path)
     return mask_source(examples, d.class_names, d.mask_priority, skip_bad=d.skip_bad_images,
                        report=report,

@@ -1,0 +1,282 @@
+"""The paper's experiments: row configs, fairness between rows, the runner end to end.
+
+End-to-end tests run the tiny suites for two steps per stage on a tiny synthetic set
+generated once for the module; they check wiring and reporting, not accuracy.
+"""
+import json
+import os
+
+import pytest
+
+from coopseg.config import ConfigError, to_dict
+from experiments import results as results_lib
+from experiments.registry import SCALES, get_experiment
+from experiments.run import DataSource, Runner, prepare_stages, run_suites, synthetic_data
+from experiments.suites import ROWS, SUITES, Claim, get_suites, row_stages
+
+STEPS = 2  # per stage in the end-to-end runs
+FAKE_DATA = DataSource("eyepacs", "/d/graded_train", "/d/graded_val", "generic",
+                       "/d/masks_train", "/d/masks_val")
+TWO_STEP_ROWS = ("fcn8s_two_step", "unet_two_step")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _differences(a, b) -> set:
+    """Config fields (dotted) in which two configs differ, ignoring name and run dirs."""
+    fa, fb = _flat(to_dict(a)), _flat(to_dict(b))
+    ignored = {"name", "train.model_dir", "train.init_encoder_from"}
+    return {k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k) and k not in ignored}
+
+
+def _final(row: str, scale: str, seed: int = 0):
+    return prepare_stages(row, scale, FAKE_DATA, seed, "/out")[-1].config
+
+
+# ------------------------------------------------------------------- configs, fairness
+@pytest.mark.parametrize("scale", SCALES)
+def test_every_row_loads_and_validates_at_every_scale(scale):
+    rows = {r for suite in SUITES.values() for r in suite.rows}
+    assert rows <= set(ROWS)
+    for row in sorted(rows | {"vgg16_pretrain", "jointseg_encoder_pretrain"}):
+        config = get_experiment(row, scale).validate()  # the coopseg-train path
+        assert config.name == row
+        stages = row_stages(row, scale)
+        assert stages[-1].config.method == config.method
+        assert [s.name for s in stages] == (["pretrain", "segment"] if row in TWO_STEP_ROWS
+                                            else ["train"])
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_segmentation_rows_differ_only_in_model_and_initialisation(scale):
+    joint = _final("jointseg", scale)
+    for suite in ("table1", "table2"):
+        for row in SUITES[suite].rows:
+            config = _final(row, scale)
+            # Same steps, seed, data, input size, seg batch and LR schedule, class weighting.
+            assert _differences(config, joint) <= {"method", "train.mode",
+                                                   "model.vgg_width_multiplier"}, row
+            assert config.train.mode == ("joint" if row == "jointseg" else "seg_only")
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_classification_rows_share_input_batch_and_schedule(scale):
+    rows = [_final(r, scale) for r in SUITES["table3"].rows]
+    joint = _final("jointseg_classifier", scale)
+    assert joint.method == "jointseg" and joint.train.mode == "joint"
+    for config in rows:
+        assert config.model.input_size == joint.model.input_size >= 75  # InceptionV3's minimum
+        assert config.train.steps == joint.train.steps and config.train.seed == 0
+        assert to_dict(config.data) == to_dict(joint.data)
+        clf, ref = config.train.clf_agent(), joint.train.clf_agent()
+        assert clf.batch_size == ref.batch_size
+        assert (clf.decay_power, clf.warmup_steps, clf.momentum, clf.weight_decay) == \
+               (ref.decay_power, ref.warmup_steps, ref.momentum, ref.weight_decay)
+        # Only VGG-19 (no BatchNorm) may start lower, never higher (common.VGG19_MAX_LEARNING_RATE).
+        if config.method == "vgg19":
+            assert clf.learning_rate <= ref.learning_rate
+        else:
+            assert clf.learning_rate == ref.learning_rate
+    assert {c.method for c in rows} == {"vgg19", "inceptionv3", "jointseg"}
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("suite", [s for s in SUITES if s.startswith("ablation")])
+def test_ablation_rows_change_only_the_ablated_knob(scale, suite):
+    knob = SUITES[suite].tables[0].columns[0].setting
+    joint = _final("jointseg", scale)
+    assert "jointseg" in SUITES[suite].rows
+    for row in SUITES[suite].rows:
+        if row != "jointseg":
+            diffs = _differences(_final(row, scale), joint)
+            # batch_ratio 1 equals the tiny scale's mid value, so "no difference" is allowed.
+            assert diffs <= {knob}, (row, diffs)
+            assert diffs or (suite, scale) == ("ablation_batch_ratio", "tiny"), row
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("row", TWO_STEP_ROWS)
+def test_two_step_pretraining_gets_the_joint_classifier_budget(scale, row):
+    pretrain, segment = prepare_stages(row, scale, FAKE_DATA, 3, "/out")
+    joint = _final("jointseg", scale, seed=3)
+    p = pretrain.config
+    assert (pretrain.name, p.train.mode) == ("pretrain", "clf_only")
+    assert p.method == ("vgg16" if row == "fcn8s_two_step" else "jointseg")
+    assert p.train.steps == joint.train.steps == segment.config.train.steps
+    assert p.train.seed == segment.config.train.seed == 3
+    assert p.train.clf_agent() == joint.train.clf_agent()
+    # Same model shape in both stages, so every encoder weight can be handed over.
+    assert to_dict(p.model) == to_dict(segment.config.model)
+    assert p.train.init_encoder_from == ""
+    assert segment.config.train.init_encoder_from == p.train.model_dir == f"/out/{row}/seed3/pretrain"
+
+
+def test_inceptionv3_minimum_matches_the_model_builder():
+    from coopseg.models.classifiers import INCEPTIONV3_MIN_SIZE
+    from experiments.common import INCEPTIONV3_MIN_SIZE as ours
+    assert ours == INCEPTIONV3_MIN_SIZE
+
+
+def test_unknown_suite_and_rows_name_the_choices(tmp_path):
+    with pytest.raises(ConfigError, match="table1.*ablation_labels.*all"):
+        get_suites("table9")
+    runner = Runner(str(tmp_path), "tiny", FAKE_DATA, [0])
+    with pytest.raises(ConfigError, match="vgg19_classifier"):
+        run_suites("table3", runner, rows=["vgg16"])
+    with pytest.raises(ConfigError, match="scale"):
+        Runner(str(tmp_path), "huge", FAKE_DATA, [0])
+
+
+# ------------------------------------------------------------------------- claims
+def _summary(**means):
+    return {row: {"miou": {"mean": m, "std": None, "n": 1}} for row, m in means.items()}
+
+
+def test_claims_are_computed_from_the_numbers():
+    labels = {"a": "A", "b": "B"}
+    greater = Claim("A > B", "T", "miou", "a", "b")
+    assert results_lib.evaluate_claim(greater, _summary(a=0.5, b=0.4), labels, {})["verdict"] \
+        == "supported"
+    result = results_lib.evaluate_claim(greater, _summary(a=0.4, b=0.5), labels, {})
+    assert result["verdict"] == "not supported" and "40.0 vs B 50.0" in result["detail"]
+    assert results_lib.evaluate_claim(greater, _summary(a=0.4), labels, {})["verdict"] \
+        == "not evaluated"
+    not_worse = Claim("A ~ B", "T", "miou", "a", "b", relation="not_worse", tolerance=2.0)
+    assert results_lib.evaluate_claim(not_worse, _summary(a=0.39, b=0.40), labels, {})["verdict"] \
+        == "supported"
+    assert results_lib.evaluate_claim(not_worse, _summary(a=0.37, b=0.40), labels, {})["verdict"] \
+        == "not supported"
+    noisy = {"a": {"miou": results_lib.mean_std([0.50, 0.40])},
+             "b": {"miou": results_lib.mean_std([0.44, 0.44])}}
+    result = results_lib.evaluate_claim(greater, noisy, labels, {})
+    assert result["verdict"] == "supported" and "within seed noise" in result["detail"]
+
+
+def test_mean_std_ignores_undefined_values():
+    assert results_lib.mean_std([0.2, None, 0.4]) == pytest.approx(
+        {"mean": 0.3, "std": 0.1414213, "n": 2})
+    assert results_lib.mean_std([None]) == {"mean": None, "std": None, "n": 0}
+
+
+# -------------------------------------------------------------------- end to end (tiny)
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return synthetic_data(str(tmp_path_factory.mktemp("synthetic")), "tiny")
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("experiments"))
+
+
+@pytest.fixture(scope="module")
+def table1(tiny_data, out_dir):
+    lines = []
+    results = run_suites("table1", Runner(out_dir, "tiny", tiny_data, [0], steps=STEPS,
+                                          log=lines.append))
+    return results["table1"], lines
+
+
+@pytest.fixture(scope="module")
+def table3(table1, tiny_data, out_dir):
+    lines = []
+    results = run_suites("table3", Runner(out_dir, "tiny", tiny_data, [0], steps=STEPS,
+                                          log=lines.append))
+    return results["table3"], lines
+
+
+def _read(out_dir, suite):
+    with open(os.path.join(out_dir, suite, "results.json")) as f:
+        data = json.load(f)
+    with open(os.path.join(out_dir, suite, "results.md")) as f:
+        return data, f.read()
+
+
+def test_table1_trains_every_row_and_hands_over_the_encoder(table1, out_dir):
+    _, lines = table1
+    data, md = _read(out_dir, "table1")
+    assert set(data["rows"]) == set(SUITES["table1"].rows)
+    for name, row in data["rows"].items():
+        (seed,) = row["seeds"]
+        assert seed["status"] == "ok", (name, seed)
+        for stage in seed["stages"]:
+            assert stage["config"]["train"]["steps"] == STEPS
+            assert stage["metrics"], (name, stage["stage"])
+    for name in TWO_STEP_ROWS:
+        pretrain, segment = data["rows"][name]["seeds"][0]["stages"]
+        assert pretrain["mode"] == "clf_only" and segment["mode"] == "seg_only"
+        assert segment["config"]["train"]["init_encoder_from"] == pretrain["run_dir"]
+        assert os.listdir(os.path.join(pretrain["run_dir"], "checkpoints"))
+        assert "classification" in pretrain["metrics"]
+        assert data["rows"][name]["summary"]["pretrain_top1_accuracy"]["n"] == 1
+    # A progress line per row, then one naming the results file.
+    assert sum("-> mIoU" in line for line in lines) == 3
+    assert lines[-1].endswith(os.path.join("table1", "results.md"))
+    # The paper's numbers beside ours, and the claim section computed from our numbers.
+    for number in ("55.3", "64.4", "66.1"):
+        assert number in md
+    assert "## Which claims our run supports" in md
+    miou = {n: r["summary"]["miou"]["mean"] for n, r in data["rows"].items()}
+    for claim in data["claims"]:
+        expected = "supported" if miou[claim["a"]] > miou[claim["b"]] else "not supported"
+        assert claim["verdict"] == expected, claim
+        assert f"**{expected}**" in md
+
+
+def test_table3_reports_both_paper_tables(table3, out_dir):
+    data, md = _read(out_dir, "table3")
+    assert "## Table III" in md and "## Table IV" in md
+    for number in ("82.5", "84.3", "85.1", "85.3", "87.2", "88.1", "89.5", "94.7", "95.5", "95.1"):
+        assert number in md
+    for name in SUITES["table3"].rows:
+        summary = data["rows"][name]["summary"]
+        for metric in ("top1_accuracy", "top2_accuracy", "binary_accuracy"):
+            assert 0.0 <= summary[metric]["mean"] <= 1.0, (name, metric)
+        assert summary["top2_accuracy"]["mean"] >= summary["top1_accuracy"]["mean"]
+    assert {c["verdict"] for c in data["claims"]} <= {"supported", "not supported"}
+    assert len(data["claims"]) == len(SUITES["table3"].claims)
+    # A stage whose config equals a finished stage of another row is reused, not retrained.
+    (stage,) = data["rows"]["jointseg_classifier"]["seeds"][0]["stages"]
+    same = _differences(_final("jointseg_classifier", "tiny"), _final("jointseg", "tiny")) == set()
+    assert bool(stage.get("reused_from")) == same
+
+
+def test_second_run_skips_finished_rows(table1, tiny_data, out_dir):
+    records = {p: os.path.getmtime(p) for p in _stage_records(out_dir, "table1")}
+    lines = []
+    run_suites("table1", Runner(out_dir, "tiny", tiny_data, [0], steps=STEPS, log=lines.append))
+    assert {p: os.path.getmtime(p) for p in _stage_records(out_dir, "table1")} == records
+    row_lines = [line for line in lines if " seed 0: " in line]
+    assert len(row_lines) == 3 and all("trained" not in line for line in row_lines), lines
+    assert all("finished earlier" in line for line in row_lines)
+
+
+def test_a_changed_config_is_refused_unless_rerun(table1, tiny_data, out_dir):
+    with pytest.raises(ConfigError, match="train.steps.*--rerun"):
+        run_suites("table1", Runner(out_dir, "tiny", tiny_data, [0], steps=STEPS + 1),
+                   rows=["jointseg"])
+
+
+def _stage_records(out_dir, suite):
+    return [os.path.join(out_dir, row, "seed0", stage.name, "stage.json")
+            for row in SUITES[suite].rows for stage in row_stages(row, "tiny")]
+
+
+@pytest.mark.slow
+def test_every_suite_runs_end_to_end_at_tiny_scale(tiny_data, tmp_path):
+    results = run_suites("all", Runner(str(tmp_path), "tiny", tiny_data, [0, 1], steps=1,
+                                       log=lambda line: None))
+    assert set(results) == set(SUITES)
+    for name, result in results.items():
+        assert os.path.isfile(tmp_path / name / "results.md")
+        for row in SUITES[name].rows:
+            assert [s["status"] for s in result["rows"][row]["seeds"]] == ["ok", "ok"], (name, row)
+        assert all(c["verdict"] in ("supported", "not supported") for c in result["claims"]), name
