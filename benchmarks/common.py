@@ -154,7 +154,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 
 def format_number(value: float) -> str:
     """3 significant digits, but never exponent notation for big numbers (1677, not 1.68e+03)."""
-    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return f"{value:#.3g}" if abs(value) < 100 else f"{value:.0f}"
 
 
 def format_range(stats: Dict[str, float]) -> str:

@@ -14,7 +14,6 @@ data budget as JointSeg.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Dict, List
 
@@ -28,9 +27,10 @@ VGG_WIDTH: Dict[str, float] = {"paper": 1.0, "small": 0.25, "tiny": 0.0625}
 
 # Table III/IV (VGG-19, InceptionV3, JointSeg's classifier) share one input size: the
 # scale's, except at ``small``, where 96 px replaces 128 px because the full-width
-# VGG-19 (keras.applications has no width knob) costs ~0.2 TFLOP per step at 96 px and
-# batch 16 already, i.e. seconds per step on 2 cores. keras.applications' InceptionV3
-# needs >= 75 px, and JointSeg's encoder a multiple of 2 ** (levels + 1) (32 at small).
+# VGG-19 (keras.applications has no width knob) costs ~0.2 TFLOP per step even at 96 px
+# and batch 16 (measured 16-29 s per step on the shared 2-core machine; 34 s at 128 px).
+# keras.applications' InceptionV3 needs >= 75 px, and JointSeg's encoder a multiple of
+# 2 ** (levels + 1) (32 at small).
 CLASSIFICATION_INPUT_CAP: Dict[str, int] = {"small": 96}
 # = coopseg.models.classifiers.INCEPTIONV3_MIN_SIZE, repeated so that loading a config
 # does not import TensorFlow (tests check the two agree).
@@ -39,11 +39,6 @@ INCEPTIONV3_MIN_SIZE = 75
 # ``small`` halves the scale's ratio (clf batch 8) for the same reason. Other scales keep
 # their own ratio (paper: 32).
 CLASSIFICATION_BATCH_RATIO: Dict[str, int] = {"small": 2}
-# VGG-19 from keras.applications has no BatchNorm; it trains with the VGG paper's
-# initial LR (Simonyan & Zisserman 2015: SGD, momentum 0.9, lr 1e-2) whenever the joint
-# classifier agent's LR is higher (e.g. 0.15 at ``small``), at which a BN-free 19-layer
-# net diverges from random init. Everything else of the schedule is the table's.
-VGG19_MAX_LEARNING_RATE = 1e-2
 
 
 @dataclass
@@ -106,17 +101,10 @@ def classification_row(scale: str, method: str) -> ExperimentConfig:
     evaluated) or a keras.applications classifier trained alone (clf_only)."""
     sizes = _classification_sizes(scale)
     mode = "joint" if method == "jointseg" else "clf_only"
-    config = experiment(scale, method=method, model=sizes["model"], data=sizes["data"],
-                        train={**sizes["train"], "mode": mode})
-    if method == "vgg19":
-        joint_clf = config.train.clf_agent()
-        if joint_clf.learning_rate > VGG19_MAX_LEARNING_RATE:
-            factor = VGG19_MAX_LEARNING_RATE / joint_clf.learning_rate
-            config.train.clf = dataclasses.replace(
-                joint_clf, learning_rate=VGG19_MAX_LEARNING_RATE,
-                end_learning_rate=joint_clf.end_learning_rate * factor)
-            config.train.derive_clf_from_ratios = False
-    return config
+    # Every row's classifier optimiser is the joint classifier agent's (derived from the
+    # same ratios): same batch, LR schedule, momentum and weight decay.
+    return experiment(scale, method=method, model=sizes["model"], data=sizes["data"],
+                      train={**sizes["train"], "mode": mode})
 
 
 def jointseg_row(scale: str, *, model: dict = None, data: dict = None,

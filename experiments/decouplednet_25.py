@@ -1,9 +1,11 @@
-"""DecoupledNet with 25 strong annotations per class (Hong et al. 2015, Table 1: 62.1 mIoU on VOC 2012 val).
+"""DecoupledNet with 25 strong annotations per class: a row of Hong et al. 2015, Table 1.
+
+Paper: 62.1 mIoU on PASCAL VOC 2012 val.
 
 Stage 1: classification network on the image-level labels of every training image;
 stage 2: bridging + segmentation on 25 pixel-annotated images per class.
 
-    python -m experiments.decouplednet_suite --rows=decouplednet_25 --scale=small
+    python -m experiments.decouplednet_suite --scale=small --rows=decouplednet_25
 """
 from experiments.decouplednet_suite import row_config, row_stages
 
@@ -15,6 +17,6 @@ def get_config(scale: str = "paper"):
     return row_config(ROW, scale)
 
 
-def get_stages(scale: str, run_root: str):
-    """Every stage of the row, in order, with run directories under ``run_root``."""
-    return row_stages(ROW, scale, run_root)
+def get_stages(scale: str = "paper"):
+    """Every stage of the row, in order (``experiments.run`` runs them)."""
+    return row_stages(ROW, scale)

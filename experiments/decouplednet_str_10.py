@@ -1,9 +1,11 @@
-"""DecoupledNet-Str, 10 strong annotations per class (Hong et al. 2015, Table 1: 41.7 mIoU on VOC 2012 val).
+"""DecoupledNet-Str, 10 strong annotations per class: a row of Hong et al. 2015, Table 1.
+
+Paper: 41.7 mIoU on PASCAL VOC 2012 val.
 
 Both stages (classifier and segmenter) on the 10-per-class strong images only:
 no weak image-level labels.
 
-    python -m experiments.decouplednet_suite --rows=decouplednet_str_10 --scale=small
+    python -m experiments.decouplednet_suite --scale=small --rows=decouplednet_str_10
 """
 from experiments.decouplednet_suite import row_config, row_stages
 
@@ -15,6 +17,6 @@ def get_config(scale: str = "paper"):
     return row_config(ROW, scale)
 
 
-def get_stages(scale: str, run_root: str):
-    """Every stage of the row, in order, with run directories under ``run_root``."""
-    return row_stages(ROW, scale, run_root)
+def get_stages(scale: str = "paper"):
+    """Every stage of the row, in order (``experiments.run`` runs them)."""
+    return row_stages(ROW, scale)

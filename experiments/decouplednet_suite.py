@@ -7,20 +7,22 @@ A row is one cell column x strong-annotation count of Table 1:
 - ``DecoupledNet-Str``: the same network, *both* stages on the N strong images only;
 - ``DeconvNet``: the encoder-decoder alone, trained on the N strong images;
 
-for N in {full, 25, 10, 5}. Each row is an ordered list of ``Stage``s, each a full
-``ExperimentConfig`` with its own run directory; a stage-2 config points at its
-stage 1 through ``decoupled.classifier_run``. Stage keys name what a stage trains on,
-so rows that share a stage share its run (all DecoupledNet rows share one classifier;
-DecoupledNet-Str "full" *is* DecoupledNet "full", as in the paper's table), and a
-re-run of a finished stage only evaluates it (the trainer resumes at its last step).
+for N in {full, 25, 10, 5}. Each row is an ordered list of ``experiments.common.Stage``s
+(``row_stages``, the form ``experiments.run`` runs): DecoupledNet rows train a
+``classifier`` (clf_only) and then a ``segmenter`` (seg_only) that restores it from the
+classifier's run directory; DeconvNet rows one stage. Rows share equal stages: all
+DecoupledNet rows have the same classifier, and DecoupledNet-Str "full" *is*
+DecoupledNet "full", as in the paper's table (``wired_stages`` names run directories
+by what a stage trains on; ``experiments.run`` reuses runs of identical configs).
 
     python -m experiments.decouplednet_suite --scale=small --run_root=runs/decouplednet
     python -m experiments.decouplednet_suite --rows=decouplednet_5,decouplednet_str_5
 
-Sizes per scale (our choices where the paper is silent; see WORKSPACE.md):
+Sizes per scale (``_sizes``; our choices where the paper is silent):
 ``paper`` = the authors' Caffe recipe (VGG-16, 350 px resize, random 320 crops and
 mirroring, SGD lr 0.01, momentum 0.9, weight decay 5e-4; batch and steps ours);
-``small`` = 128 px crops of 144 px images, VGG widths / 8, CPU minutes per stage;
+``small`` = 128 px crops of 144 px images, VGG widths / 8, fc 256, a few CPU minutes
+per stage, the segmenters at the CPU learning rate of ``experiments/scales.py``;
 ``tiny`` = tests. Segmentation losses are weighted per class as ``experiments/scales.py``
 sets for every method: not at ``paper`` scale (the paper's plain cross-entropy);
 inverse-sqrt class frequency at the CPU scales, where unweighted runs of every
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence, Tuple
 
 from coopseg.config import AgentConfig, DecoupledConfig, ExperimentConfig
+from experiments.common import Stage
 from experiments.scales import data_config, model_config, train_config
 
 PAPER_SOURCE = "Hong et al. 2015, Table 1: PASCAL VOC 2012 val, mIoU (%)"
@@ -72,54 +75,63 @@ ROWS: Dict[str, Row] = {
 # For the shared experiment runner: suite name -> its rows, in table order.
 SUITES: Dict[str, Tuple[str, ...]] = {"decouplednet_table1": tuple(ROWS)}
 PAPER_MIOU: Dict[str, float] = {name: row.paper_miou for name, row in ROWS.items()}
-
-
-@dataclass
-class Stage:
-    """One training run of a row. Equal ``key``s are the same run (shared by rows)."""
-
-    key: str
-    config: ExperimentConfig
+TABLE_TITLE = "DecoupledNet, Table 1: mIoU with N strong annotations per class"
+TABLE_NOTE = ("Paper numbers: PASCAL VOC 2012 val, mIoU over 21 classes including "
+              "background; ours: the same definition on our validation set. -Str trains both "
+              "stages on the strong images only; DeconvNet is the encoder-decoder alone.")
+# The orderings Table 1 shows at 25, 10 and 5 strong annotations per class, as
+# (text, row a, row b): the paper reports mIoU(a) > mIoU(b).
+CLAIMS: Tuple[Tuple[str, str, str], ...] = tuple(
+    claim for n in ("25", "10", "5") for claim in (
+        (f"weak labels help: DecoupledNet > DecoupledNet-Str at {n} strong/class",
+         f"decouplednet_{n}", f"decouplednet_str_{n}"),
+        (f"DecoupledNet > DeconvNet at {n} strong/class",
+         f"decouplednet_{n}", f"decouplednet_deconvnet_{n}"),
+        (f"the decoupled net alone helps: DecoupledNet-Str > DeconvNet at {n} strong/class",
+         f"decouplednet_str_{n}", f"decouplednet_deconvnet_{n}")))
 
 
 # ----------------------------------------------------------------------------- sizes
-def _sizes(scale: str) -> Tuple[dict, dict, DecoupledConfig, dict]:
-    """(model, data, decoupled, train) settings of DecoupledNet/DeconvNet at ``scale``."""
+def _sizes(scale: str) -> Tuple[dict, dict, DecoupledConfig, dict, Dict[str, int]]:
+    """(model, data, decoupled, train, steps per mode) of DecoupledNet/DeconvNet at ``scale``."""
     if scale == "paper":
         sgd = dict(learning_rate=0.01, end_learning_rate=1e-4, momentum=0.9, nesterov=False,
                    weight_decay=5e-4)
-        return ({"input_size": 320}, {"resize_size": 350, "random_pad": 0},
-                DecoupledConfig(),
-                dict(steps=20000, seg=AgentConfig(batch_size=16, **sgd),
-                     clf=AgentConfig(batch_size=32, **sgd), eval_every=2000,
-                     checkpoint_every=1000))
+        return ({"input_size": 320}, {"resize_size": 350, "random_pad": 0}, DecoupledConfig(),
+                dict(seg=AgentConfig(batch_size=16, **sgd), clf=AgentConfig(batch_size=32, **sgd),
+                     eval_every=2000, checkpoint_every=1000),
+                {"clf_only": 20000, "seg_only": 20000})
     if scale == "small":
-        # The CPU rate of experiments/scales.py (WORKSPACE.md §3: from scratch, a few
-        # hundred steps learn nothing at 0.01); the recipe's momentum and decay kept.
-        sgd = dict(learning_rate=0.1, end_learning_rate=1e-3, warmup_steps=40, momentum=0.9,
-                   nesterov=False, weight_decay=5e-4)
+        # Measured here (synthetic fundus, 128 px, from scratch): the classifier learns
+        # at the recipe's 0.01 and only its label priors at 0.1; segmenters need the CPU
+        # rate of experiments/scales.py (0.1 + warm-up) to learn anything in minutes.
+        recipe = dict(momentum=0.9, nesterov=False, weight_decay=5e-4)
         return ({"input_size": 128}, {"resize_size": 144, "random_pad": 0},
                 DecoupledConfig(width_multiplier=1 / 8, fc_units=256, bridge_filters=64),
-                dict(steps=400, seg=AgentConfig(batch_size=8, **sgd),
-                     clf=AgentConfig(batch_size=8, **sgd), log_every=20, eval_every=200,
-                     checkpoint_every=200))
-    sgd = dict(learning_rate=0.01, end_learning_rate=1e-3, momentum=0.9, nesterov=False,
-               weight_decay=5e-4)
+                dict(seg=AgentConfig(batch_size=8, learning_rate=0.1, end_learning_rate=1e-3,
+                                     warmup_steps=40, **recipe),
+                     clf=AgentConfig(batch_size=8, learning_rate=0.01, end_learning_rate=1e-4,
+                                     **recipe),
+                     log_every=20, eval_every=200, checkpoint_every=200),
+                {"clf_only": 400, "seg_only": 600})
+    recipe = dict(learning_rate=0.01, end_learning_rate=1e-3, momentum=0.9, nesterov=False,
+                  weight_decay=5e-4)
     return ({"input_size": 32}, {"resize_size": 36, "random_pad": 0},
             DecoupledConfig(width_multiplier=1 / 16, fc_units=16, bridge_filters=8, dropout=0.0),
-            dict(steps=4, seg=AgentConfig(batch_size=2, **sgd),
-                 clf=AgentConfig(batch_size=4, **sgd), log_every=2, eval_every=4,
-                 checkpoint_every=4, image_summaries=1))
+            dict(seg=AgentConfig(batch_size=2, **recipe), clf=AgentConfig(batch_size=4, **recipe),
+                 log_every=2, eval_every=4, checkpoint_every=4, image_summaries=1),
+            {"clf_only": 4, "seg_only": 4})
 
 
 def decoupled_experiment(scale: str, *, method: str, mode: str, strong_per_class: int,
                          classifier_run: str = "") -> ExperimentConfig:
     """A DecoupledNet (or DeconvNet) stage at ``scale``; data paths are left to the caller."""
-    model, data, decoupled, train = _sizes(scale)
+    model, data, decoupled, train, steps = _sizes(scale)
+    stage_steps = steps["clf_only" if mode == "clf_only" else "seg_only"]
     cfg = ExperimentConfig(method=method, model=model_config(scale, **model),
                            data=data_config(scale, **data),
-                           train=train_config(scale, mode=mode, derive_clf_from_ratios=False,
-                                              **train))
+                           train=train_config(scale, mode=mode, steps=stage_steps,
+                                              derive_clf_from_ratios=False, **train))
     cfg.decoupled = dataclasses.replace(decoupled, strong_per_class=strong_per_class,
                                         classifier_run=classifier_run)
     return cfg
@@ -130,39 +142,55 @@ def _subset(n: int) -> str:
     return "all" if n == 0 else f"n{n}"
 
 
-def row_stages(name: str, scale: str, run_root: str) -> List[Stage]:
-    """The ordered stages of row ``name`` (see ROWS), run directories under ``run_root``."""
+def _plan(name: str, scale: str) -> List[Tuple[str, Stage]]:
+    """(content key, stage) pairs of row ``name``: equal keys train the same thing."""
     row = ROWS[name]
     n = row.strong
-
-    def stage(key: str, **kwargs) -> Stage:
-        cfg = decoupled_experiment(scale, **kwargs)
-        cfg.name = key
-        cfg.train.model_dir = os.path.join(run_root, key)
-        return Stage(key, cfg)
-
     if row.method == "DeconvNet":
-        return [stage(f"deconvnet_{_subset(n)}", method="deconvnet", mode="seg_only",
-                      strong_per_class=n)]
+        return [(f"deconvnet_{_subset(n)}", Stage("train", decoupled_experiment(
+            scale, method="deconvnet", mode="seg_only", strong_per_class=n)))]
     # DecoupledNet's classifier sees every image's labels; -Str's only the strong images.
     clf_n = 0 if row.method == "DecoupledNet" else n
-    classifier = stage(f"decouplednet_classifier_{_subset(clf_n)}", method="decouplednet",
-                       mode="clf_only", strong_per_class=clf_n)
-    segmenter = stage(f"decouplednet_segmenter_{_subset(n)}_clf_{_subset(clf_n)}",
-                      method="decouplednet", mode="seg_only", strong_per_class=n,
-                      classifier_run=classifier.config.train.model_dir)
-    return [classifier, segmenter]
+    return [(f"decouplednet_classifier_{_subset(clf_n)}", Stage("classifier", decoupled_experiment(
+                scale, method="decouplednet", mode="clf_only", strong_per_class=clf_n))),
+            (f"decouplednet_segmenter_{_subset(n)}_clf_{_subset(clf_n)}", Stage(
+                "segmenter", decoupled_experiment(scale, method="decouplednet",
+                                                  mode="seg_only", strong_per_class=n)))]
+
+
+def row_stages(name: str, scale: str) -> List[Stage]:
+    """The ordered stages of row ``name`` in ``experiments.run``'s form.
+
+    ``classifier`` then ``segmenter`` for the DecoupledNet rows (the runner hands the
+    classifier's run directory to the segmenter as ``train.init_encoder_from``, which
+    DecoupledNet's stage 2 restores its frozen classifier from), ``train`` for DeconvNet.
+    """
+    return [stage for _, stage in _plan(name, scale)]
+
+
+def wired_stages(name: str, scale: str, run_root: str) -> List[Stage]:
+    """``row_stages`` with run directories ``<run_root>/<content key>`` and each
+    segmenter's ``decoupled.classifier_run`` set: rows share equal stages' runs."""
+    stages, classifier_dir = [], ""
+    for key, stage in _plan(name, scale):
+        cfg = stage.config
+        cfg.name = key
+        cfg.train.model_dir = os.path.join(run_root, key)
+        if cfg.method == "decouplednet" and cfg.train.mode == "seg_only":
+            cfg.decoupled.classifier_run = classifier_dir
+        classifier_dir = cfg.train.model_dir
+        stages.append(stage)
+    return stages
 
 
 def row_config(name: str, scale: str) -> ExperimentConfig:
     """The row's final stage (what ``coopseg-train --experiment=<name>`` runs).
 
-    Its ``decoupled.classifier_run`` is empty for DecoupledNet rows: point it at a
-    finished stage 1 (``--set=decoupled.classifier_run=<dir>``), or run the whole row
-    with this module's command line.
+    A DecoupledNet row's stage 2 needs its finished stage 1: pass
+    ``--init_encoder_from=<stage-1 model_dir>``, or run the whole row with this
+    module's command line or ``experiments.run``.
     """
-    cfg = row_stages(name, scale, "runs")[-1].config
-    cfg.decoupled.classifier_run = ""
+    cfg = row_stages(name, scale)[-1].config
     cfg.train.model_dir = os.path.join("runs", name)
     return cfg
 
@@ -181,7 +209,7 @@ def run_row(name: str, scale: str, run_root: str,
     from coopseg.cli.train import train
 
     out: dict = {}
-    for stage in row_stages(name, scale, run_root):
+    for stage in wired_stages(name, scale, run_root):
         use_data(stage.config)
         tf.keras.backend.clear_session()  # stages share nothing but their checkpoints
         out = train(stage.config.validate(), export=export)

@@ -6,7 +6,8 @@ mask set with every ``block*`` weight handed over by name (checked: none may be 
     python -m experiments.run --suite=table1 --rows=fcn8s_two_step --scale=small
     # or by hand, stage by stage:
     coopseg-train --experiment=vgg16_pretrain --scale=small
-    coopseg-train --experiment=fcn8s_two_step --scale=small --init_encoder_from=runs/vgg16_pretrain
+    coopseg-train --experiment=fcn8s_two_step --scale=small \\
+        --init_encoder_from=runs/vgg16_pretrain
 """
 from experiments import vgg16_pretrain
 from experiments.common import segmentation_baseline, two_step

@@ -3,7 +3,7 @@ trained as a grade classifier alone (``clf_only``), with the joint classifier ag
 steps, batch and LR. The UNet then starts from its ``encoder_*`` layers.
 
     python -m experiments.run --suite=table1 --rows=unet_two_step --scale=small
-    coopseg-train --experiment=jointseg_encoder_pretrain --scale=small   # -> runs/jointseg_encoder_pretrain
+    coopseg-train --experiment=jointseg_encoder_pretrain --scale=small  # runs/<that name>
 """
 from experiments.common import encoder_pretraining
 

@@ -12,7 +12,7 @@ from typing import List
 from coopseg.config import ConfigError, ExperimentConfig
 
 SCALES = ("paper", "small", "tiny")
-_NOT_EXPERIMENTS = {"registry", "run", "common", "scales", "suites", "results",
+_NOT_EXPERIMENTS = {"registry", "run", "runner", "common", "scales", "suites", "results",
                     "decouplednet_suite"}
 
 

@@ -50,9 +50,15 @@ def row_metrics(seed_record: dict) -> Dict[str, Optional[float]]:
     clf = final["metrics"].get("classification", {})
     out = {k: _number(seg.get(k)) for k in _SEG_KEYS}
     out.update({k: _number(clf.get(k)) for k in _CLF_KEYS})
+    if clf.get("confusion_matrix"):
+        # 1.0 when every validation image got the same grade: a classifier at chance level.
+        predicted = [sum(col) for col in zip(*clf["confusion_matrix"])]
+        out["single_grade"] = float(sum(n > 0 for n in predicted) == 1)
+    # Convergence speed needs a validation before the end of the run (eval_every < steps).
     curve = final.get("curve", {}).get("segmentation/miou") or []
-    out["first_eval_miou"] = _number(curve[0][1]) if curve else None
-    out["first_eval_step"] = curve[0][0] if curve else None
+    early = len(curve) > 1
+    out["first_eval_miou"] = _number(curve[0][1]) if early else None
+    out["first_eval_step"] = curve[0][0] if early else None
     if len(stages) > 1:
         pre = stages[0]["metrics"].get("classification", {})
         out["pretrain_top1_accuracy"] = _number(pre.get("top1_accuracy"))
@@ -95,7 +101,8 @@ def headline(stage_record: dict) -> str:
     m = row_metrics({"status": "ok", "stages": [stage_record]})
     parts = []
     if m.get("miou") is not None:
-        parts.append(f"mIoU {100 * m['miou']:.1f} (no bg {100 * (m['miou_no_background'] or 0):.1f})")
+        no_bg = 100 * (m["miou_no_background"] or 0.0)
+        parts.append(f"mIoU {100 * m['miou']:.1f} (no bg {no_bg:.1f})")
     if m.get("top1_accuracy") is not None:
         parts.append(f"top-1 {100 * m['top1_accuracy']:.1f}, QWK {m['quadratic_kappa'] or 0:.3f}")
     return ", ".join(parts) or "no validation metrics"
@@ -125,9 +132,10 @@ def evaluate_claim(claim: Claim, summaries: Dict[str, dict], labels: Dict[str, s
            "b": claim.b or None, "relation": claim.relation}
     missing = [r for r, s in ((claim.a, a), (claim.b, b)) if r and s.get("mean") is None]
     if missing:
+        why = ("no validation before the final step (needs train.eval_every < steps)"
+               if metric == "first_eval_miou" else "not run with these settings, or diverged")
         return dict(out, verdict="not evaluated",
-                    detail=f"no {metric} for {', '.join(missing)} (not run, diverged or "
-                           f"not measured): run {', '.join(missing)} with these settings")
+                    detail=f"no {metric} for {', '.join(missing)}: {why}")
     mean_a = _scaled(metric, a["mean"])
     if claim.relation == "greater_than_value":
         holds = mean_a > claim.value
@@ -146,7 +154,15 @@ def evaluate_claim(claim: Claim, summaries: Dict[str, dict], labels: Dict[str, s
             holds = mean_a > mean_b
         if settings.get(claim.a) and settings.get(claim.b):
             detail += f" [{settings[claim.a]} vs {settings[claim.b]}]"
+        if metric == "first_eval_miou":
+            steps = {f"{summaries[r]['first_eval_step']['mean']:.0f}" for r in (claim.a, claim.b)}
+            detail += f" (first validation at step {' and '.join(sorted(steps))})"
         out["difference"] = mean_a - mean_b
+    collapsed = [labels[r] for r in (claim.a, claim.b) if r and metric in _CLF_KEYS
+                 and summaries[r].get("single_grade", {}).get("mean") == 1.0]
+    if collapsed:
+        verb = "predicts" if len(collapsed) == 1 else "predict"
+        detail += f"; {' and '.join(collapsed)} {verb} one grade for every image (chance level)"
     n = min(a.get("n", 0), b.get("n", 0)) if claim.b else a.get("n", 0)
     if n < 2:
         detail += "; single seed, no noise estimate"
@@ -194,7 +210,8 @@ def suite_results(suite: Suite, rows: Dict[str, dict], context: dict) -> dict:
         "units": "metrics are fractions (QWK in [-1, 1]); paper numbers are percent",
         "rows": {name: {"label": labels[name], "in_suite": name in suite.rows,
                         "paper_percent": dict(ROWS[name].paper),
-                        "summary": summaries[name], "setup": _setup(record),
+                        "summary": summaries[name], "per_class_iou": per_class_iou(record),
+                        "setup": _setup(record),
                         "seeds": record["seeds"]}
                  for name, record in rows.items()},
         "claims": [evaluate_claim(c, summaries, labels, settings) for c in suite.claims],
@@ -221,9 +238,9 @@ def _status(row: dict) -> str:
 
 
 def _table_markdown(table: Table, rows: Dict[str, dict]) -> List[str]:
-    with_paper = {c.metric for c in table.columns
-                  if any(c.metric in rows[r]["paper_percent"] for r in table.rows if r in rows)
-                  or any(c.metric in ref for _, ref in table.reference_rows)}
+    with_paper = {c.metric for c in table.columns if table.paper_columns and (
+        any(c.metric in rows[r]["paper_percent"] for r in table.rows if r in rows)
+        or any(c.metric in ref for _, ref in table.reference_rows))}
     header, rule = ["Method"], ["---"]
     for column in table.columns:
         header.append(f"{column.header} (ours)" if column.metric in with_paper else column.header)
@@ -252,18 +269,52 @@ def _table_markdown(table: Table, rows: Dict[str, dict]) -> List[str]:
         lines.append("| " + " | ".join(cells) + " |")
     if table.note:
         lines += ["", table.note]
+    collapsed = [ROWS[r].label for r in table.rows if r in rows and any(
+        c.metric in _CLF_KEYS for c in table.columns)
+        and rows[r]["summary"].get("single_grade", {}).get("mean") == 1.0]
+    if collapsed:
+        lines += ["", f"Computed from the confusion matrices: {', '.join(collapsed)} "
+                      f"predict{'s' if len(collapsed) == 1 else ''} the same grade for every "
+                      "validation image (chance level; QWK 0)."]
+    return lines + [""]
+
+
+def per_class_iou(row_record: dict) -> Dict[str, dict]:
+    """Class name -> mean/std IoU over the row's seeds (final stage), undefined skipped."""
+    per_seed = [s["stages"][-1]["metrics"].get("segmentation", {}).get("iou", {})
+                for s in row_record["seeds"] if s.get("status") == "ok" and s.get("stages")]
+    names = list(dict.fromkeys(n for ious in per_seed for n in ious))
+    return {n: mean_std([_number(ious.get(n)) for ious in per_seed]) for n in names}
+
+
+def _per_class_markdown(suite: Suite, results: dict) -> List[str]:
+    if not any(c.metric == "miou" for t in suite.tables for c in t.columns):
+        return []  # a classification table
+    rows = {name: results["rows"][name]["per_class_iou"] for name in suite.rows
+            if results["rows"].get(name, {}).get("per_class_iou")}
+    if not rows:
+        return []
+    classes = list(dict.fromkeys(c for ious in rows.values() for c in ious))
+    lines = ["## Per-class IoU (ours)", "", "| Method | " + " | ".join(classes) + " |",
+             "| --- |" + " ---: |" * len(classes)]
+    for name, ious in rows.items():
+        cells = [_fmt("miou", ious.get(c, {})) for c in classes]
+        lines.append(f"| {ROWS[name].label} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
 def _setup_markdown(results: dict) -> List[str]:
     lines = ["## Setup of every row (from the configs that ran)", "",
              "| row | stage | method | mode | steps | seed | input | seg batch | seg LR | "
-             "clf batch | clf LR | init |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "clf batch | clf LR | init |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, row in results["rows"].items():
         for s in row["setup"]:
             # Only the agents a mode trains have a batch and LR that matter.
-            seg = (f"{s['seg_batch']} | {s['seg_lr']:.3g}" if s["mode"] != "clf_only" else "— | —")
-            clf = (f"{s['clf_batch']} | {s['clf_lr']:.3g}" if s["mode"] != "seg_only" else "— | —")
+            seg, clf = (f"{s['seg_batch']} | {s['seg_lr']:.3g}",
+                        f"{s['clf_batch']} | {s['clf_lr']:.3g}")
+            seg = "— | —" if s["mode"] == "clf_only" else seg
+            clf = "— | —" if s["mode"] == "seg_only" else clf
             lines.append(f"| {name} | {s['stage']} | {s['method']} | {s['mode']} | {s['steps']} | "
                          f"{s['seed']} | {s['input_size']} | {seg} | {clf} | {s['init']} |")
     return lines + [""]
@@ -314,6 +365,7 @@ def render_markdown(suite: Suite, results: dict) -> str:
     for table in suite.tables:
         lines += _table_markdown(table, results["rows"])
     lines += _claims_markdown(results["claims"])
+    lines += _per_class_markdown(suite, results)
     lines += _setup_markdown(results)
     lines += _runs_markdown(results)
     return "\n".join(lines)

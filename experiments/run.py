@@ -7,16 +7,12 @@
         --masks_train=/data/lesions/train --masks_val=/data/lesions/val
 
 Suites: table1 | table2 | table3 (Tables III and IV) | ablation_pag | ablation_lr_ratio |
-ablation_batch_ratio | ablation_labels | all (see ``experiments.suites``).
+ablation_batch_ratio | ablation_labels | decouplednet_table1 | all (see ``experiments.suites``).
 
-Every stage of every row trains into ``<out>/<row>/seed<k>/<stage>/`` (a normal coopseg
-run directory: checkpoints, TensorBoard logs, metrics.json) and records ``stage.json``
-there when it finishes. A second run skips finished stages (resumable suites; rows
-shared by several suites, e.g. ``jointseg``, train once), continues interrupted ones from
-their last checkpoint, and reuses a finished stage of another row when its config is
-identical. A stage directory that holds a run with a *different* config is an error
-unless ``--rerun`` (which retrains the selected rows from scratch). Two-step rows hand
-the pretrain stage's run directory to the next stage as ``train.init_encoder_from``.
+Every stage of every row trains into ``<out>/<row>/seed<k>/<stage>/``. A second run
+skips finished stages, continues interrupted ones and reuses identical stages of other
+rows; a directory holding another configuration is an error unless ``--rerun``
+(see ``experiments.runner``).
 
 Each suite writes ``<out>/<suite>/results.json`` (every metric of every row and seed,
 configs, timings, the claim checks) and ``results.md`` (tables as in the paper, ours
@@ -27,51 +23,17 @@ the same training data and the same validation sets.
 """
 from __future__ import annotations
 
-import dataclasses
-import glob
-import hashlib
-import json
 import os
-import shutil
 import sys
-import time
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from coopseg.config import ConfigError, ExperimentConfig, to_dict
+from coopseg.config import ConfigError
 from experiments import results as results_lib
-from experiments.common import Stage
 from experiments.registry import SCALES
-from experiments.suites import Suite, claim_rows, get_suites, row_stages, suite_names
-
-STAGE_RECORD = "stage.json"
-# Fields that name or place a run but do not change what it learns.
-_NOT_FINGERPRINTED = (("name",), ("train", "model_dir"), ("train", "init_encoder_from"))
-
-
-@dataclass
-class DataSource:
-    """The data every row of a suite trains and is validated on (DESIGN.md §3 formats)."""
-
-    graded_format: str
-    graded_train: str
-    graded_val: str
-    masks_format: str
-    masks_train: str
-    masks_val: str
-    description: str = ""
-    counts: Optional[dict] = None
-
-    def apply(self, config: ExperimentConfig) -> None:
-        d = config.data
-        d.graded_format, d.masks_format = self.graded_format, self.masks_format
-        d.graded_train, d.graded_val = self.graded_train, self.graded_val
-        d.masks_train, d.masks_val = self.masks_train, self.masks_val
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+from experiments.runner import DataSource, Runner
+from experiments.suites import Suite, claim_rows, get_suites, suite_names
 
 
 def synthetic_data(data_dir: str, scale: str, graded_images: Optional[int] = None) -> DataSource:
@@ -95,8 +57,9 @@ def real_data(graded_format: str, graded_train: str, graded_val: str, masks_form
              "masks_train": masks_train, "masks_val": masks_val}
     missing = [f"--{k}" for k, v in given.items() if not v]
     if missing:
-        raise ConfigError(f"real data needs all of --graded_train, --graded_val, --masks_train, "
-                          f"--masks_val (JointSeg rows use both sets); missing {', '.join(missing)}")
+        raise ConfigError("real data needs all of --graded_train, --graded_val, --masks_train, "
+                          "--masks_val (JointSeg rows use both sets); missing "
+                          + ", ".join(missing))
     for key, path in given.items():
         if not os.path.exists(path):
             raise ConfigError(f"--{key}={path}: no such file or directory")
@@ -104,235 +67,6 @@ def real_data(graded_format: str, graded_train: str, graded_val: str, masks_form
     return DataSource(graded_format, paths["graded_train"], paths["graded_val"], masks_format,
                       paths["masks_train"], paths["masks_val"],
                       description=f"{graded_format} graded set, {masks_format} mask set")
-
-
-# ----------------------------------------------------------------------------- stages
-def stage_dir(out: str, row: str, seed: int, stage: str) -> str:
-    return os.path.join(out, row, f"seed{seed}", stage)
-
-
-def prepare_stages(row: str, scale: str, data: DataSource, seed: int, out: str,
-                   steps: Optional[int] = None) -> List[Stage]:
-    """The row's stages, configured for this suite run: data, seed, step budget, run
-    directories, and each later stage initialised from its predecessor's directory."""
-    stages = row_stages(row, scale)
-    previous = ""
-    for stage in stages:
-        c = stage.config
-        data.apply(c)
-        c.train.seed = seed
-        if steps is not None:
-            _set_steps(c, steps)
-        c.train.model_dir = stage_dir(out, row, seed, stage.name)
-        c.train.init_encoder_from = previous
-        previous = c.train.model_dir
-        c.validate()
-    return stages
-
-
-def _set_steps(config: ExperimentConfig, steps: int) -> None:
-    """Change the step budget, scaling LR warm-up with it so the schedule keeps its shape."""
-    tc = config.train
-    for agent in ("seg", "clf"):
-        cfg = getattr(tc, agent)
-        warmup = min(steps - 1, round(cfg.warmup_steps * steps / tc.steps))
-        setattr(tc, agent, dataclasses.replace(cfg, warmup_steps=warmup))
-    tc.steps = steps
-
-
-def _fingerprint_dict(config_dict: dict) -> dict:
-    d = json.loads(json.dumps(config_dict))
-    for path in _NOT_FINGERPRINTED:
-        target = d
-        for key in path[:-1]:
-            target = target.get(key, {})
-        target.pop(path[-1], None)
-    return d
-
-
-def fingerprint(config: ExperimentConfig, upstream: str = "") -> str:
-    """A hash of everything that determines what a stage learns, including (through
-    ``upstream``) the stage it is initialised from."""
-    return fingerprint_of_dict(to_dict(config), upstream)
-
-
-def fingerprint_of_dict(config_dict: dict, upstream: str = "") -> str:
-    """``fingerprint`` of a config as a dict (e.g. a run's ``config.json``)."""
-    text = json.dumps(_fingerprint_dict(config_dict), sort_keys=True) + upstream
-    return hashlib.sha1(text.encode()).hexdigest()
-
-
-def _config_differences(a: dict, b: dict, prefix: str = "") -> List[str]:
-    diffs = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            diffs += _config_differences(va, vb, f"{prefix}{key}.")
-        elif va != vb:
-            diffs.append(f"{prefix}{key}: {va!r} -> {vb!r}")
-    return diffs
-
-
-def _read_json(path: str) -> Optional[dict]:
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except ValueError as err:
-        raise ConfigError(f"{path} is not valid JSON ({err}); delete it or pass --rerun") from err
-
-
-def validation_curve(run_dir: str) -> Dict[str, list]:
-    """[[step, value], ...] per validation scalar, from the run's TensorBoard logs."""
-    import tensorflow as tf
-
-    curve: Dict[str, dict] = {}
-    for path in sorted(glob.glob(os.path.join(run_dir, "logs", "val", "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.metadata.plugin_data.plugin_name != "scalars":
-                    continue  # image summaries share the log
-                number = (float(tf.make_ndarray(value.tensor)) if value.HasField("tensor")
-                          else float(value.simple_value))
-                curve.setdefault(value.tag, {})[int(event.step)] = number
-    return {tag: sorted(points.items()) for tag, points in curve.items()}
-
-
-class Runner:
-    """Trains rows stage by stage into ``out``, skipping what is already finished."""
-
-    def __init__(self, out: str, scale: str, data: DataSource, seeds: Sequence[int],
-                 steps: Optional[int] = None, rerun: bool = False, export: bool = False,
-                 log: Callable[[str], None] = print):
-        if scale not in SCALES:
-            raise ConfigError(f"unknown scale {scale!r}; choose one of {SCALES}")
-        if not seeds:
-            raise ConfigError("--seeds must name at least one seed")
-        if steps is not None and steps < 1:
-            raise ConfigError(f"--steps must be >= 1, got {steps}")
-        self.out, self.scale, self.data = os.path.abspath(out), scale, data
-        self.seeds, self.steps, self.rerun, self.export = list(seeds), steps, rerun, export
-        self.log = log
-        self._rerun_done: set = set()
-        self._finished = self._index_finished()
-
-    def _index_finished(self) -> Dict[str, dict]:
-        """fingerprint -> record of every stage that finished training in ``out``."""
-        index = {}
-        for path in glob.glob(os.path.join(self.out, "*", "seed*", "*", STAGE_RECORD)):
-            record = _read_json(path)
-            if record and record.get("status") == "ok" and not record.get("reused_from"):
-                index[record["fingerprint"]] = record
-        return index
-
-    # -- rows -------------------------------------------------------------------------
-    def row(self, row: str, train: bool = True, progress: str = "") -> dict:
-        """Every seed of ``row``: trained (``train``) or only loaded if finished."""
-        seeds = []
-        for seed in self.seeds:
-            if train and self.rerun and (row, seed) not in self._rerun_done:
-                shutil.rmtree(os.path.join(self.out, row, f"seed{seed}"), ignore_errors=True)
-                self._finished = self._index_finished()
-                self._rerun_done.add((row, seed))
-            seeds.append(self._row_seed(row, seed, train, progress))
-        return {"row": row, "seeds": seeds}
-
-    def _row_seed(self, row: str, seed: int, train: bool, progress: str) -> dict:
-        stages = prepare_stages(row, self.scale, self.data, seed, self.out, self.steps)
-        records, upstream, t0 = [], "", time.perf_counter()
-        for stage in stages:
-            if records:
-                # The predecessor may have been reused from another row's directory.
-                stage.config.train.init_encoder_from = records[-1]["run_dir"]
-            record = self._stage(row, seed, stage, upstream, train, progress)
-            if record is None:
-                return {"seed": seed, "status": "not run", "stages": records}
-            records.append(record)
-            upstream = record["fingerprint"]
-            if record["status"] != "ok":
-                break
-        result = {"seed": seed, "status": records[-1]["status"], "stages": records}
-        if train:
-            times = ", ".join(f"{r['stage']} {r['action']} "
-                              f"({results_lib.format_seconds(r['wall_time_s'])})" for r in records)
-            self.log(f"{progress}{row} seed {seed}: {times}; "
-                     f"{results_lib.format_seconds(time.perf_counter() - t0)} here -> "
-                     f"{results_lib.headline(records[-1])}")
-        return result
-
-    def _stage(self, row: str, seed: int, stage: Stage, upstream: str, train: bool,
-               progress: str = "") -> Optional[dict]:
-        """The stage's record: finished earlier, reused, or trained now (``train``);
-        None when it has not finished (with these settings) and ``train`` is False."""
-        config = stage.config
-        run_dir = config.train.model_dir
-        fp = fingerprint(config, upstream)
-        record = _read_json(os.path.join(run_dir, STAGE_RECORD))
-        if record is not None and record["fingerprint"] == fp:
-            return dict(record, action="finished earlier")
-        if not train:
-            return None
-        if record is not None:
-            self._refuse(run_dir, record["config"], config)
-        started = _read_json(os.path.join(run_dir, "config.json"))
-        if started is not None and fingerprint_of_dict(started, upstream) != fp:
-            self._refuse(run_dir, started, config)
-        same = self._finished.get(fp)
-        if same is not None and same["run_dir"] != run_dir:
-            record = dict(same, row=row, seed=seed, stage=stage.name, reused_from=same["run_dir"])
-            self._write_record(run_dir, record)
-            return dict(record, action="reused")
-        tc = config.train
-        self.log(f"{progress}{row} seed {seed}: {stage.name}: {config.method} {tc.mode}, "
-                 f"{tc.steps} steps{' (resuming)' if started else ''}"
-                 f"{', encoder from ' + tc.init_encoder_from if tc.init_encoder_from else ''}")
-        return dict(self._train(row, seed, stage, fp), action="trained")
-
-    def _refuse(self, run_dir: str, found: dict, config: ExperimentConfig) -> None:
-        diffs = _config_differences(_fingerprint_dict(found), _fingerprint_dict(to_dict(config)))
-        shown = "; ".join(diffs[:6]) + (" ..." if len(diffs) > 6 else "")
-        raise ConfigError(
-            f"{run_dir} holds a run of another configuration ({shown or 'its pre-training stage changed'}); "
-            "pass --rerun to retrain these rows, or choose another --out")
-
-    def _train(self, row: str, seed: int, stage: Stage, fp: str) -> dict:
-        import tensorflow as tf
-
-        from coopseg.cli.train import train
-        from coopseg.training.loop import TrainingDiverged
-
-        config = stage.config
-        tf.keras.backend.clear_session()
-        # train.seed fixes data order/augmentation; this fixes weight initialisation too.
-        tf.keras.utils.set_random_seed(seed)
-        logging.info("Training %s (stage %s, seed %d) into %s", row, stage.name, seed,
-                     config.train.model_dir)
-        t0 = time.perf_counter()
-        status, error, metrics = "ok", "", {}
-        try:
-            metrics = train(config, export=self.export)["metrics"]
-        except TrainingDiverged as err:
-            status, error = "diverged", str(err)
-        record = {"row": row, "seed": seed, "stage": stage.name, "status": status,
-                  "error": error, "fingerprint": fp, "run_dir": config.train.model_dir,
-                  "reused_from": None, "method": config.method, "mode": config.train.mode,
-                  "config": to_dict(config), "metrics": metrics,
-                  "curve": validation_curve(config.train.model_dir),
-                  "wall_time_s": time.perf_counter() - t0,
-                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        self._write_record(config.train.model_dir, record)
-        if status == "ok":
-            self._finished[fp] = record
-        return record
-
-    @staticmethod
-    def _write_record(run_dir: str, record: dict) -> None:
-        os.makedirs(run_dir, exist_ok=True)
-        tmp = os.path.join(run_dir, STAGE_RECORD + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(record, f, indent=2)
-        os.replace(tmp, os.path.join(run_dir, STAGE_RECORD))  # never a half-written record
 
 
 # ----------------------------------------------------------------------------- suites

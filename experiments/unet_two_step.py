@@ -7,7 +7,8 @@ every ``encoder_*`` weight handed over by name.
     python -m experiments.run --suite=table1 --rows=unet_two_step --scale=small
     # or by hand:
     coopseg-train --experiment=jointseg_encoder_pretrain --scale=small
-    coopseg-train --experiment=unet_two_step --scale=small --init_encoder_from=runs/jointseg_encoder_pretrain
+    coopseg-train --experiment=unet_two_step --scale=small \\
+        --init_encoder_from=runs/jointseg_encoder_pretrain
 """
 from experiments import jointseg_encoder_pretrain
 from experiments.common import segmentation_baseline, two_step

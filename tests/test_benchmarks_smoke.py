@@ -101,6 +101,7 @@ def test_input_pipeline_times_every_pipeline_next_to_the_step(tmp_path):
     assert set(result["fed"]) == {"jpeg", "tfrecord"}
     for entry in result["fed"].values():
         _check_stats(entry, 1, n_clf + n_seg)
+        assert len(entry["vs_tensors"]["samples"]) == len(entry["cpu_vs_tensors"]["samples"]) == 1
     for root in (cfg["graded_tfrecords"], cfg["masks_tfrecords"]):
         assert os.path.exists(os.path.join(root, "manifest.json"))
     table = input_pipeline.format_input_pipeline(result)

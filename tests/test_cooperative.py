@@ -57,6 +57,9 @@ def test_each_agent_updates_only_its_parameters(tmp_path, mode, clf_changes, dec
 
 def test_lr_ratio_is_applied_to_the_updates(tmp_path):
     cfg, system, trainer = _setup(tmp_path, "joint", lr_ratio=30.0)
+    # Without warm-up the first update uses the base rates, so Δ can be checked in closed form.
+    cfg.train.seg.warmup_steps = cfg.train.clf.warmup_steps = 0
+    trainer = CooperativeTrainer(cfg, system)
     seg_lr = cfg.train.seg.learning_rate
     assert trainer.clf_agent.learning_rate() == pytest.approx(30 * seg_lr, rel=1e-6)
     assert trainer.seg_agent.learning_rate() == pytest.approx(seg_lr, rel=1e-6)

@@ -17,7 +17,8 @@ from coopseg.models.decouplednet_system import (foreground_loss, multilabel_loss
 from coopseg.models.registry import build_system
 from coopseg.training.init import encoder_init_fn
 from coopseg.training.loop import CooperativeTrainer
-from experiments.decouplednet_suite import decoupled_experiment, run_row
+from experiments.decouplednet_suite import (CLAIMS, ROWS, SUITES, decoupled_experiment,
+                                           row_stages, run_row, wired_stages)
 
 NUM_CLASSES = 6  # the fundus lesion classes (LESION_CLASSES[1:])
 
@@ -130,7 +131,8 @@ def test_stage2_trains_bridge_and_deconv_only_and_its_loss_falls(tmp_path):
 
 def test_stage2_restores_the_stage1_classifier_and_checkpoints_both(tmp_path, stage1_run):
     stage1_cfg, stage1 = stage1_run
-    cfg = _config(tmp_path, "stage2", "seg_only", classifier_run=stage1_cfg.train.model_dir)
+    cfg = _config(tmp_path, "stage2", "seg_only")
+    cfg.train.init_encoder_from = stage1_cfg.train.model_dir  # how experiments.run chains
     system, trainer = _trainer(cfg)
     assert trainer.restore_or_initialize(encoder_init_fn(cfg, system)) == 0
     for ours, theirs in zip(system.clf_model.weights, stage1.clf_model.weights):
@@ -187,6 +189,34 @@ def test_deconvnet_baseline_trains_with_the_shared_loss(tmp_path):
     (images, _), masks = _stage2_batch(cfg)  # class-index masks, as DeconvNet needs
     losses = [float(trainer.step_fn(None, (images, masks))["seg_loss"]) for _ in range(10)]
     assert losses[-1] < 0.93 * losses[0], losses
+
+
+def test_table1_rows_chain_their_stages(tmp_path):
+    from experiments.suites import row_stages as runner_row_stages
+
+    root = str(tmp_path)
+    assert SUITES["decouplednet_table1"] == tuple(ROWS) and len(ROWS) == 12
+    assert {r for _, a, b in CLAIMS for r in (a, b)} <= set(ROWS)
+    full, five, str_five, str_full = (wired_stages(r, "small", root) for r in (
+        "decouplednet_full", "decouplednet_5", "decouplednet_str_5", "decouplednet_str_full"))
+    # Every DecoupledNet row shares one classifier, trained on all images' labels.
+    assert full[0].config.train.model_dir == five[0].config.train.model_dir
+    assert five[0].config.decoupled.strong_per_class == 0
+    assert [s.config.train.mode for s in five] == ["clf_only", "seg_only"]
+    assert five[1].config.decoupled.classifier_run == five[0].config.train.model_dir
+    assert five[1].config.decoupled.strong_per_class == 5
+    # -Str trains its classifier on the strong images only; at "full" it is DecoupledNet.
+    assert str_five[0].config.decoupled.strong_per_class == 5
+    assert str_five[1].config.decoupled.classifier_run == str_five[0].config.train.model_dir
+    assert ([s.config.train.model_dir for s in str_full]
+            == [s.config.train.model_dir for s in full])
+    (deconvnet,) = row_stages("decouplednet_deconvnet_10", "small")
+    assert deconvnet.config.method == "deconvnet" and deconvnet.config.train.mode == "seg_only"
+    assert deconvnet.config.decoupled.strong_per_class == 10
+    # The shared runner's view of a row: named stages, validated, no run dirs wired yet.
+    stages = runner_row_stages("decouplednet_5", "tiny")
+    assert [s.name for s in stages] == ["classifier", "segmenter"]
+    assert stages[1].config.decoupled.classifier_run == ""
 
 
 def test_two_stage_row_end_to_end_on_synthetic_fundus(tmp_path):

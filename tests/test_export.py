@@ -14,12 +14,13 @@ def test_saved_model_matches_keras(tmp_path):
     cfg = experiment("tiny").validate()
     system = build_system(cfg)
     # Non-trivial BN statistics so eval-mode differs from a fresh model.
-    x = np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 3)).astype("float32")
+    s = cfg.model.input_size
+    x = np.random.default_rng(0).uniform(0, 255, (3, s, s, 3)).astype("float32")
     system.joint_model(tf.image.per_image_standardization(x), training=True)
     path = export_saved_model(system, cfg, str(tmp_path / "export"))
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".export-")]  # temp dir renamed
     meta = json.load(open(os.path.join(path, "assets", "coopseg.json")))
-    assert meta["input_size"] == 64 and meta["class_names"][0] == "background"
+    assert meta["input_size"] == s and meta["class_names"][0] == "background"
 
     loaded = tf.saved_model.load(path)
     serve = loaded.signatures["serving_default"]
@@ -40,5 +41,5 @@ def test_segmentation_only_baseline_exports_without_grades(tmp_path):
     system = build_system(cfg)
     path = export_saved_model(system, cfg, str(tmp_path / "unet"))
     out = tf.saved_model.load(path).signatures["serving_default"](
-        images=tf.zeros([1, 64, 64, 3]))
+        images=tf.zeros([1, cfg.model.input_size, cfg.model.input_size, 3]))
     assert set(out) == {"segmentation_probabilities", "class_map"}

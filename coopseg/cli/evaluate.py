@@ -24,7 +24,7 @@ def _define_flags() -> None:
 
 def metrics_table(metrics: dict) -> str:
     """The headline numbers as an aligned text table."""
-    from coopseg.metrics import format_table
+    from coopseg.metrics_report import format_table
     rows = []
     for group, values in metrics.items():
         for key, value in values.items():

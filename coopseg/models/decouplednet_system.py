@@ -8,8 +8,9 @@ both run through the shared ``CooperativeTrainer`` with one agent each:
 2. ``train.mode=seg_only``: bridging + deconvolution network (``seg_model``,
    [image, class l] -> 2-channel logits) on (image, l) pairs of the strong
    annotations, fg/bg softmax loss (e_s). The classifier comes from stage 1's run
-   (``decoupled.classifier_run``, restored by ``stage1_classifier_init_fn``) and is
-   frozen: the segmenter's trainable weights exclude it (checked here).
+   (``decoupled.classifier_run`` or ``train.init_encoder_from``, restored by
+   ``stage1_classifier_init_fn``) and is frozen: the segmenter's trainable weights
+   exclude it (checked here).
 
 Evaluation predicts class maps with the paper's inference (every identified class
 segmented, per-pixel argmax; ``DecoupledNetInference``) and scores them with the
@@ -158,16 +159,28 @@ def build_deconvnet_system(config: ExperimentConfig) -> ModelSystem:
 _SHAPE_FIELDS = ("input_size", "num_classes", "width_multiplier", "fc_units")
 
 
+def stage1_run_dir(config: ExperimentConfig) -> str:
+    """The stage-1 run a DecoupledNet stage 2 starts from: ``decoupled.classifier_run``, or
+    ``train.init_encoder_from`` (how ``experiments.run`` hands a row's previous stage on;
+    for DecoupledNet the pre-trained "encoder" is the whole classification network)."""
+    named = {f for f in (config.decoupled.classifier_run, config.train.init_encoder_from) if f}
+    if len(named) > 1:
+        raise ConfigError(f"decoupled.classifier_run={config.decoupled.classifier_run!r} and "
+                          f"train.init_encoder_from={config.train.init_encoder_from!r} name "
+                          "different stage-1 runs; set one of them")
+    return named.pop() if named else ""
+
+
 def restore_stage1_classifier(classifier: tf.keras.Model, config: ExperimentConfig) -> str:
-    """Load the classifier weights of ``decoupled.classifier_run``'s latest checkpoint.
+    """Load the classifier weights of the stage-1 run's latest checkpoint (``stage1_run_dir``).
 
     The stage-1 run must be a DecoupledNet run of the same shape and classes; every
     classifier weight must be found in its checkpoint. Returns the checkpoint path.
     """
-    run_dir = config.decoupled.classifier_run
+    run_dir = stage1_run_dir(config)
     config_path = os.path.join(run_dir, "config.json")
     if not os.path.isfile(config_path):
-        raise ConfigError(f"decoupled.classifier_run={run_dir!r} is not a coopseg run "
+        raise ConfigError(f"stage-1 run {run_dir!r} is not a coopseg run "
                           f"directory ({config_path} is missing); train stage 1 there first")
     with open(config_path) as f:
         source = from_dict(json.load(f))
@@ -202,13 +215,14 @@ def stage1_classifier_init_fn(config: ExperimentConfig,
     Stage 2 (``seg_only``) starts from the stage-1 classifier; stage 1 from scratch.
     """
     if config.train.mode != "seg_only":
-        if config.decoupled.classifier_run:
-            logging.warning("decoupled.classifier_run is only used by stage 2 (seg_only); "
-                            "ignored in mode %s", config.train.mode)
+        if stage1_run_dir(config):
+            raise ConfigError("decoupled.classifier_run / train.init_encoder_from start stage 2 "
+                              f"(seg_only) from a stage-1 classifier; mode {config.train.mode} "
+                              "trains the classifier itself from scratch")
         return None
 
     def init() -> None:
-        if not config.decoupled.classifier_run:
+        if not stage1_run_dir(config):
             raise ConfigError("DecoupledNet stage 2 (seg_only) needs the stage-1 classifier: "
                               "set decoupled.classifier_run to the clf_only run's model_dir")
         restore_stage1_classifier(system.clf_model, config)

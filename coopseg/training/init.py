@@ -42,7 +42,7 @@ def load_trained_system(run_dir: str) -> ModelSystem:
 def encoder_init_fn(config: ExperimentConfig, system: ModelSystem) -> Optional[Callable[[], None]]:
     """A function that copies the pre-trained encoder into ``system``, or None."""
     run_dir = config.train.init_encoder_from
-    if config.method == "decouplednet" and not run_dir:  # stage 2 starts from stage 1
+    if config.method == "decouplednet":  # its stage 2 starts from the stage-1 classifier
         from coopseg.models.decouplednet_system import stage1_classifier_init_fn
         return stage1_classifier_init_fn(config, system)
     if not run_dir:
