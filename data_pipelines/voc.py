@@ -85,6 +85,19 @@ def voc_image_labels(label_png_path: str, num_classes: int = len(VOC_CLASSES)) -
     return tuple(int(c in present) for c in range(1, num_classes))
 
 
+def _root_and_split(path: str, split: str) -> Tuple[str, str]:
+    """(VOC root, split) of ``path``: a root as given, or a split file's root and name."""
+    if not path.endswith(".txt"):
+        return path, split
+    segmentation = os.path.dirname(os.path.abspath(path))
+    image_sets = os.path.dirname(segmentation)
+    if (os.path.basename(segmentation), os.path.basename(image_sets)) != ("Segmentation",
+                                                                          "ImageSets"):
+        raise DataError(f"{path}: a VOC split file must be <VOC2012>/ImageSets/Segmentation/"
+                        "<split>.txt")
+    return os.path.dirname(image_sets), os.path.basename(path)[:-4]
+
+
 def _voc_root(root: str) -> str:
     nested = os.path.join(root, "VOC2012")
     return nested if os.path.isdir(nested) else root
@@ -109,7 +122,9 @@ def load_voc(root: str, split: str = "train", with_image_labels: bool = True,
              strict: bool = False) -> List[MaskExample]:
     """MaskExamples (``label_path`` form) of a VOC 2012 split, sorted by image id.
 
-    ``root`` is ``VOCdevkit/VOC2012`` or ``VOCdevkit``. ``with_image_labels`` decodes
+    ``root`` is ``VOCdevkit/VOC2012`` or ``VOCdevkit``, or a split file
+    ``.../ImageSets/Segmentation/<split>.txt``, which selects that split: a data path
+    such as ``data.masks_val`` can thus name the val split. ``with_image_labels`` decodes
     every label map (about 3k for train+val: seconds) to fill ``image_labels`` over the
     20 foreground classes. ``class_names``, when given, must have VOC's 21 entries (the
     indices are fixed by the files). ``label_dir`` selects e.g. ``SegmentationClassAug``.
@@ -122,6 +137,7 @@ def load_voc(root: str, split: str = "train", with_image_labels: bool = True,
         if tuple(class_names) != VOC_CLASSES:
             logging.warning("VOC: class_names %s differ from VOC_CLASSES %s; indices follow the "
                             "files", tuple(class_names), VOC_CLASSES)
+    root, split = _root_and_split(root, split)
     root = _voc_root(require_dir(root, "VOC root"))
     images = require_dir(os.path.join(root, "JPEGImages"), "VOC image folder")
     labels = require_dir(os.path.join(root, label_dir), "VOC label folder")

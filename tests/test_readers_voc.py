@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from coopseg.config import ConfigError
+from data_pipelines.datasets import load_masks
 from data_pipelines.records import DataError
 from data_pipelines.voc import (VOC_CLASSES, load_voc, read_voc_label, voc_colormap,
                                 voc_image_labels)
@@ -115,6 +116,19 @@ def test_load_voc_from_devkit_or_voc2012(tmp_path):
     assert sum(examples[1].image_labels) == 2
     val = load_voc(voc, split="val", with_image_labels=False, class_names=VOC_CLASSES)
     assert [(e.image_id, e.image_labels) for e in val] == [("2007_000063", ())]
+
+
+def test_a_split_file_path_selects_its_split(tmp_path):
+    voc = voc_devkit(str(tmp_path), {"t": np.zeros((2, 2), np.uint8), "v": np.ones((2, 2), np.uint8)},
+                     {"train": ["t"], "val": ["v"]})
+    val_file = os.path.join(voc, "ImageSets", "Segmentation", "val.txt")
+    # How data.masks_val names VOC's val split (load_masks passes no split).
+    assert [e.image_id for e in load_masks("voc", val_file, VOC_CLASSES)] == ["v"]
+    assert [e.image_id for e in load_masks("voc", voc, VOC_CLASSES)] == ["t"]
+    stray = tmp_path / "val.txt"
+    stray.write_text("v\n")
+    with pytest.raises(DataError, match="ImageSets/Segmentation"):
+        load_voc(str(stray))
 
 
 def test_load_voc_bad_inputs(tmp_path, caplog):
