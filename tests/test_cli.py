@@ -86,3 +86,15 @@ def test_strict_mode_names_the_corrupt_file(tmp_path, validate):
     assert res.returncode != 0, res.stderr[-2000:]
     assert "coopseg-train: error:" in res.stderr and "3_left.jpeg" in res.stderr, res.stderr[-2000:]
     assert "Traceback" not in res.stderr
+
+
+def test_evaluate_prints_every_metric_as_a_table():
+    from coopseg.cli.evaluate import metrics_table
+    metrics = {"segmentation": {"miou": 0.5, "per_class_iou": {"background": 0.9, "drusen": None},
+                                "confusion_matrix": [[1, 0], [0, 1]]},
+               "classification": {"top1_accuracy": 0.25, "num_images": 8}}
+    table = metrics_table(metrics).splitlines()
+    assert any("segmentation/miou" in line and "0.5000" in line for line in table)
+    assert any("per_class_iou/drusen" in line and "undefined" in line for line in table)
+    assert any("classification/num_images" in line and "8" in line for line in table)
+    assert not any("confusion_matrix" in line for line in table)  # lists are left to the JSON
