@@ -2,6 +2,9 @@
 
     python -m experiments.run --suite=table1 --scale=small
     python -m experiments.run --suite=all --scale=small --seeds=0,1,2 --synthetic_images=2000
+    python -m experiments.run --suite=decouplednet_table1 --scale=small --masks_format=voc \\
+        --masks_train=data/synthetic_voc/VOC2012 \\
+        --masks_val=data/synthetic_voc/VOC2012/ImageSets/Segmentation/val.txt
     python -m experiments.run --suite=table3 --scale=paper \\
         --graded_train=/data/eyepacs/train --graded_val=/data/eyepacs/val \\
         --masks_train=/data/lesions/train --masks_val=/data/lesions/val
@@ -51,22 +54,35 @@ def synthetic_data(data_dir: str, scale: str, graded_images: Optional[int] = Non
 
 
 def real_data(graded_format: str, graded_train: str, graded_val: str, masks_format: str,
-              masks_train: str, masks_val: str) -> DataSource:
-    """A dataset on disk; every suite has a joint row, so all four sets are required."""
-    given = {"graded_train": graded_train, "graded_val": graded_val,
-             "masks_train": masks_train, "masks_val": masks_val}
+              masks_train: str, masks_val: str, *, needs_graded: bool = True,
+              class_names: Sequence[str] = ()) -> DataSource:
+    """A dataset on disk. Suites with a JointSeg row need all four sets; mask-only
+    suites (DecoupledNet's) need the two mask sets. ``class_names`` (background first)
+    replaces the configs' lesion classes; a VOC mask set defaults to VOC's 21."""
+    given = {"masks_train": masks_train, "masks_val": masks_val}
+    if needs_graded:
+        given = {"graded_train": graded_train, "graded_val": graded_val, **given}
     missing = [f"--{k}" for k, v in given.items() if not v]
     if missing:
-        raise ConfigError("real data needs all of --graded_train, --graded_val, --masks_train, "
-                          "--masks_val (JointSeg rows use both sets); missing "
-                          + ", ".join(missing))
+        need = ("--graded_train, --graded_val, --masks_train, --masks_val (JointSeg rows use "
+                "both sets)" if needs_graded else "--masks_train, --masks_val")
+        raise ConfigError(f"real data needs all of {need}; missing " + ", ".join(missing))
     for key, path in given.items():
         if not os.path.exists(path):
             raise ConfigError(f"--{key}={path}: no such file or directory")
-    paths = {k: os.path.abspath(v) for k, v in given.items()}
+    paths = {k: os.path.abspath(v) if v else "" for k, v in
+             {"graded_train": graded_train, "graded_val": graded_val, **given}.items()}
+    if not class_names and masks_format == "voc":
+        from data_pipelines.voc import VOC_CLASSES
+        class_names = VOC_CLASSES
+    if class_names and len(class_names) < 2:
+        raise ConfigError(f"--class_names={','.join(class_names)}: need background plus at "
+                          "least one class")
+    graded = f"{graded_format} graded set, " if paths["graded_train"] else ""
     return DataSource(graded_format, paths["graded_train"], paths["graded_val"], masks_format,
                       paths["masks_train"], paths["masks_val"],
-                      description=f"{graded_format} graded set, {masks_format} mask set")
+                      description=f"{graded}{masks_format} mask set {paths['masks_train']}",
+                      class_names=tuple(class_names))
 
 
 # ----------------------------------------------------------------------------- suites
@@ -124,7 +140,11 @@ def _define_flags() -> None:
     flags.DEFINE_string("graded_val", None, "Graded validation data.")
     flags.DEFINE_string("masks_format", "generic", "generic | idrid | voc | tfrecord")
     flags.DEFINE_string("masks_train", None, "Mask-annotated training data.")
-    flags.DEFINE_string("masks_val", None, "Mask-annotated validation data.")
+    flags.DEFINE_string("masks_val", None, "Mask-annotated validation data (for VOC: the "
+                        "split file, e.g. VOC2012/ImageSets/Segmentation/val.txt).")
+    flags.DEFINE_list("class_names", [], "Classes of the mask set, background first, when "
+                      "they are not the fundus lesions (default for --masks_format=voc: VOC's "
+                      "21).")
 
 
 def _seeds(values: Sequence[str]) -> List[int]:
@@ -141,10 +161,12 @@ def main(argv) -> None:
     try:
         if not FLAGS.suite:
             raise ConfigError(f"--suite is required; choose one of: {', '.join(suite_names())}")
-        get_suites(FLAGS.suite)  # fail on a bad name before generating any data
+        suites = get_suites(FLAGS.suite)  # fail on a bad name before generating any data
         if FLAGS.graded_train or FLAGS.masks_train or FLAGS.graded_val or FLAGS.masks_val:
             data = real_data(FLAGS.graded_format, FLAGS.graded_train, FLAGS.graded_val,
-                             FLAGS.masks_format, FLAGS.masks_train, FLAGS.masks_val)
+                             FLAGS.masks_format, FLAGS.masks_train, FLAGS.masks_val,
+                             needs_graded=any(s.needs_graded for s in suites),
+                             class_names=FLAGS.class_names)
         else:
             data = synthetic_data(FLAGS.data_dir, FLAGS.scale, FLAGS.synthetic_images)
         runner = Runner(FLAGS.out, FLAGS.scale, data, _seeds(FLAGS.seeds), FLAGS.steps,

@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 
@@ -53,12 +53,20 @@ class DataSource:
     masks_val: str
     description: str = ""
     counts: Optional[dict] = None
+    # The mask set's classes (background first) when they are not the fundus lesions
+    # of the configs (e.g. VOC's 21); empty = keep each config's own.
+    class_names: Tuple[str, ...] = ()
 
     def apply(self, config: ExperimentConfig) -> None:
         d = config.data
         d.graded_format, d.masks_format = self.graded_format, self.masks_format
         d.graded_train, d.graded_val = self.graded_train, self.graded_val
         d.masks_train, d.masks_val = self.masks_train, self.masks_val
+        if self.class_names:
+            d.class_names = tuple(self.class_names)
+            # The lesion overlap order means nothing to other classes; label maps need none.
+            d.mask_priority = tuple(p for p in d.mask_priority if p in d.class_names[1:])
+            config.model.num_seg_classes = len(d.class_names)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

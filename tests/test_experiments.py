@@ -11,7 +11,7 @@ import pytest
 from coopseg.config import LESION_CLASSES, ConfigError, to_dict
 from experiments import results as results_lib
 from experiments.registry import SCALES, get_experiment
-from experiments.run import run_suites, synthetic_data
+from experiments.run import real_data, run_suites, synthetic_data
 from experiments.runner import DataSource, Runner, prepare_stages
 from experiments.suites import ROWS, SUITES, Claim, get_suites, row_stages
 
@@ -142,6 +142,34 @@ def test_unknown_suite_and_rows_name_the_choices(tmp_path):
 # ------------------------------------------------------------------------- claims
 def _summary(**means):
     return {row: {"miou": {"mean": m, "std": None, "n": 1}} for row, m in means.items()}
+
+
+def test_mask_only_suites_need_no_graded_set(tmp_path):
+    masks = tmp_path / "VOC2012"
+    masks.mkdir()
+    with pytest.raises(ConfigError, match="--graded_train, --graded_val"):
+        real_data("eyepacs", "", "", "voc", str(masks), str(masks))
+    data = real_data("eyepacs", "", "", "voc", str(masks), str(masks), needs_graded=False)
+    assert data.graded_train == "" and data.class_names[0] == "background"
+    assert len(data.class_names) == 21  # VOC's classes unless --class_names says otherwise
+    with pytest.raises(ConfigError, match="--masks_val"):
+        real_data("eyepacs", "", "", "voc", str(masks), "", needs_graded=False)
+    with pytest.raises(ConfigError, match="background plus"):
+        real_data("eyepacs", "", "", "generic", str(masks), str(masks), needs_graded=False,
+                  class_names=["background"])
+    assert not SUITES["decouplednet_table1"].needs_graded
+    assert all(s.needs_graded for n, s in SUITES.items() if n != "decouplednet_table1")
+
+
+@pytest.mark.parametrize("row", ["decouplednet_5", "decouplednet_deconvnet_5"])
+def test_a_mask_sets_own_classes_reach_every_stage(row):
+    voc = DataSource("eyepacs", "", "", "voc", "/voc/VOC2012", "/voc/val.txt",
+                     class_names=("background",) + tuple(f"c{i}" for i in range(20)))
+    for stage in prepare_stages(row, "tiny", voc, 0, "/out"):
+        config = stage.config
+        assert config.data.class_names == voc.class_names
+        assert config.model.num_seg_classes == 21
+        assert config.data.mask_priority == ()  # lesion overlap order dropped
 
 
 def test_claims_are_computed_from_the_numbers():
