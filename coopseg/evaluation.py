@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from coopseg.config import IGNORE_LABEL
 from coopseg.metrics import ClassificationMetrics, SegmentationConfusion
+from coopseg.multilabel_metrics import MultiLabelMetrics
 
 
 def _take(ds: tf.data.Dataset, max_batches: int) -> tf.data.Dataset:
@@ -24,6 +25,22 @@ def evaluate_classifier(model: tf.keras.Model, dataset: tf.data.Dataset, num_gra
 
     for images, grades in _take(dataset, max_batches):
         metrics.update_state(grades, predict(images))
+    return metrics.result_dict()
+
+
+def evaluate_image_labels(model: tf.keras.Model, dataset: tf.data.Dataset,
+                          class_names: Sequence[str], threshold: float,
+                          max_batches: int = 0) -> Dict[str, object]:
+    """Multi-label metrics of a sigmoid classifier (logits out) on (images, multi-hot)
+    batches; ``class_names`` are the image-level classes (no background)."""
+    metrics = MultiLabelMetrics(class_names, threshold)
+
+    @tf.function
+    def predict(images):
+        return tf.sigmoid(model(images, training=False))
+
+    for images, labels in _take(dataset, max_batches):
+        metrics.update_state(labels.numpy(), predict(images).numpy())
     return metrics.result_dict()
 
 
@@ -55,6 +72,10 @@ def evaluate_system(system, clf_val: Optional[tf.data.Dataset], seg_val: Optiona
     if system.clf_model is not None and clf_val is not None and system.evaluate_grades:
         out["classification"] = evaluate_classifier(system.clf_model, clf_val, num_grades,
                                                     max_batches)
+    if (system.clf_model is not None and clf_val is not None
+            and system.image_label_threshold is not None):
+        out["image_labels"] = evaluate_image_labels(system.clf_model, clf_val, class_names[1:],
+                                                    system.image_label_threshold, max_batches)
     if system.seg_model is not None and seg_val is not None:
         out["segmentation"] = evaluate_segmenter(system.seg_model, seg_val, class_names,
                                                  max_batches, predict_fn=system.seg_predict)

@@ -201,11 +201,18 @@ def load_training_subset(config: ExperimentConfig, report: Optional[DecodeReport
     return chosen
 
 
+def _validation_examples(config: ExperimentConfig) -> List[MaskExample]:
+    d = config.data
+    return datasets.load_masks(d.masks_format, d.masks_val, d.class_names,
+                               strict=not d.skip_bad_images)
+
+
 def build_decoupled_inputs(config: ExperimentConfig, start_step: int = 0,
                            report: Optional[DecodeReport] = None):
     """``Inputs`` for a DecoupledNet or DeconvNet stage (the ``ModelSystem.build_inputs`` hook).
 
-    - ``clf_only`` (DecoupledNet stage 1): ``clf_train`` = (images, multi-hot labels).
+    - ``clf_only`` (DecoupledNet stage 1): ``clf_train`` = (images, multi-hot labels);
+      ``clf_val`` the same of ``data.masks_val`` (image-level labels from its masks).
     - ``seg_only``: ``seg_train`` = DecoupledNet's ((images, classes), class masks) pairs, or
       DeconvNet's (images, class-index masks); ``seg_val`` = (images, class-index
       masks) of ``data.masks_val`` for the shared mIoU evaluation.
@@ -228,6 +235,15 @@ def build_decoupled_inputs(config: ExperimentConfig, start_step: int = 0,
         inputs.clf_train = pipeline.graded_pipeline(
             source, data=d, crop_size=size, batch_size=tc.clf_agent().batch_size,
             training=True, seed=seed)
+        if d.masks_val:
+            # Stage 1 is validated on the image-level labels of the mask validation set,
+            # the images stage 2 is scored on.
+            val = with_image_labels(_validation_examples(config), d.class_names,
+                                    skip_bad=d.skip_bad_images, report=report)
+            inputs.clf_val = pipeline.graded_pipeline(
+                image_label_source(val, skip_bad=d.skip_bad_images, report=report),
+                data=d, crop_size=size, batch_size=tc.clf_agent().batch_size,
+                training=False, seed=seed)
         return inputs
     batch = tc.seg.batch_size
     masks = pipeline.mask_dataset(load_training_subset(config, report, need_labels=False),
@@ -236,8 +252,7 @@ def build_decoupled_inputs(config: ExperimentConfig, start_step: int = 0,
     inputs.seg_train = (class_pair_batches(masks, len(d.class_names) - 1, batch, seed + 2)
                         if config.method == "decouplednet" else masks)
     if d.masks_val:
-        val = datasets.load_masks(d.masks_format, d.masks_val, d.class_names,
-                                  strict=not d.skip_bad_images)
+        val = _validation_examples(config)
         inputs.seg_val = pipeline.mask_dataset(val, data=d, crop_size=size,
                                                batch_size=max(batch, 4), training=False,
                                                seed=seed, report=report)

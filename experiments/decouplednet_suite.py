@@ -78,7 +78,10 @@ PAPER_MIOU: Dict[str, float] = {name: row.paper_miou for name, row in ROWS.items
 TABLE_TITLE = "DecoupledNet, Table 1: mIoU with N strong annotations per class"
 TABLE_NOTE = ("Paper numbers: PASCAL VOC 2012 val, mIoU over 21 classes including "
               "background; ours: the same definition on our validation set. -Str trains both "
-              "stages on the strong images only; DeconvNet is the encoder-decoder alone.")
+              "stages on the strong images only; DeconvNet is the encoder-decoder alone. "
+              "Classifier mAP and recall (stage 1, on the validation images' image-level "
+              "labels; recall at decoupled.score_threshold) bound DecoupledNet: a class "
+              "scored below the threshold is never segmented.")
 # The orderings Table 1 shows at 25, 10 and 5 strong annotations per class, as
 # (text, row a, row b): the paper reports mIoU(a) > mIoU(b).
 CLAIMS: Tuple[Tuple[str, str, str], ...] = tuple(

@@ -18,7 +18,7 @@ from experiments.suites import ROWS, Claim, Column, Suite, Table
 
 PERCENT_METRICS = ("miou", "miou_no_background", "pixel_accuracy", "first_eval_miou",
                    "pretrain_top1_accuracy", "top1_accuracy", "top2_accuracy",
-                   "binary_accuracy")
+                   "binary_accuracy", "classifier_map", "classifier_recall")
 _SEG_KEYS = ("miou", "miou_no_background", "pixel_accuracy", "mean_dice",
              "mean_dice_no_background")
 _CLF_KEYS = ("top1_accuracy", "top2_accuracy", "binary_accuracy", "quadratic_kappa")
@@ -40,8 +40,8 @@ def _number(value) -> Optional[float]:
 
 
 def row_metrics(seed_record: dict) -> Dict[str, Optional[float]]:
-    """The headline numbers of one seed of a row, from its final stage (and, for a
-    two-step row, the pretrain stage's top-1)."""
+    """The headline numbers of one seed of a row, from its final stage (and from its
+    first stage: a two-step row's pretraining top-1, DecoupledNet's classifier mAP)."""
     stages = seed_record.get("stages", [])
     if seed_record.get("status") != "ok" or not stages:
         return {}
@@ -62,6 +62,10 @@ def row_metrics(seed_record: dict) -> Dict[str, Optional[float]]:
     if len(stages) > 1:
         pre = stages[0]["metrics"].get("classification", {})
         out["pretrain_top1_accuracy"] = _number(pre.get("top1_accuracy"))
+        # DecoupledNet's stage 1: it segments only the classes this classifier names.
+        labels = stages[0]["metrics"].get("image_labels", {})
+        out["classifier_map"] = _number(labels.get("map"))
+        out["classifier_recall"] = _number(labels.get("recall"))
     out["wall_time_s"] = sum(s.get("wall_time_s") or 0.0 for s in stages)
     return out
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from coopseg.config import IGNORE_LABEL, ConfigError, to_dict
+from coopseg.config import IGNORE_LABEL, LESION_CLASSES, ConfigError, to_dict
+from coopseg.evaluation import evaluate_image_labels
 from coopseg.export import export_saved_model
+from coopseg.multilabel_metrics import average_precision
 from coopseg.models.decouplednet import foreground_segmentation_loss
 from coopseg.models.decouplednet_system import (foreground_loss, multilabel_loss,
                                                 restore_stage1_classifier,
@@ -109,6 +111,16 @@ def test_stage1_multilabel_loss_falls(tmp_path):
     batch = _stage1_batch(cfg)
     losses = [float(trainer.step_fn(batch, None)["clf_loss"]) for _ in range(12)]
     assert losses[-1] < 0.8 * losses[0], losses
+    # Validation scores the inference-mode sigmoid of the classifier, class by class.
+    names = [f"c{i}" for i in range(NUM_CLASSES)]
+    metrics = evaluate_image_labels(system.clf_model, tf.data.Dataset.from_tensors(batch),
+                                    names, 0.5)
+    scores = tf.sigmoid(system.clf_model(batch[0], training=False)).numpy()
+    labels = batch[1].numpy()
+    for i, name in enumerate(names):
+        assert metrics["per_class_ap"][name] == average_precision(labels[:, i], scores[:, i])
+    assert metrics["recall"] == pytest.approx(((scores >= 0.5) & (labels == 1)).sum()
+                                              / labels.sum())
 
 
 def test_stage2_trains_bridge_and_deconv_only_and_its_loss_falls(tmp_path):
@@ -231,6 +243,12 @@ def test_two_stage_row_end_to_end_on_synthetic_fundus(tmp_path):
     for stage in ("decouplednet_classifier_all", "decouplednet_segmenter_n5_clf_all"):
         assert os.path.isfile(os.path.join(runs, stage, "metrics.json"))
         assert tf.train.latest_checkpoint(os.path.join(runs, stage, "checkpoints"))
+    # Stage 1 is validated on the image-level labels of the mask validation set.
+    with open(os.path.join(runs, "decouplednet_classifier_all", "metrics.json")) as f:
+        stage1 = json.load(f)
+    labels = stage1["image_labels"] if "image_labels" in stage1 else stage1["metrics"]["image_labels"]
+    assert labels["num_images"] > 0 and set(labels["per_class_ap"]) == set(LESION_CLASSES[1:])
+    assert labels["map"] is None or 0.0 <= labels["map"] <= 1.0
     with open(os.path.join(runs, "decouplednet_segmenter_n5_clf_all", "config.json")) as f:
         stage2 = json.load(f)
     assert stage2["decoupled"]["classifier_run"] == os.path.join(runs,

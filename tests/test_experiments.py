@@ -345,6 +345,13 @@ def test_decouplednet_rows_run_through_the_same_runner(decoupled, out_dir):
     assert deconv["config"]["method"] == "deconvnet" and "segmentation" in deconv["metrics"]
     for number in ("53.1", "32.7", "15.3"):  # the paper's numbers for the three rows
         assert number in md
+    # Stage 1's image-label mAP is reported beside the segmentation numbers.
+    assert "classifier mAP (stage 1)" in md
+    stage1_map = classifier["metrics"]["image_labels"]["map"]
+    summary = data["rows"]["decouplednet_5"]["summary"]
+    assert summary["classifier_map"]["mean"] == pytest.approx(stage1_map)
+    assert "classifier_map" not in data["rows"]["decouplednet_deconvnet_5"]["summary"] or \
+        data["rows"]["decouplednet_deconvnet_5"]["summary"]["classifier_map"]["mean"] is None
     miou = {n: r["summary"]["miou"]["mean"] for n, r in data["rows"].items() if n in DECOUPLED_ROWS}
     checked = [c for c in data["claims"] if c["a"] in miou and c["b"] in miou]
     assert len(checked) == 3

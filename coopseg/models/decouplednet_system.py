@@ -145,7 +145,7 @@ def build_decouplednet_system(config: ExperimentConfig) -> ModelSystem:
         seg_predict=lambda images: inference.predict(images)["class_map"],
         build_inputs=build_decoupled_inputs,
         serving_module=lambda: DecoupledNetServing(classifier, serve_segmenter, cfg),
-        evaluate_grades=False)
+        evaluate_grades=False, image_label_threshold=cfg.score_threshold)
 
 
 def build_deconvnet_system(config: ExperimentConfig) -> ModelSystem:

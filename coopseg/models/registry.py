@@ -40,8 +40,10 @@ class ModelSystem:
     build_inputs: Optional[Callable] = None
     # () -> tf.Module with a ``serve`` or ``predict`` tf.function; None = ServingModule.
     serving_module: Optional[Callable] = None
-    # Grade metrics need softmax grades; multi-label classifiers skip them.
+    # Grade metrics need softmax grades; multi-label classifiers skip them and are
+    # scored as image-level labels (mAP, and P/R/F1 at this score threshold) instead.
     evaluate_grades: bool = True
+    image_label_threshold: Optional[float] = None
 
     def require(self, mode: str) -> None:
         """Raise ConfigError if ``mode`` needs a head this method does not have."""

@@ -248,6 +248,7 @@ def summarize(metrics: Dict[str, dict]) -> str:
     parts = []
     seg = metrics.get("segmentation", {})
     clf = metrics.get("classification", {})
+    labels = metrics.get("image_labels", {})
     for key in ("miou", "miou_no_background"):
         if seg.get(key) is not None:
             parts.append(f"{key} {100 * seg[key]:.1f}")
@@ -255,4 +256,7 @@ def summarize(metrics: Dict[str, dict]) -> str:
         if clf.get(key) is not None:
             scale = 1 if key == "quadratic_kappa" else 100
             parts.append(f"{key} {scale * clf[key]:.3g}")
+    for key in ("map", "recall", "images_passing_threshold"):
+        if labels.get(key) is not None:
+            parts.append(f"image-label {key} {100 * labels[key]:.1f}")
     return ", ".join(parts) or "(no validation data)"
