@@ -12,9 +12,15 @@ bit. Two kinds of problems are told apart:
   in a big set, which callers may skip and count;
 - any other ``DataError`` (a mask whose size differs from its image, label values
   that are not classes, colours outside a palette): an annotation bug, never skipped.
+
+It also writes the one format OpenCV cannot: 8-bit palette PNGs (``write_palette_png``),
+the label maps of PASCAL VOC, for the synthetic VOC set and the tests.
 """
 from __future__ import annotations
 
+import os
+import struct
+import zlib
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
@@ -234,3 +240,43 @@ def read_mask_example(
         if index in masks:
             label[masks[index][1]] = index
     return image, label
+
+
+# ------------------------------------------------------------------ palette PNG writer
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def write_palette_png(path: str, indices: np.ndarray, palette: np.ndarray) -> None:
+    """Write ``indices`` (uint8 H x W) as an 8-bit palette PNG (colour type 3).
+
+    The format of VOC's ``SegmentationClass`` files, whose pixel values are class
+    indices; OpenCV only writes grey or colour PNGs and PIL is not a dependency, so the
+    chunks are assembled here (zlib, filter type 0 on every row). ``palette`` is
+    ``[N, 3]`` RGB, N <= 256, and must cover every index used. The parent directory is
+    created. The bytes depend only on the inputs (and zlib), so files are reproducible.
+    """
+    indices = np.asarray(indices)
+    palette = np.asarray(palette)
+    if indices.ndim != 2 or indices.dtype != np.uint8 or indices.size == 0:
+        raise ConfigError(f"{path}: palette PNG indices must be a non-empty 2-D uint8 array, "
+                          f"got {indices.dtype} of shape {indices.shape}")
+    if palette.ndim != 2 or palette.shape[1] != 3 or not 1 <= len(palette) <= 256:
+        raise ConfigError(f"{path}: palette must be [N, 3] with 1 <= N <= 256, got "
+                          f"{palette.shape}")
+    if int(indices.max()) >= len(palette):
+        raise ConfigError(f"{path}: index {int(indices.max())} beyond the palette's "
+                          f"{len(palette)} entries")
+    height, width = indices.shape
+    # Each row is prefixed by its filter type byte (0 = none).
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), indices], axis=1)
+    header = struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)  # 8-bit, palette
+    png = (_PNG_SIGNATURE + _png_chunk(b"IHDR", header)
+           + _png_chunk(b"PLTE", palette.astype(np.uint8).tobytes())
+           + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 9)) + _png_chunk(b"IEND", b""))
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(png)

@@ -2,36 +2,22 @@
 from __future__ import annotations
 
 import os
-import struct
-import zlib
 
 import cv2
 import numpy as np
 import pytest
 
 from coopseg.config import ConfigError
+from data_pipelines import imageio
 from data_pipelines.datasets import load_masks
 from data_pipelines.records import DataError
 from data_pipelines.voc import (VOC_CLASSES, load_voc, read_voc_label, voc_colormap,
                                 voc_image_labels)
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 def write_palette_png(path, indices, palette=None):
     """An 8-bit palette PNG (colour type 3) like the devkit's SegmentationClass files."""
-    palette = voc_colormap() if palette is None else np.asarray(palette, np.uint8)
-    height, width = indices.shape
-    raw = b"".join(b"\x00" + indices[row].astype(np.uint8).tobytes() for row in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)  # 8-bit, colour type 3
-    png = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
-           + _chunk(b"PLTE", palette.tobytes()) + _chunk(b"IDAT", zlib.compress(raw))
-           + _chunk(b"IEND", b""))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as handle:
-        handle.write(png)
+    imageio.write_palette_png(path, indices, voc_colormap() if palette is None else palette)
 
 
 LABEL = np.array([[0, 0, 15, 15],
