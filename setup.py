@@ -29,6 +29,7 @@ setup(
             "coopseg-export=coopseg.cli.export:run",
             "coopseg-convert=coopseg.cli.convert:run",
             "coopseg-synth=data_pipelines.synthetic:run",
+            "coopseg-synth-voc=data_pipelines.synthetic_voc:run",
         ],
     },
 )

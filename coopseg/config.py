@@ -282,6 +282,18 @@ class ExperimentConfig:
         return self
 
 
+def use_class_names(config: "ExperimentConfig", class_names) -> None:
+    """Point ``config`` at a mask set with other classes (background first), e.g. VOC's 21:
+    the class list, the segmentation head's width, and the overlap priority cut to the
+    names that still exist (class-index label maps need none)."""
+    names = tuple(class_names)
+    if len(names) < 2:
+        raise ConfigError(f"class names {names}: need background plus at least one class")
+    config.data.class_names = names
+    config.data.mask_priority = tuple(p for p in config.data.mask_priority if p in names[1:])
+    config.model.num_seg_classes = len(names)
+
+
 def to_dict(config: Any) -> dict:
     """A JSON-friendly dict of a config (tuples become lists)."""
     return dataclasses.asdict(config)

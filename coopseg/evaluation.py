@@ -47,20 +47,23 @@ def evaluate_image_labels(model: tf.keras.Model, dataset: tf.data.Dataset,
 def evaluate_segmenter(model: tf.keras.Model, dataset: tf.data.Dataset,
                        class_names: Sequence[str], max_batches: int = 0,
                        ignore_label: int = IGNORE_LABEL,
-                       predict_fn: Optional[Callable] = None) -> Dict[str, float]:
+                       predict_fn: Optional[Callable] = None,
+                       uses_labels: bool = False) -> Dict[str, float]:
     """Confusion-matrix mIoU (with/without background), per-class IoU and Dice,
-    accumulated over the whole set (not averaged per batch)."""
+    accumulated over the whole set (not averaged per batch). ``predict_fn(images)``
+    (or ``predict_fn(images, masks)`` when ``uses_labels``, for diagnostics) replaces
+    the argmax of ``model``."""
     confusion = SegmentationConfusion(len(class_names), ignore_label=ignore_label,
                                       class_names=class_names)
 
     @tf.function
-    def predict(images):
+    def predict(images, masks):
         if predict_fn is not None:
-            return predict_fn(images)
+            return predict_fn(images, masks) if uses_labels else predict_fn(images)
         return tf.argmax(model(images, training=False), axis=-1, output_type=tf.int32)
 
     for images, masks in _take(dataset, max_batches):
-        confusion.update_state(masks, predict(images))
+        confusion.update_state(masks, predict(images, masks))
     return confusion.result_dict()
 
 
@@ -79,4 +82,8 @@ def evaluate_system(system, clf_val: Optional[tf.data.Dataset], seg_val: Optiona
     if system.seg_model is not None and seg_val is not None:
         out["segmentation"] = evaluate_segmenter(system.seg_model, seg_val, class_names,
                                                  max_batches, predict_fn=system.seg_predict)
+        if system.seg_predict_true_classes is not None:
+            out["segmentation_true_classes"] = evaluate_segmenter(
+                system.seg_model, seg_val, class_names, max_batches,
+                predict_fn=system.seg_predict_true_classes, uses_labels=True)
     return out

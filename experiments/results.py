@@ -18,7 +18,8 @@ from experiments.suites import ROWS, Claim, Column, Suite, Table
 
 PERCENT_METRICS = ("miou", "miou_no_background", "pixel_accuracy", "first_eval_miou",
                    "pretrain_top1_accuracy", "top1_accuracy", "top2_accuracy",
-                   "binary_accuracy", "classifier_map", "classifier_recall")
+                   "binary_accuracy", "classifier_map", "classifier_recall",
+                   "true_classes_miou")
 _SEG_KEYS = ("miou", "miou_no_background", "pixel_accuracy", "mean_dice",
              "mean_dice_no_background")
 _CLF_KEYS = ("top1_accuracy", "top2_accuracy", "binary_accuracy", "quadratic_kappa")
@@ -50,6 +51,9 @@ def row_metrics(seed_record: dict) -> Dict[str, Optional[float]]:
     clf = final["metrics"].get("classification", {})
     out = {k: _number(seg.get(k)) for k in _SEG_KEYS}
     out.update({k: _number(clf.get(k)) for k in _CLF_KEYS})
+    # DecoupledNet's diagnostic: its segmenter given the true image-level classes.
+    out["true_classes_miou"] = _number(final["metrics"].get("segmentation_true_classes",
+                                                            {}).get("miou"))
     if clf.get("confusion_matrix"):
         # 1.0 when every validation image got the same grade: a classifier at chance level.
         predicted = [sum(col) for col in zip(*clf["confusion_matrix"])]

@@ -30,7 +30,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 
-from coopseg.config import ConfigError, ExperimentConfig, to_dict
+from coopseg.config import ConfigError, ExperimentConfig, to_dict, use_class_names
 from experiments import results as results_lib
 from experiments.common import Stage
 from experiments.registry import SCALES
@@ -63,10 +63,7 @@ class DataSource:
         d.graded_train, d.graded_val = self.graded_train, self.graded_val
         d.masks_train, d.masks_val = self.masks_train, self.masks_val
         if self.class_names:
-            d.class_names = tuple(self.class_names)
-            # The lesion overlap order means nothing to other classes; label maps need none.
-            d.mask_priority = tuple(p for p in d.mask_priority if p in d.class_names[1:])
-            config.model.num_seg_classes = len(d.class_names)
+            use_class_names(config, self.class_names)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -10,9 +10,11 @@ import tensorflow as tf
 from coopseg.config import IGNORE_LABEL, ConfigError
 from coopseg.models.decouplednet import (DecoupledNetConfig, DecoupledNetInference,
                                          build_decouplednet_classifier,
-                                         build_decouplednet_segmenter, class_targets,
-                                         combine_class_masks, foreground_segmentation_loss,
-                                         multilabel_classification_loss)
+                                         build_decouplednet_segmenter, class_presence,
+                                         class_targets, combine_class_masks,
+                                         foreground_segmentation_loss,
+                                         multilabel_classification_loss,
+                                         predict_with_true_classes)
 
 TINY = DecoupledNetConfig(input_size=32, num_classes=3, width_multiplier=1 / 16, fc_units=16,
                           bridge_filters=8)
@@ -117,6 +119,25 @@ def test_inference_runs_segmenter_per_class_in_image_major_order(models):
     np.testing.assert_allclose(out["class_scores"], tf.sigmoid(classifier(images)), atol=1e-6)
     probs = out["class_probs"].numpy()
     np.testing.assert_array_equal(out["class_map"].numpy(), probs.argmax(axis=1))
+
+
+def test_true_class_diagnostic_segments_exactly_the_classes_present(models):
+    label_maps = tf.constant([[[0, 2, IGNORE_LABEL]], [[0, 0, 0]], [[1, 3, 1]]], tf.int32)
+    np.testing.assert_array_equal(class_presence(label_maps, 3).numpy(),
+                                  [[0, 1, 0], [0, 0, 0], [1, 0, 1]])
+    classifier, segmenter = models
+    images = _images(3, seed=5)
+    maps = tf.constant(np.stack([np.full((32, 32), v) for v in (2, 0, 3)]), tf.int32)
+    maps = tf.tensor_scatter_nd_update(maps, [[2, 0, 0]], [1])  # image 2 holds classes 0, 2
+    got = predict_with_true_classes(segmenter, 3, images, maps).numpy()
+    # Same argmax as the real inference with the true classes as scores.
+    out = DecoupledNetInference(classifier, segmenter,
+                                dataclasses.replace(TINY, score_threshold=0.0)).predict(images)
+    presence = class_presence(maps, 3)
+    expected = combine_class_masks(presence, out["class_probs"][:, 1:], 0.5)["class_map"]
+    np.testing.assert_array_equal(got, expected.numpy())
+    assert not got[1].any()  # no class present: all background
+    assert set(np.unique(got[0])) <= {0, 2} and set(np.unique(got[2])) <= {0, 1, 3}
 
 
 def test_export_parity(models, tmp_path):

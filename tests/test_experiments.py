@@ -346,7 +346,9 @@ def test_decouplednet_rows_run_through_the_same_runner(decoupled, out_dir):
     for number in ("53.1", "32.7", "15.3"):  # the paper's numbers for the three rows
         assert number in md
     # Stage 1's image-label mAP is reported beside the segmentation numbers.
-    assert "classifier mAP (stage 1)" in md
+    assert "classifier mAP (stage 1)" in md and "mIoU given true classes" in md
+    assert "segmentation_true_classes" in segmenter["metrics"]  # the diagnostic
+    assert "segmentation_true_classes" not in deconv["metrics"]  # DeconvNet segments all
     stage1_map = classifier["metrics"]["image_labels"]["map"]
     summary = data["rows"]["decouplednet_5"]["summary"]
     assert summary["classifier_map"]["mean"] == pytest.approx(stage1_map)
@@ -358,6 +360,31 @@ def test_decouplednet_rows_run_through_the_same_runner(decoupled, out_dir):
     for claim in checked:
         expected = "supported" if miou[claim["a"]] > miou[claim["b"]] else "not supported"
         assert claim["verdict"] == expected, claim
+
+
+def test_decouplednet_suite_runs_on_a_voc_set_without_graded_data(tmp_path):
+    from data_pipelines.synthetic_voc import generate_voc_dataset
+
+    # 5 strong images per class of 20 classes need >= 100 training images.
+    root = generate_voc_dataset(str(tmp_path / "voc"), num_train=100, num_val=12,
+                                image_size=36, progress=False)["root"]
+    data = real_data("eyepacs", "", "", "voc", root,
+                     os.path.join(root, "ImageSets", "Segmentation", "val.txt"),
+                     needs_graded=False)
+    out = str(tmp_path / "runs")
+    rows = ("decouplednet_5", "decouplednet_deconvnet_5")
+    run_suites("decouplednet_table1", Runner(out, "tiny", data, [0], steps=STEPS,
+                                             log=lambda line: None), rows=rows)
+    result, md = _read(out, "decouplednet_table1")
+    classifier, segmenter = result["rows"]["decouplednet_5"]["seeds"][0]["stages"]
+    assert classifier["config"]["data"]["class_names"][1] == "aeroplane"
+    assert classifier["metrics"]["image_labels"]["num_images"] == 12  # VOC val images
+    assert set(classifier["metrics"]["image_labels"]["per_class_ap"]) == set(
+        classifier["config"]["data"]["class_names"][1:])
+    for stages in (segmenter, result["rows"]["decouplednet_deconvnet_5"]["seeds"][0]["stages"][0]):
+        per_class = stages["metrics"]["segmentation"]["iou"]
+        assert len(per_class) == 21 and "tvmonitor" in per_class
+    assert "53.1" in md and "15.3" in md
 
 
 def test_partial_random_label_suite_end_to_end(table1, tiny_data, out_dir):

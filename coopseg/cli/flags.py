@@ -10,7 +10,7 @@ from typing import Dict
 
 from absl import flags
 
-from coopseg.config import ConfigError, ExperimentConfig, override
+from coopseg.config import ConfigError, ExperimentConfig, override, use_class_names
 from experiments.registry import SCALES, get_experiment
 
 FLAGS = flags.FLAGS
@@ -75,6 +75,8 @@ def define_experiment_flags() -> None:
     flags.DEFINE_string("masks_format", None, "generic | idrid | voc | tfrecord")
     flags.DEFINE_string("masks_train", None, "Mask-annotated (segmentation) training data.")
     flags.DEFINE_string("masks_val", None, "Mask-annotated validation data.")
+    flags.DEFINE_list("class_names", None, "Classes of the mask set, background first, when "
+                      "they are not the fundus lesions (default for --masks_format=voc: VOC's 21).")
     flags.DEFINE_float("clf_true_label_fraction", None,
                        "Partial random labels: fraction of grades kept true (paper: 0.2).")
     flags.DEFINE_bool("affine", None, "TEFLA affine augmentation (rotation/zoom/shear/shift).")
@@ -96,6 +98,12 @@ def config_from_flags() -> ExperimentConfig:
             raise ConfigError(f"--set={item!r}: expected field.path=value")
         path, value = item.split("=", 1)
         override(config, path.strip(), value.strip())
+    class_names = FLAGS.class_names
+    if class_names is None and config.data.masks_format == "voc":
+        from data_pipelines.voc import VOC_CLASSES
+        class_names = VOC_CLASSES
+    if class_names is not None:
+        use_class_names(config, class_names)
     if FLAGS.model_dir is None:
         override(config, "train.model_dir", f"runs/{config.name}")
     return config.validate()

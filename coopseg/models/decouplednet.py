@@ -204,18 +204,45 @@ class DecoupledNetInference(tf.Module):
             input_signature=[spec])
 
 
-def _predict_all_classes(classifier: tf.keras.Model, segmenter: tf.keras.Model,
-                         num_classes: int, threshold: float,
-                         images: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """The body of ``DecoupledNetInference.predict``: all L classes of every image at once."""
-    scores = tf.sigmoid(classifier(images, training=False))
+def _foreground_all_classes(segmenter: tf.keras.Model, num_classes: int,
+                            images: tf.Tensor) -> tf.Tensor:
+    """[B, L, H, W] foreground probability of every class l for every image."""
     batch, size = tf.shape(images)[0], tf.shape(images)[1:3]
     # Pair order is image-major, so reshaping [B * L, ...] -> [B, L, ...] is exact.
     pair_images = tf.repeat(images, num_classes, axis=0)
     pair_classes = tf.tile(tf.range(num_classes, dtype=tf.int32), [batch])
     fg = tf.nn.softmax(segmenter([pair_images, pair_classes], training=False), axis=-1)[..., 1]
-    fg = tf.reshape(fg, tf.concat([[batch, num_classes], size], axis=0))
+    return tf.reshape(fg, tf.concat([[batch, num_classes], size], axis=0))
+
+
+def _predict_all_classes(classifier: tf.keras.Model, segmenter: tf.keras.Model,
+                         num_classes: int, threshold: float,
+                         images: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """The body of ``DecoupledNetInference.predict``: all L classes of every image at once."""
+    scores = tf.sigmoid(classifier(images, training=False))
+    fg = _foreground_all_classes(segmenter, num_classes, images)
     return {"class_scores": scores, **combine_class_masks(scores, fg, threshold)}
+
+
+def class_presence(label_map: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """[B, L] float: 1 where foreground class l (index l+1) occurs in the label map
+    (IGNORE_LABEL and background count for nothing)."""
+    label_map = tf.cast(label_map, tf.int32)
+    flat = tf.reshape(label_map, [tf.shape(label_map)[0], -1])
+    classes = tf.range(1, num_classes + 1, dtype=tf.int32)
+    return tf.cast(tf.reduce_any(tf.equal(flat[:, :, None], classes), axis=1), tf.float32)
+
+
+def predict_with_true_classes(segmenter: tf.keras.Model, num_classes: int, images: tf.Tensor,
+                              label_map: tf.Tensor) -> tf.Tensor:
+    """int32 [B, H, W] class map when the classes present in ``label_map`` are the ones
+    "identified" instead of those the classifier scores above the threshold.
+
+    A diagnostic, not the paper's inference: it separates what stage 2 can segment from
+    what stage 1 names (Table 1 reports it beside the real mIoU).
+    """
+    fg = _foreground_all_classes(segmenter, num_classes, images)
+    return combine_class_masks(class_presence(label_map, num_classes), fg, 0.5)["class_map"]
 
 
 # ----------------------------------------------------------------------------- losses

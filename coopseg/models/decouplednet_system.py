@@ -22,6 +22,7 @@ per-pixel softmax over all classes, trained ``seg_only`` on the strong subset.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Callable, Dict, Optional
@@ -32,7 +33,7 @@ from absl import logging
 from coopseg.config import IGNORE_LABEL, ConfigError, ExperimentConfig, from_dict
 from coopseg.models.decouplednet import (DecoupledNetConfig, DecoupledNetInference,
                                          build_decouplednet_classifier,
-                                         build_decouplednet_segmenter)
+                                         build_decouplednet_segmenter, predict_with_true_classes)
 from coopseg.models.deconvnet import build_deconvnet
 from coopseg.models.registry import ModelSystem
 from data_pipelines.decoupled_inputs import build_decoupled_inputs
@@ -143,6 +144,8 @@ def build_decouplednet_system(config: ExperimentConfig) -> ModelSystem:
         parts={"classifier": classifier, "segmenter": segmenter},
         clf_loss=multilabel_loss, seg_loss=foreground_loss,
         seg_predict=lambda images: inference.predict(images)["class_map"],
+        seg_predict_true_classes=functools.partial(predict_with_true_classes, segmenter,
+                                                   cfg.num_classes),
         build_inputs=build_decoupled_inputs,
         serving_module=lambda: DecoupledNetServing(classifier, serve_segmenter, cfg),
         evaluate_grades=False, image_label_threshold=cfg.score_threshold)

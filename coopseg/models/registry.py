@@ -36,6 +36,9 @@ class ModelSystem:
     seg_loss: Optional[Callable] = None
     # images -> int32 class map [B, H, W] for evaluation; None = argmax of seg_model.
     seg_predict: Optional[Callable] = None
+    # (images, true label maps) -> int32 class map using the true image-level classes:
+    # a diagnostic for methods that segment only the classes they identify (DecoupledNet).
+    seg_predict_true_classes: Optional[Callable] = None
     # (config, start_step, report) -> Inputs; None = coopseg.training.inputs.build_inputs.
     build_inputs: Optional[Callable] = None
     # () -> tf.Module with a ``serve`` or ``predict`` tf.function; None = ServingModule.

@@ -256,6 +256,9 @@ def summarize(metrics: Dict[str, dict]) -> str:
         if clf.get(key) is not None:
             scale = 1 if key == "quadratic_kappa" else 100
             parts.append(f"{key} {scale * clf[key]:.3g}")
+    true_classes = metrics.get("segmentation_true_classes", {})
+    if true_classes.get("miou") is not None:
+        parts.append(f"miou given true classes {100 * true_classes['miou']:.1f}")
     for key in ("map", "recall", "images_passing_threshold"):
         if labels.get(key) is not None:
             parts.append(f"image-label {key} {100 * labels[key]:.1f}")
