@@ -27,8 +27,6 @@ import concurrent.futures
 import csv
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -41,6 +39,7 @@ from coopseg.config import LESION_CLASSES, LESION_PRIORITY, NUM_GRADES, ConfigEr
 from coopseg.progress import ProgressBar
 from data_pipelines import synthetic_draw as draw
 from data_pipelines import synthetic_lesions as lesions
+from data_pipelines.atomic_dir import write_directory_atomically
 from data_pipelines.records import DataError
 
 GENERATOR_VERSION = 1
@@ -228,15 +227,6 @@ def _write_all(root: Path, params: dict, workers: int, progress: bool) -> dict:
     }
 
 
-def _check_replaceable(out: Path) -> None:
-    """Refuse to overwrite a directory this generator did not write."""
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists():
-        raise DataError(f"{out}: not empty and has no {MANIFEST}; refusing to overwrite a "
-                        "directory the synthetic generator did not write")
-
-
 def generate_dataset(out_dir: str, *, num_graded_train: int, num_graded_val: int,
                      num_masks_train: int, num_masks_val: int, image_size: int = 256,
                      seed: int = 0, workers: Optional[int] = None, progress: bool = True) -> dict:
@@ -256,27 +246,10 @@ def generate_dataset(out_dir: str, *, num_graded_train: int, num_graded_val: int
     workers = workers or min(8, os.cpu_count() or 1)
     if workers < 1:
         raise ConfigError(f"synthetic: workers must be >= 1, got {workers}")
-    out = Path(out_dir)
-    _check_replaceable(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     params = _params(int(seed), int(image_size), {k: int(v) for k, v in counts.items()})
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        manifest = _write_all(tmp, params, workers, progress)
-        with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private
-        if out.exists():  # an older synthetic set (checked above): move aside, then drop
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "set")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    logging.info("synthetic: wrote %d images to %s", sum(counts.values()), out)
+    manifest = write_directory_atomically(Path(out_dir), MANIFEST,
+                                          lambda tmp: _write_all(tmp, params, workers, progress))
+    logging.info("synthetic: wrote %d images to %s", sum(counts.values()), out_dir)
     return manifest
 
 

@@ -24,8 +24,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -38,6 +36,7 @@ from coopseg.config import ConfigError
 from coopseg.progress import ProgressBar
 from data_pipelines import imageio
 from data_pipelines import synthetic_voc_shapes as shapes
+from data_pipelines.atomic_dir import write_directory_atomically
 from data_pipelines.records import DataError
 from data_pipelines.voc import VOC_CLASSES, voc_colormap
 
@@ -172,26 +171,9 @@ def generate_voc_dataset(out_dir: str, *, num_train: int, num_val: int, image_si
     """
     workers = _validate(num_train, num_val, image_size, seed, workers)
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir()) and not (out / MANIFEST).exists()):
-        raise DataError(f"{out}: exists and is not a synthetic VOC set (no {MANIFEST}); "
-                        "refusing to overwrite it")
-    out.parent.mkdir(parents=True, exist_ok=True)
     params = _params(int(seed), int(image_size), int(num_train), int(num_val))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        manifest = _write_all(tmp, params, workers, progress)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private
-        if out.exists():  # an older synthetic set (checked above): move aside, then drop
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "set")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    manifest = write_directory_atomically(out, MANIFEST,
+                                          lambda tmp: _write_all(tmp, params, workers, progress))
     logging.info("synthetic_voc: wrote %d images to %s", num_train + num_val, out)
     return _resolved(manifest, out)
 

@@ -2,7 +2,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from coopseg.config import ConfigError
 from coopseg.models.jointseg import build_jointseg, encoder_output_shapes
