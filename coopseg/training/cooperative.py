@@ -67,7 +67,7 @@ class CooperativeStep(tf.Module):
         metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                    for k, v in per_replica.items()}
         finite = tf.reduce_all([tf.math.is_finite(v) for k, v in metrics.items()
-                                if k.endswith("total_loss")])
+                                if k.endswith(("total_loss", "grad_norm"))])
         self.all_finite.assign(tf.logical_and(self.all_finite, finite))
         return metrics
 
@@ -83,6 +83,9 @@ class CooperativeStep(tf.Module):
             updates.append((agent, grads))
             metrics[f"{key}_loss"] = task_loss
             metrics[f"{key}_total_loss"] = total_loss
+            # A NaN input can leave the loss finite (CPU softmax kernels) while the
+            # gradients are NaN: the finiteness latch watches both.
+            metrics[f"{key}_grad_norm"] = tf.linalg.global_norm(grads)
         # Both gradients exist before either update is applied: simultaneous updates.
         for agent, grads in updates:
             agent.optimizer.apply_gradients(zip(grads, agent.variables))

@@ -195,11 +195,12 @@ class CooperativeTrainer:
         values = {k: float(v) for k, v in out.items()}
         with writer.as_default(step=step):
             for k, v in values.items():
-                tf.summary.scalar(f"loss/{k}", v)
+                tf.summary.scalar(f"{'gradients' if k.endswith('grad_norm') else 'loss'}/{k}", v)
             for agent in self.agents:
                 tf.summary.scalar(f"learning_rate/{agent.name}", agent.learning_rate())
             tf.summary.scalar("speed/steps_per_second", steps_per_s)
-        return " ".join(f"{k} {v:.4f}" for k, v in values.items() if not k.endswith("total_loss"))
+        return " ".join(f"{k} {v:.4f}" for k, v in values.items() if k.endswith("_loss")
+                        and not k.endswith("total_loss"))
 
     def validate(self, inputs: Inputs, writer=None, step: Optional[int] = None) -> Dict[str, dict]:
         """Evaluate on the validation sets; log scalars and mask overlays to TensorBoard."""
