@@ -1,12 +1,15 @@
 """How the joint step's time grows with input size and batch size, and what XLA does.
 
     python -m benchmarks.scaling                       # paper model, 224/320/448 px, seg batch 1/2/4
-    python -m benchmarks.scaling --batch_ratio=4 --rounds=3 --input_sizes=224,320 --nocompare_jit
+    python -m benchmarks.scaling --scale=small --batch_ratio=4 --input_sizes=128 --seg_batches=4 \
+        --compare_jit --rounds=4 --steps_per_round=2      # XLA on vs off, one setting
 
 One ``StepBench`` per setting (the model's input shape is fixed at build time), all
 timed side by side in interleaved rounds: the input-size sweep at the first seg batch,
 the batch sweep at the first input size, and (``--compare_jit``) the base setting with
-``train.jit_compile`` on. Every row is also given as a per-round ratio to the base row
+``train.jit_compile`` on. XLA's compile time is not timed (warm-up) but is long on a
+CPU: over 10 minutes for the paper-shape joint step on 2 loaded cores, hence off by
+default; compare at ``--scale=small``. Every row is also given as a per-round ratio to the base row
 (first size, first batch): step time, and time per image (step time / images per
 step): cost linear in pixels shows as a per-image ratio of (size / base size)^2; a
 per-image ratio below 1 along the batch sweep means larger batches use the cores better
@@ -154,5 +157,6 @@ if __name__ == "__main__":
     define_step_flags(rounds=3, steps_per_round=1, scale="paper")
     flags.DEFINE_list("input_sizes", ["224", "320", "448"], "Input sizes; the first is the base.")
     flags.DEFINE_list("seg_batches", ["1", "2", "4"], "Seg batch sizes; the first is the base.")
-    flags.DEFINE_bool("compare_jit", True, "Add the base setting with jit_compile on.")
+    flags.DEFINE_bool("compare_jit", False, "Add the base setting with jit_compile on (XLA "
+                      "compiling the paper-shape step took > 10 min on 2 loaded cores).")
     app.run(main)
