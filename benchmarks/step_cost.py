@@ -34,6 +34,7 @@ from benchmarks.common import (Case, Samples, case_stats, describe_machine, form
 from coopseg.config import ConfigError, ExperimentConfig, override
 from coopseg.models.registry import build_system
 from coopseg.training.loop import CooperativeTrainer
+from coopseg.training.precision import use_precision
 from experiments.scales import experiment
 
 MODES = ("joint", "seg_only", "clf_only")
@@ -118,13 +119,18 @@ class StepBench:
 
 
 def build_step_bench(config: ExperimentConfig, modes: Sequence[str] = MODES) -> StepBench:
-    """One model system and a ``CooperativeTrainer`` per mode on it (shared weights)."""
-    system = build_system(config)
-    trainers = {}
-    for mode in modes:
-        mode_config = dataclasses.replace(config, train=dataclasses.replace(config.train,
-                                                                            mode=mode))
-        trainers[mode] = CooperativeTrainer(mode_config, system)
+    """One model system and a ``CooperativeTrainer`` per mode on it (shared weights).
+
+    Built under ``train.mixed_precision`` (``--set=train.mixed_precision=...``); the
+    layers keep that policy after the global one is reset.
+    """
+    with use_precision(config):
+        system = build_system(config)
+        trainers = {}
+        for mode in modes:
+            mode_config = dataclasses.replace(config, train=dataclasses.replace(config.train,
+                                                                                mode=mode))
+            trainers[mode] = CooperativeTrainer(mode_config, system)
     clf_batch, seg_batch = synthetic_batches(config)
     num_params = sum(part.count_params() for part in system.parts.values())
     return StepBench(config, trainers, clf_batch, seg_batch, num_params)
@@ -136,15 +142,16 @@ def wait_for(outputs: Dict[str, tf.Tensor]) -> None:
         value.numpy()
 
 
-def step_case(bench: StepBench, mode: str, steps: int) -> Case:
-    """``steps`` consecutive steps of ``mode`` on the synthetic batches."""
+def step_case(bench: StepBench, mode: str, steps: int, name: str = "") -> Case:
+    """``steps`` consecutive steps of ``mode`` on the synthetic batches (case ``name``,
+    by default the mode's)."""
     def run() -> None:
         outputs = {}
         for _ in range(steps):
             outputs = bench.step(mode)
         wait_for(outputs)
 
-    return Case(mode, run, ops=steps, images=steps * bench.images_per_step(mode))
+    return Case(name or mode, run, ops=steps, images=steps * bench.images_per_step(mode))
 
 
 def warm_up(bench: StepBench, steps: int) -> None:
@@ -160,6 +167,7 @@ def describe_config(bench: StepBench, options: StepOptions) -> dict:
     return {"scale": options.scale, "method": c.method, "input_size": c.model.input_size,
             "seg_batch": c.train.seg.batch_size, "clf_batch": c.train.clf_agent().batch_size,
             "batch_ratio": c.train.batch_ratio, "jit_compile": c.train.jit_compile,
+            "mixed_precision": c.train.mixed_precision or "float32",
             "overrides": list(options.overrides), "num_params": bench.num_params}
 
 
@@ -219,6 +227,8 @@ def describe_step_setting(cfg: dict) -> str:
     text = (f"scale={cfg['scale']}, input {cfg['input_size']} px, clf batch {cfg['clf_batch']} "
             f"+ seg batch {cfg['seg_batch']} (ratio {cfg['batch_ratio']}), "
             f"{cfg['num_params'] / 1e6:.2f} M params, jit_compile={cfg['jit_compile']}")
+    if cfg.get("mixed_precision", "float32") != "float32":
+        text += f", {cfg['mixed_precision']}"
     if cfg["overrides"]:
         text += ", " + " ".join(cfg["overrides"])
     return text
@@ -252,10 +262,11 @@ def format_step_cost(result: dict) -> str:
 # --- command line ----------------------------------------------------------------------
 
 def define_step_flags(flag_values: flags.FlagValues = flags.FLAGS, rounds: int = 5,
-                      steps_per_round: int = 3, steps_help: str = "") -> None:
-    """Flags shared with ``input_pipeline.py``: model, sizes, batches, rounds, output."""
+                      steps_per_round: int = 3, steps_help: str = "",
+                      scale: str = "small") -> None:
+    """Flags shared with the other benchmarks: model, sizes, batches, rounds, output."""
     fv = {"flag_values": flag_values}
-    flags.DEFINE_enum("scale", "small", list(SCALES), "Model/batch config of "
+    flags.DEFINE_enum("scale", scale, list(SCALES), "Model/batch config of "
                       "experiments.scales.", **fv)
     flags.DEFINE_integer("input_size", 0, "Input side in px; 0 = the scale's.", lower_bound=0,
                          **fv)

@@ -204,6 +204,9 @@ class TrainConfig:
     seed: int = 0
     jit_compile: bool = False  # measured slower on CPU (DESIGN §0)
     mixed_precision: str = ""  # "" | mixed_float16 | mixed_bfloat16
+    # "START,END": a TensorBoard profiler trace of steps START..END (1-based, inclusive)
+    # into <model_dir>/logs/profile; "" = no profiling.
+    profile_steps: str = ""
     strategy: str = "default"  # default | mirrored | multi_worker
     init_encoder_from: str = ""  # checkpoint dir of a trained classifier (two-step)
     # Segmentation loss weighting: "none" is the paper's plain softmax cross-entropy.
@@ -221,7 +224,21 @@ class TrainConfig:
             batch_size=self.seg.batch_size * self.batch_ratio,
         )
 
+    def profile_range(self) -> Optional[Tuple[int, int]]:
+        """``profile_steps`` as (start, end), or None when not profiling."""
+        if not self.profile_steps.strip():
+            return None
+        try:
+            start, end = (int(v) for v in self.profile_steps.split(","))
+        except ValueError as err:
+            raise ConfigError(f"train.profile_steps={self.profile_steps!r}: expected "
+                              "START,END (two step numbers)") from err
+        if not 1 <= start <= end:
+            raise ConfigError(f"train.profile_steps={self.profile_steps!r}: need 1 <= START <= END")
+        return start, end
+
     def validate(self) -> None:
+        self.profile_range()
         if self.mode not in TRAIN_MODES:
             raise ConfigError(f"train.mode={self.mode!r}; choose one of {TRAIN_MODES}")
         if self.steps < 1:

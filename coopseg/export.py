@@ -4,6 +4,12 @@
 model's input size) -> grade probabilities, predicted grade, segmentation
 probabilities and the class map. Per-image standardisation (paper Sec. III) happens
 inside the graph, so a client needs no Python preprocessing beyond resizing.
+
+Mixed precision: the signature stays float32 in and float32 out whatever policy the
+models were built under. The float32 images are standardised in float32; each layer
+casts its input to its own compute dtype (Keras autocast: float16/bfloat16 inside the
+network), the logits layers compute in float32, and ``float32_outputs`` casts anything
+floating that is left, so a client never sees half precision.
 """
 from __future__ import annotations
 
@@ -47,7 +53,12 @@ class ServingModule(tf.Module):
             probs = tf.nn.softmax(tf.cast(logits["seg_logits"], tf.float32), axis=-1)
             out["segmentation_probabilities"] = probs
             out["class_map"] = tf.argmax(probs, axis=-1, output_type=tf.int32)
-        return out
+        return float32_outputs(out)
+
+
+def float32_outputs(out: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Floating outputs as float32 (a half-precision head must not leak into a signature)."""
+    return {k: tf.cast(v, tf.float32) if v.dtype.is_floating else v for k, v in out.items()}
 
 
 def _logits(heads, x: tf.Tensor) -> Dict[str, tf.Tensor]:

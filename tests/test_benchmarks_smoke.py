@@ -9,8 +9,9 @@ import os
 import pytest
 from absl import flags
 
-from benchmarks import input_pipeline, step_cost
+from benchmarks import fit_vs_custom, flops, input_pipeline, scaling, step_cost
 from benchmarks.common import Case, paired_ratios, quartiles, run_interleaved
+from benchmarks.step_cost import describe_config
 
 # A one-level model traces in a few seconds instead of ~10 (the step's size is irrelevant).
 TINY = step_cost.StepOptions(scale="tiny", input_size=32, warmup_steps=1,
@@ -126,3 +127,72 @@ def test_unknown_scale_is_a_config_error():
     from coopseg.config import ConfigError
     with pytest.raises(ConfigError, match="scale"):
         step_cost.StepOptions(scale="huge").config()
+
+
+def test_fit_vs_custom_times_both_loops_on_the_seg_batch():
+    result = fit_vs_custom.measure_fit_vs_custom(TINY, rounds=1, steps_per_round=1)
+    n_seg = result["config"]["seg_batch"]
+    assert set(result["steps"]) == {"custom_step", "keras_fit"}
+    for stats in result["steps"].values():
+        _check_stats(stats, 1, n_seg)
+    for ratio in (result["ratio"], result["cpu_ratio"]):
+        assert len(ratio["samples"]) == 1 and ratio["median"] > 0
+    assert isinstance(result["keras_loss_falls"], bool)
+    assert "keras_fit / custom_step" in fit_vs_custom.format_fit_vs_custom(result)
+
+
+def test_flops_counts_the_step_and_the_reference_conv():
+    conv = flops.ConvOptions(batch=1, size=16, channels=8, calls=1)
+    result = flops.measure_flops(TINY, conv, rounds=1, steps_per_round=1)
+    # The profiler counts 2 FLOPs per multiply-add, as the analytic formula does.
+    assert result["conv_flops"] == result["conv_flops_analytic"] == 2 * 16 * 16 * 8 * 8 * 9
+    fwd = result["forward_flops"]
+    assert fwd["clf"] > 0 and fwd["seg"] > 0
+    assert result["step_flops"] == 3 * (fwd["clf"] + fwd["seg"])
+    assert set(result["steps"]) == {"joint", "conv_reference"}
+    assert result["achieved_flops_per_s"] > 0 and result["practical_flops_per_s"] > 0
+    assert len(result["fraction"]["samples"]) == 1 and result["fraction"]["median"] > 0
+    assert "3 x forward" in flops.format_flops(result)
+
+
+def test_forward_flops_grow_with_the_batch():
+    import tensorflow as tf
+    model = tf.keras.Sequential([tf.keras.Input((8, 8, 3)), tf.keras.layers.Conv2D(
+        4, 3, padding="same", use_bias=False)])
+    one = flops.forward_flops(model, 1)
+    assert one == 2 * 8 * 8 * 3 * 4 * 9
+    assert flops.forward_flops(model, 3) == 3 * one
+
+
+def test_scaling_sweeps_size_batch_and_jit():
+    settings = scaling.sweep((32, 40), (1, 2), compare_jit=True)
+    assert [s.name for s in settings] == ["32px/seg1", "40px/seg1", "32px/seg2", "32px/seg1/jit"]
+    result = scaling.measure_scaling(TINY, (32,), (1, 2), compare_jit=False, rounds=1,
+                                     steps_per_round=1)
+    rows = result["rows"]
+    assert [r["name"] for r in rows] == ["32px/seg1", "32px/seg2"]
+    assert rows[0]["step_ratio"]["median"] == pytest.approx(1.0)
+    assert [r["clf_batch"] for r in rows] == [r["seg_batch"] * TINY.config().train.batch_ratio
+                                             for r in rows]
+    for r in rows:
+        _check_stats(r["stats"], 1, r["clf_batch"] + r["seg_batch"])
+    # Per image = per step x (base images / these images).
+    assert rows[1]["image_ratio"]["median"] == pytest.approx(
+        rows[1]["step_ratio"]["median"] / 2)
+    assert result["jit_vs_off"] is None
+    assert "per image vs base" in scaling.format_scaling(result)
+
+
+def test_step_cost_builds_under_the_configured_precision():
+    import dataclasses
+
+    import tensorflow as tf
+    options = dataclasses.replace(
+        TINY, overrides=TINY.overrides + ("train.mixed_precision=mixed_bfloat16",))
+    bench = step_cost.build_step_bench(options.config(), modes=("seg_only",))
+    assert tf.keras.mixed_precision.global_policy().name == "float32"
+    encoder = bench.trainers["seg_only"].seg_agent.model.get_layer("encoder")
+    assert encoder.get_layer("encoder_stem_conv").compute_dtype == "bfloat16"
+    step_cost.wait_for(bench.step("seg_only"))
+    assert bench.all_finite()
+    assert "mixed_bfloat16" in step_cost.describe_step_setting(describe_config(bench, options))

@@ -28,6 +28,8 @@ FIELD_FLAGS: Dict[str, str] = {
     "eval_every": "train.eval_every",
     "checkpoint_every": "train.checkpoint_every",
     "jit_compile": "train.jit_compile",
+    "mixed_precision": "train.mixed_precision",
+    "profile_steps": "train.profile_steps",
     "init_encoder_from": "train.init_encoder_from",
     "pag_mode": "model.pag_mode",
     "input_size": "model.input_size",
@@ -66,6 +68,10 @@ def define_experiment_flags() -> None:
     flags.DEFINE_integer("eval_every", None, "Validate every N steps.")
     flags.DEFINE_integer("checkpoint_every", None, "Checkpoint every N steps.")
     flags.DEFINE_bool("jit_compile", None, "XLA-compile the step (slower on CPU).")
+    flags.DEFINE_enum("mixed_precision", None, ["mixed_float16", "mixed_bfloat16"],
+                      "Keras mixed-precision policy (float32 variables and logits).")
+    flags.DEFINE_string("profile_steps", None, "START,END: TensorBoard profiler trace of "
+                        "these steps into <model_dir>/logs/profile (Profile tab).")
     flags.DEFINE_string("init_encoder_from", None, "Two-step init: a trained classifier's run dir.")
     flags.DEFINE_enum("pag_mode", None, ["none", "concat", "gated"], "Partial attention gate mode.")
     flags.DEFINE_integer("input_size", None, "Model input size (divisible by 2**(levels+1)).")

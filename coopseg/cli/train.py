@@ -53,7 +53,18 @@ def use_synthetic_data(config, data_dir: str, scale: str, graded_train: int = No
 
 
 def train(config, export: bool = True) -> dict:
-    """Build, restore or initialise, train, evaluate, export. Returns a summary dict."""
+    """Build, restore or initialise, train, evaluate, export. Returns a summary dict.
+
+    ``train.mixed_precision`` is the global Keras policy while the models are built,
+    trained and exported, and the previous policy is restored afterwards (even on error).
+    """
+    from coopseg.training.precision import use_precision
+
+    with use_precision(config):
+        return _train(config, export)
+
+
+def _train(config, export: bool) -> dict:
     from coopseg.export import export_saved_model
     from coopseg.models.registry import build_system
     from coopseg.training.init import encoder_init_fn
@@ -61,7 +72,8 @@ def train(config, export: bool = True) -> dict:
     from coopseg.training.loop import CooperativeTrainer, summarize
     from data_pipelines.decode import DecodeReport
 
-    logging.info("Creating model %s (%s)...", config.method, config.name)
+    logging.info("Creating model %s (%s, policy %s)...", config.method, config.name,
+                 config.train.mixed_precision or "float32")
     system = build_system(config)
     trainer = CooperativeTrainer(config, system)
     start = trainer.restore_or_initialize(encoder_init_fn(config, system))

@@ -113,7 +113,8 @@ class DecoupledNetServing(tf.Module):
         self.serve = tf.function(self._serve, input_signature=[spec])
 
     def _serve(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
-        return self._predict(tf.image.per_image_standardization(images))
+        from coopseg.export import float32_outputs  # float32 out under mixed precision too
+        return float32_outputs(self._predict(tf.image.per_image_standardization(images)))
 
 
 def _serving_outputs(out: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:

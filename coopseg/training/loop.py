@@ -156,23 +156,31 @@ class CooperativeTrainer:
         bar = ProgressBar(tc.steps, desc=self.config.name, unit="step", start=start)
         metrics: Dict[str, dict] = {}
         t_last, step_last = time.perf_counter(), start
-        for step in range(start + 1, last + 1):
-            clf_batch = next(clf_iter) if clf_iter else None
-            seg_batch = next(seg_iter) if seg_iter else None
-            out = self.step_fn(clf_batch, seg_batch)
-            self.global_step.assign(step)
-            if step % tc.log_every == 0 or step == last:
-                if not bool(self.step_fn.all_finite.numpy()):
-                    raise self._diverged()
-                now = time.perf_counter()
-                rate = (step - step_last) / max(now - t_last, 1e-9)
-                t_last, step_last = now, step
-                info = self._write_train_summaries(train_writer, step, out, rate)
-                bar.update(step, info)
-            if step % tc.checkpoint_every == 0 or step == last:
-                self.save()
-            if step % tc.eval_every == 0 or step == last:
-                metrics = self.validate(inputs, val_writer, step)
+        profiler = StepProfiler(tc.profile_range(), os.path.join(self.model_dir, "logs", "profile"))
+        try:
+            for step in range(start + 1, last + 1):
+                profiler.before(step)
+                # A step marker: the profiler's trace viewer and step-time graph use it.
+                with tf.profiler.experimental.Trace("train", step_num=step, _r=1):
+                    clf_batch = next(clf_iter) if clf_iter else None
+                    seg_batch = next(seg_iter) if seg_iter else None
+                    out = self.step_fn(clf_batch, seg_batch)
+                profiler.after(step, out)
+                self.global_step.assign(step)
+                if step % tc.log_every == 0 or step == last:
+                    if not bool(self.step_fn.all_finite.numpy()):
+                        raise self._diverged()
+                    now = time.perf_counter()
+                    rate = (step - step_last) / max(now - t_last, 1e-9)
+                    t_last, step_last = now, step
+                    info = self._write_train_summaries(train_writer, step, out, rate)
+                    bar.update(step, info)
+                if step % tc.checkpoint_every == 0 or step == last:
+                    self.save()
+                if step % tc.eval_every == 0 or step == last:
+                    metrics = self.validate(inputs, val_writer, step)
+        finally:
+            profiler.stop()  # a run that ends or fails inside the range still writes it
         bar.close()
         return metrics
 
@@ -232,6 +240,38 @@ class CooperativeTrainer:
         tf.summary.image("images/input", shown, max_outputs=n)
         tf.summary.image("images/ground_truth", overlay(shown, masks, k), max_outputs=n)
         tf.summary.image("images/prediction", overlay(shown, pred, k), max_outputs=n)
+
+
+class StepProfiler:
+    """TensorBoard profiler trace of the steps in ``steps`` = (start, end), inclusive.
+
+    Starts just before step ``start`` (after its batches are ready would hide the input
+    pipeline, which the trace should show), stops once step ``end``'s results exist
+    (the step runs asynchronously; reading a loss waits for it). ``None`` does nothing.
+    """
+
+    def __init__(self, steps: Optional[tuple], logdir: str):
+        self.steps, self.logdir = steps, logdir
+        self.active = self.done = False
+
+    def before(self, step: int) -> None:
+        # "start <= step", not "==": a run resumed inside the range still profiles the rest.
+        if (self.steps is not None and not (self.active or self.done)
+                and self.steps[0] <= step <= self.steps[1]):
+            logging.info("Profiling steps %d-%d into %s", step, self.steps[1], self.logdir)
+            tf.profiler.experimental.start(self.logdir)
+            self.active = True
+
+    def after(self, step: int, out: Dict[str, tf.Tensor]) -> None:
+        if self.active and step >= self.steps[1]:
+            for value in out.values():
+                value.numpy()
+            self.stop()
+
+    def stop(self) -> None:
+        if self.active:
+            self.active, self.done = False, True
+            tf.profiler.experimental.stop()
 
 
 def _scalars(metrics: dict, prefix: str = ""):
