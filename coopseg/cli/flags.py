@@ -10,7 +10,8 @@ from typing import Dict
 
 from absl import flags
 
-from coopseg.config import ConfigError, ExperimentConfig, override, use_class_names
+from coopseg.config import (STRATEGIES, ConfigError, ExperimentConfig, override,
+                            use_class_names)
 from experiments.registry import SCALES, get_experiment
 
 FLAGS = flags.FLAGS
@@ -28,6 +29,8 @@ FIELD_FLAGS: Dict[str, str] = {
     "eval_every": "train.eval_every",
     "checkpoint_every": "train.checkpoint_every",
     "jit_compile": "train.jit_compile",
+    "strategy": "train.strategy",
+    "sync_batch_norm": "model.sync_batch_norm",
     "init_encoder_from": "train.init_encoder_from",
     "pag_mode": "model.pag_mode",
     "input_size": "model.input_size",
@@ -66,6 +69,11 @@ def define_experiment_flags() -> None:
     flags.DEFINE_integer("eval_every", None, "Validate every N steps.")
     flags.DEFINE_integer("checkpoint_every", None, "Checkpoint every N steps.")
     flags.DEFINE_bool("jit_compile", None, "XLA-compile the step (slower on CPU).")
+    flags.DEFINE_enum("strategy", None, list(STRATEGIES),
+                      "tf.distribute strategy: default (one device) | mirrored (all GPUs of "
+                      "this machine) | multi_worker (hosts in TF_CONFIG) | tpu (TPU_NAME).")
+    flags.DEFINE_bool("sync_batch_norm", None, "BatchNorm statistics over all replicas "
+                      "(multi-replica training then equals one device on the global batch).")
     flags.DEFINE_string("init_encoder_from", None, "Two-step init: a trained classifier's run dir.")
     flags.DEFINE_enum("pag_mode", None, ["none", "concat", "gated"], "Partial attention gate mode.")
     flags.DEFINE_integer("input_size", None, "Model input size (divisible by 2**(levels+1)).")
