@@ -87,10 +87,49 @@ def test_global_batch_must_split_evenly_over_replicas(tmp_path):
         trainer._check_batch_split()
 
 
+def test_resume_under_a_mirrored_strategy(tmp_path):
+    """Checkpoint a step taken under ``mirrored`` (here one CPU replica, still mirrored
+    variables), then restore it into a fresh system + trainer built in the scope."""
+    strategy = make_strategy("mirrored")
+    cfg = experiment("tiny", model=dict(input_size=32, encoder_filters=(8, 16),
+                                        encoder_blocks=(1, 1)),
+                     train=dict(mode="seg_only", model_dir=str(tmp_path))).validate()
+    rng = np.random.default_rng(0)
+    seg = (tf.constant(rng.normal(size=(2, 32, 32, 3)), tf.float32),
+           tf.constant(rng.integers(0, 7, (2, 32, 32)), tf.int32))
+    with strategy.scope():
+        system = build_system(cfg)
+        trainer = CooperativeTrainer(cfg, system, strategy)
+    assert trainer.is_chief and trainer.output_dir == str(tmp_path)
+    trainer.step_fn(None, seg)
+    trainer.global_step.assign(1)
+    trainer.save()
+    saved = [v.numpy() for v in system.seg_model.weights]
+    with strategy.scope():
+        system2 = build_system(cfg)
+        trainer2 = CooperativeTrainer(cfg, system2, strategy)
+    assert trainer2.restore_or_initialize() == 1
+    assert int(trainer2.seg_agent.optimizer.iterations.numpy()) == 1
+    for a, b in zip(saved, system2.seg_model.weights):
+        assert isinstance(b, tf.distribute.DistributedValues)
+        np.testing.assert_array_equal(a, b.numpy())
+
+
 def _run(args, env=None, timeout=900):
     env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
     return subprocess.run([sys.executable] + args, env=env, timeout=timeout,
                           capture_output=True, text=True)
+
+
+def test_train_cli_strategy_flag_reaches_make_strategy(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    res = subprocess.run([sys.executable, "-m", "coopseg.cli.train", "--strategy=multi_worker",
+                          "--scale=tiny", f"--model_dir={tmp_path / 'run'}"],
+                         env=dict(env, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3"), cwd=ROOT,
+                         capture_output=True, text=True, timeout=240)
+    assert res.returncode != 0
+    assert "coopseg-train: error: train.strategy=multi_worker needs the TF_CONFIG" in res.stderr
+    assert "Traceback" not in res.stderr
 
 
 @pytest.mark.slow

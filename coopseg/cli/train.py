@@ -75,7 +75,7 @@ def train(config, export: bool = True, strategy=None) -> dict:
                  config.name, type(strategy).__name__, replicas)
     if replicas > 1 and not config.model.sync_batch_norm:
         logging.warning("%d replicas with per-replica BatchNorm statistics: not the same as "
-                        "one device on the global batch (--set=model.sync_batch_norm=true "
+                        "one device on the global batch (--sync_batch_norm "
                         "makes it so)", replicas)
     with strategy.scope():
         system = build_system(config)
