@@ -37,6 +37,7 @@ IGNORE_LABEL = 255
 
 PAG_MODES = ("none", "concat", "gated")
 TRAIN_MODES = ("joint", "seg_only", "clf_only")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,10 @@ class ModelConfig:
     vgg_width_multiplier: float = 1.0
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
+    # Synchronised BatchNorm: batch statistics over all replicas of a tf.distribute
+    # strategy instead of each replica's share of the batch. Needed for N-replica
+    # training to equal single-device training on the global batch (WORKSPACE.md §7).
+    sync_batch_norm: bool = False
 
     @property
     def num_levels(self) -> int:
@@ -207,7 +212,7 @@ class TrainConfig:
     # "START,END": a TensorBoard profiler trace of steps START..END (1-based, inclusive)
     # into <model_dir>/logs/profile; "" = no profiling.
     profile_steps: str = ""
-    strategy: str = "default"  # default | mirrored | multi_worker
+    strategy: str = "default"  # default | mirrored | multi_worker | tpu (training/strategy.py)
     init_encoder_from: str = ""  # checkpoint dir of a trained classifier (two-step)
     # Segmentation loss weighting: "none" is the paper's plain softmax cross-entropy.
     seg_class_weighting: str = "none"  # none | inverse_sqrt_frequency | median_frequency
@@ -259,8 +264,8 @@ class TrainConfig:
         if self.seg_class_weighting not in ("none", "inverse_sqrt_frequency", "median_frequency"):
             raise ConfigError(f"train.seg_class_weighting={self.seg_class_weighting!r}; choose "
                               "none, inverse_sqrt_frequency or median_frequency")
-        if self.strategy not in ("default", "mirrored", "multi_worker", "tpu"):
-            raise ConfigError(f"train.strategy={self.strategy!r}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"train.strategy={self.strategy!r}; choose one of {STRATEGIES}")
 
 
 @dataclass

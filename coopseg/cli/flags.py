@@ -10,7 +10,8 @@ from typing import Dict
 
 from absl import flags
 
-from coopseg.config import ConfigError, ExperimentConfig, override, use_class_names
+from coopseg.config import (STRATEGIES, ConfigError, ExperimentConfig, override,
+                            use_class_names)
 from experiments.registry import SCALES, get_experiment
 
 FLAGS = flags.FLAGS
@@ -30,6 +31,8 @@ FIELD_FLAGS: Dict[str, str] = {
     "jit_compile": "train.jit_compile",
     "mixed_precision": "train.mixed_precision",
     "profile_steps": "train.profile_steps",
+    "strategy": "train.strategy",
+    "sync_batch_norm": "model.sync_batch_norm",
     "init_encoder_from": "train.init_encoder_from",
     "pag_mode": "model.pag_mode",
     "input_size": "model.input_size",
@@ -72,6 +75,11 @@ def define_experiment_flags() -> None:
                       "Keras mixed-precision policy (float32 variables and logits).")
     flags.DEFINE_string("profile_steps", None, "START,END: TensorBoard profiler trace of "
                         "these steps into <model_dir>/logs/profile (Profile tab).")
+    flags.DEFINE_enum("strategy", None, list(STRATEGIES),
+                      "tf.distribute strategy: default (one device) | mirrored (all GPUs of "
+                      "this machine) | multi_worker (hosts in TF_CONFIG) | tpu (TPU_NAME).")
+    flags.DEFINE_bool("sync_batch_norm", None, "BatchNorm statistics over all replicas "
+                      "(multi-replica training then equals one device on the global batch).")
     flags.DEFINE_string("init_encoder_from", None, "Two-step init: a trained classifier's run dir.")
     flags.DEFINE_enum("pag_mode", None, ["none", "concat", "gated"], "Partial attention gate mode.")
     flags.DEFINE_integer("input_size", None, "Model input size (divisible by 2**(levels+1)).")

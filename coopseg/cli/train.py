@@ -52,47 +52,68 @@ def use_synthetic_data(config, data_dir: str, scale: str, graded_train: int = No
     return manifest
 
 
-def train(config, export: bool = True) -> dict:
+def train(config, export: bool = True, strategy=None) -> dict:
     """Build, restore or initialise, train, evaluate, export. Returns a summary dict.
 
     ``train.mixed_precision`` is the global Keras policy while the models are built,
     trained and exported, and the previous policy is restored afterwards (even on error).
+    ``strategy`` defaults to ``make_strategy(config.train.strategy)``; a multi-worker
+    strategy must be made before TensorFlow runs any op (``main`` does so). The system,
+    the trainer and the restore are built inside its scope. Every worker runs all of
+    it; only the chief writes ``metrics.json``, checkpoints, logs and the export into
+    ``model_dir`` (the others write to a temporary directory, deleted at the end).
     """
     from coopseg.training.precision import use_precision
 
     with use_precision(config):
-        return _train(config, export)
+        return _train(config, export, strategy)
 
 
-def _train(config, export: bool) -> dict:
+def _train(config, export: bool, strategy) -> dict:
     from coopseg.export import export_saved_model
     from coopseg.models.registry import build_system
     from coopseg.training.init import encoder_init_fn
     from coopseg.training.inputs import build_inputs
     from coopseg.training.loop import CooperativeTrainer, summarize
+    from coopseg.training.strategy import make_strategy
     from data_pipelines.decode import DecodeReport
 
-    logging.info("Creating model %s (%s, policy %s)...", config.method, config.name,
-                 config.train.mixed_precision or "float32")
-    system = build_system(config)
-    trainer = CooperativeTrainer(config, system)
-    start = trainer.restore_or_initialize(encoder_init_fn(config, system))
-    report = DecodeReport()
-    inputs = (system.build_inputs or build_inputs)(config, start_step=start, report=report)
-    if start >= config.train.steps:
-        logging.info("Already trained to step %d: evaluating only", start)
-        metrics = trainer.validate(inputs)
-    else:
-        metrics = trainer.fit(inputs)
-    out = {"experiment": config.name, "method": config.method, "mode": config.train.mode,
-           "steps": config.train.steps, "metrics": metrics,
-           "skipped_images": report.bad_files}
-    model_dir = config.train.model_dir
-    with open(os.path.join(model_dir, "metrics.json"), "w") as f:
-        json.dump(out, f, indent=2)
-    if export:
-        out["export"] = export_saved_model(system, config, os.path.join(model_dir, "export"))
+    strategy = strategy or make_strategy(config.train.strategy)
+    replicas = strategy.num_replicas_in_sync
+    logging.info("Creating model %s (%s, policy %s) under %s with %d replica(s)...",
+                 config.method, config.name, config.train.mixed_precision or "float32",
+                 type(strategy).__name__, replicas)
+    if replicas > 1 and not config.model.sync_batch_norm:
+        logging.warning("%d replicas with per-replica BatchNorm statistics: not the same as "
+                        "one device on the global batch (--sync_batch_norm "
+                        "makes it so)", replicas)
+    with strategy.scope():
+        system = build_system(config)
+        trainer = CooperativeTrainer(config, system, strategy)
+        start = trainer.restore_or_initialize(encoder_init_fn(config, system))
+    try:
+        report = DecodeReport()
+        inputs = (system.build_inputs or build_inputs)(config, start_step=start, report=report)
+        if start >= config.train.steps:
+            logging.info("Already trained to step %d: evaluating only", start)
+            metrics = trainer.validate(inputs)
+        else:
+            metrics = trainer.fit(inputs)
+        out = {"experiment": config.name, "method": config.method, "mode": config.train.mode,
+               "steps": config.train.steps, "metrics": metrics,
+               "skipped_images": report.bad_files}
+        out_dir = trainer.output_dir  # model_dir, except on non-chief workers
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+            json.dump(out, f, indent=2)
+        if export:  # every worker saves (it reads distributed variables); the chief's stays
+            path = export_saved_model(system, config, os.path.join(out_dir, "export"))
+            if trainer.is_chief:
+                out["export"] = path
+    finally:
+        trainer.close()
     out["summary"] = summarize(metrics)
+    out["is_chief"] = trainer.is_chief
     return out
 
 
@@ -117,6 +138,8 @@ def _print_result(out: dict, model_dir: str) -> None:
               f"  metrics:      {os.path.join(model_dir, 'metrics.json')}"]
     if out.get("export"):
         lines.append(f"  SavedModel:   {out['export']}")
+    if not out.get("is_chief", True):
+        lines.append("  (a non-chief worker: the chief wrote the files above)")
     print("\n".join(lines))
 
 
@@ -127,13 +150,16 @@ def main(argv) -> None:
     from coopseg.training.loop import TrainingDiverged
     from data_pipelines.records import DataError
     import tensorflow as tf
+    from coopseg.training.strategy import make_strategy
     try:
         config = config_from_flags()
+        # First: a multi-worker strategy must exist before TensorFlow runs any op.
+        strategy = make_strategy(config.train.strategy)
         d = config.data
         if not (d.graded_train or d.masks_train):
             logging.info("No data given: using the synthetic fundus set in %s", FLAGS.data_dir)
             use_synthetic_data(config, FLAGS.data_dir, FLAGS.scale, FLAGS.synthetic_images)
-        out = train(config, export=FLAGS.export)
+        out = train(config, export=FLAGS.export, strategy=strategy)
     except (ConfigError, DataError, TrainingDiverged) as err:
         sys.exit(f"coopseg-train: error: {err}")
     except tf.errors.InvalidArgumentError as err:

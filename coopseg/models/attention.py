@@ -22,6 +22,8 @@ from typing import List, Sequence, Tuple
 
 import tensorflow as tf
 
+from coopseg.models.norm import batch_norm
+
 layers = tf.keras.layers
 
 
@@ -68,7 +70,7 @@ def gated_encoder_maps(decoder_map: tf.Tensor, encoder_maps: Sequence[tf.Tensor]
 
 def partial_attention_gate(decoder_map: tf.Tensor, encoder_maps: Sequence[tf.Tensor], *,
                            mode: str, name: str, bn_momentum: float = 0.99,
-                           bn_epsilon: float = 1e-3) -> tf.Tensor:
+                           bn_epsilon: float = 1e-3, bn_sync: bool = False) -> tf.Tensor:
     """Combine decoder output U_i with the switched-on, pooled encoder maps (Fig. 4)."""
     if mode == "none":
         return decoder_map
@@ -84,7 +86,6 @@ def partial_attention_gate(decoder_map: tf.Tensor, encoder_maps: Sequence[tf.Ten
     gate = layers.Concatenate(name=f"{name}_gate_in")([decoder_map, p])
     gate = layers.Conv2D(filters, 1, activation="sigmoid", name=f"{name}_gate")(gate)
     proj = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_proj_conv")(p)
-    proj = layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon,
-                                     name=f"{name}_proj_bn")(proj)
+    proj = batch_norm(f"{name}_proj_bn", bn_momentum, bn_epsilon, bn_sync)(proj)
     attended = layers.Multiply(name=f"{name}_attend")([gate, proj])
     return layers.Concatenate(name=f"{name}_concat")([decoder_map, attended])

@@ -10,6 +10,8 @@ from typing import Optional, Tuple, Union
 
 import tensorflow as tf
 
+from coopseg.models.norm import batch_norm
+
 layers = tf.keras.layers
 
 IntPair = Union[int, Tuple[int, int]]
@@ -17,24 +19,23 @@ IntPair = Union[int, Tuple[int, int]]
 
 def conv_bn(x: tf.Tensor, filters: int, kernel: IntPair, *, name: str, strides: int = 1,
             activation: Optional[str] = "relu", bn_momentum: float = 0.99,
-            bn_epsilon: float = 1e-3) -> tf.Tensor:
+            bn_epsilon: float = 1e-3, bn_sync: bool = False) -> tf.Tensor:
     """Conv (no bias: BN's beta replaces it) -> BatchNorm -> optional activation."""
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
                       kernel_initializer="he_normal", name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name=f"{name}_bn")(x)
+    x = batch_norm(f"{name}_bn", bn_momentum, bn_epsilon, bn_sync)(x)
     if activation:
         x = layers.Activation(activation, name=f"{name}_{activation}")(x)
     return x
 
 
 def upsample_conv_bn(x: tf.Tensor, filters: int, *, name: str, bn_momentum: float = 0.99,
-                     bn_epsilon: float = 1e-3) -> tf.Tensor:
+                     bn_epsilon: float = 1e-3, bn_sync: bool = False) -> tf.Tensor:
     """2x upsampling of the paper's decoder (Sec. II-B): Conv2DTranspose with a 2x2 kernel
     and stride 2, then BN and ReLU."""
     x = layers.Conv2DTranspose(filters, 2, strides=2, use_bias=False,
                                kernel_initializer="he_normal", name=f"{name}_deconv")(x)
-    x = layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon,
-                                  name=f"{name}_deconv_bn")(x)
+    x = batch_norm(f"{name}_deconv_bn", bn_momentum, bn_epsilon, bn_sync)(x)
     return layers.Activation("relu", name=f"{name}_deconv_relu")(x)
 
 
@@ -45,7 +46,8 @@ def _branch_width(filters: int) -> int:
 
 
 def residual_inception_block(x: tf.Tensor, filters: int, *, name: str, use_5x5: bool = False,
-                             bn_momentum: float = 0.99, bn_epsilon: float = 1e-3) -> tf.Tensor:
+                             bn_momentum: float = 0.99, bn_epsilon: float = 1e-3,
+                             bn_sync: bool = False) -> tf.Tensor:
     """Improved residual inception block (paper Fig. 2).
 
     Branches 1x1; 1x1->3x3; 1x1->5x5 (or two 3x3, same receptive field, fewer
@@ -53,7 +55,7 @@ def residual_inception_block(x: tf.Tensor, filters: int, *, name: str, use_5x5: 
     before max-pooling"). The concatenation is fused by a 3x3 conv "to reduce
     aliasing" and added to a 1x1 conv of the block input; both have ``filters``.
     """
-    kw = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
+    kw = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, bn_sync=bn_sync)
     width = _branch_width(filters)
     b1 = conv_bn(x, width, 1, name=f"{name}_b1_1x1", **kw)
     b2 = conv_bn(x, width, 1, name=f"{name}_b2_1x1", **kw)
@@ -71,13 +73,14 @@ def residual_inception_block(x: tf.Tensor, filters: int, *, name: str, use_5x5: 
 
 def factorized_residual_inception_block(x: tf.Tensor, filters: int, *, name: str,
                                         bn_momentum: float = 0.99,
-                                        bn_epsilon: float = 1e-3) -> tf.Tensor:
+                                        bn_epsilon: float = 1e-3,
+                                        bn_sync: bool = False) -> tf.Tensor:
     """Residual inception with convolution factorisation (paper Fig. 3, Inception-v3 [9]).
 
     Every n x n conv (n > 1) of the block becomes 1 x n followed by n x 1, which
     cuts weights per conv from n^2 to 2n without changing the receptive field.
     """
-    kw = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
+    kw = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, bn_sync=bn_sync)
     width = _branch_width(filters)
 
     def factorized(t: tf.Tensor, n: int, tag: str) -> tf.Tensor:
@@ -94,8 +97,9 @@ def factorized_residual_inception_block(x: tf.Tensor, filters: int, *, name: str
 
 
 def _fuse_and_add(x: tf.Tensor, branches: list, filters: int, *, name: str,
-                  factorize_fusion: bool = False, bn_momentum: float, bn_epsilon: float) -> tf.Tensor:
-    kw = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
+                  factorize_fusion: bool = False, bn_momentum: float, bn_epsilon: float,
+                  bn_sync: bool = False) -> tf.Tensor:
+    kw = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, bn_sync=bn_sync)
     merged = layers.Concatenate(name=f"{name}_concat")(branches)
     if factorize_fusion:
         merged = conv_bn(merged, filters, (1, 3), name=f"{name}_fuse_1x3", **kw)

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from coopseg.config import ConfigError, ModelConfig
+from coopseg.models import norm
 
 layers = tf.keras.layers
 
@@ -99,8 +100,8 @@ def _conv(x: tf.Tensor, filters: int, kernel: int, *, name: str, batch_norm: boo
         return layers.Conv2D(filters, kernel, padding="same", activation="relu", name=name)(x)
     x = layers.Conv2D(filters, kernel, padding="same", use_bias=False,
                       kernel_initializer="he_normal", name=name)(x)
-    x = layers.BatchNormalization(momentum=config.bn_momentum, epsilon=config.bn_epsilon,
-                                  name=f"{name}_bn")(x)
+    x = norm.batch_norm(f"{name}_bn", config.bn_momentum, config.bn_epsilon,
+                        config.sync_batch_norm)(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 

@@ -67,7 +67,8 @@ def build_inception_unet(config: ModelConfig,
         from coopseg.models.jointseg import build_encoder
         encoder = build_encoder(config)
     _check_encoder(encoder, config)
-    kw = dict(bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon)
+    kw = dict(bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,
+              bn_sync=config.sync_batch_norm)
 
     image = layers.Input((config.input_size, config.input_size, 3), name="image")
     deep, *skips = encoder(image)

@@ -24,7 +24,8 @@ layers = tf.keras.layers
 
 
 def _bn_kw(config: ModelConfig) -> dict:
-    return dict(bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon)
+    return dict(bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,
+                bn_sync=config.sync_batch_norm)
 
 
 def encoder_output_shapes(config: ModelConfig) -> List[tuple]:

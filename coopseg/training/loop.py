@@ -11,6 +11,13 @@ Checkpoints are atomic: TensorFlow writes the data files first and only then swa
 the ``checkpoint`` index file (write-to-temp + rename), so an interrupted save leaves
 the previous checkpoint as the latest. A NaN/Inf loss stops the run before anything
 diverged is saved.
+
+Under a multi-worker strategy every worker runs this same loop (saves and summaries
+read sync-on-read variables, a collective all must join), but only the chief writes
+into ``model_dir``; the others write to a temporary ``output_dir`` that ``close()``
+deletes. Every worker restores from the chief's ``model_dir/checkpoints`` (a
+filesystem all hosts see). Validation runs unreplicated on each worker's copy of the
+weights (identical after every step), over the whole validation set.
 """
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ from typing import Callable, Dict, Optional
 import tensorflow as tf
 from absl import logging
 
-from coopseg.config import ExperimentConfig, to_dict
+from coopseg.config import ConfigError, ExperimentConfig, to_dict
 from coopseg.evaluation import evaluate_system
 from coopseg.models.registry import ModelSystem
 from coopseg.progress import ProgressBar
@@ -31,6 +38,7 @@ from coopseg.training.agents import make_agent
 from coopseg.training.class_weights import (class_weights_from_frequencies,
                                             estimate_class_frequencies, log_weights)
 from coopseg.training.cooperative import CooperativeStep
+from coopseg.training.strategy import is_chief, remove_worker_dir, worker_dir
 from coopseg.training.losses import classification_loss, segmentation_loss
 from coopseg.visualize import overlay, to_display
 
@@ -54,14 +62,32 @@ class CooperativeTrainer:
 
     def __init__(self, config: ExperimentConfig, system: ModelSystem,
                  strategy: Optional[tf.distribute.Strategy] = None):
-        """Build agents, step and checkpoint. Under a strategy, construct the system and
-        the trainer inside ``strategy.scope()`` so every variable is distributed."""
+        """Build agents, step and checkpoint. Under a strategy, build ``system`` inside
+        ``strategy.scope()`` too, so every variable is distributed."""
         self.config = config
         self.strategy = strategy or tf.distribute.get_strategy()
         tc = config.train
         system.require(tc.mode)
         self.system = system
         self.model_dir = tc.model_dir
+        self.is_chief = is_chief(self.strategy)
+        self.output_dir = worker_dir(self.model_dir, self.strategy)
+        with self.strategy.scope():  # optimizers and trainer variables are distributed too
+            self._build(config, system)
+        self._check_batch_split()
+
+    def _check_batch_split(self) -> None:
+        """Each agent's batch size is global: every replica must get an equal share."""
+        replicas = self.strategy.num_replicas_in_sync
+        for agent in self.agents:
+            if agent.batch_size % replicas:
+                field = "train.seg.batch_size" if agent.name == "seg" else \
+                    "train.clf.batch_size (train.seg.batch_size x train.batch_ratio)"
+                raise ConfigError(f"{field}={agent.batch_size} is the global batch; with "
+                                  f"{replicas} replicas it must be a multiple of {replicas}")
+
+    def _build(self, config: ExperimentConfig, system: ModelSystem) -> None:
+        tc = config.train
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.clf_agent = self.seg_agent = None
         if tc.mode in ("joint", "clf_only"):
@@ -93,8 +119,12 @@ class CooperativeTrainer:
         self.checkpoint = tf.train.Checkpoint(step=self.global_step,
                                               seg_class_weights=self.class_weights, **trackables)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(self.model_dir, "checkpoints"),
+            self.checkpoint, os.path.join(self.output_dir, "checkpoints"),
             max_to_keep=tc.keep_checkpoints)
+
+    def close(self) -> None:
+        """Delete a non-chief worker's temporary output (no-op on the chief)."""
+        remove_worker_dir(self.output_dir, self.model_dir)
 
     @property
     def agents(self):
@@ -103,10 +133,12 @@ class CooperativeTrainer:
     # -- state -------------------------------------------------------------------------
     def restore_or_initialize(self, init_fn: Optional[Callable[[], None]] = None) -> int:
         """Restore the latest checkpoint if any (case 1), else run ``init_fn`` (case 2/3)."""
-        latest = self.manager.latest_checkpoint
+        # The chief's checkpoints, on every worker (non-chief managers write elsewhere).
+        latest = tf.train.latest_checkpoint(os.path.join(self.model_dir, "checkpoints"))
         if latest:
             logging.info("Restoring from %s", latest)
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            with self.strategy.scope():
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
             logging.info("Resumed at step %d (lr %s)", int(self.global_step.numpy()),
                          ", ".join(f"{a.name}={a.learning_rate():.3g}" for a in self.agents))
         elif init_fn is not None:
@@ -141,11 +173,12 @@ class CooperativeTrainer:
         as an interrupted run would); returns the last validation metrics."""
         tc = self.config.train
         last = min(until_step or tc.steps, tc.steps)
-        os.makedirs(self.model_dir, exist_ok=True)
-        with open(os.path.join(self.model_dir, "config.json"), "w") as f:
+        os.makedirs(self.output_dir, exist_ok=True)
+        with open(os.path.join(self.output_dir, "config.json"), "w") as f:
             json.dump(to_dict(self.config), f, indent=2)
-        train_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "logs", "train"))
-        val_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "logs", "val"))
+        logs = os.path.join(self.output_dir, "logs")
+        train_writer = tf.summary.create_file_writer(os.path.join(logs, "train"))
+        val_writer = tf.summary.create_file_writer(os.path.join(logs, "val"))
         clf_iter = iter(self._distribute(inputs.clf_train)) if self.clf_agent else None
         seg_iter = iter(self._distribute(inputs.seg_train)) if self.seg_agent else None
         start = int(self.global_step.numpy())
