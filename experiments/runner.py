@@ -37,8 +37,13 @@ from experiments.registry import SCALES
 from experiments.suites import row_stages
 
 STAGE_RECORD = "stage.json"
-# Fields that name or place a run but do not change what it learns.
-_NOT_FINGERPRINTED = (("name",), ("train", "model_dir"), ("train", "init_encoder_from"))
+# Fields that name, place or observe a run but do not change what it learns.
+_NOT_FINGERPRINTED = (("name",), ("train", "model_dir"), ("train", "init_encoder_from"),
+                      ("train", "profile_steps"))
+# Fields added after runs existed, with the value that reproduces the earlier behaviour:
+# at that value they are left out of the fingerprint, so finished runs stay valid when
+# coopseg gains a config field. Add every new field that changes learning here.
+_ADDED_LATER = {("model", "sync_batch_norm"): False}
 
 
 @dataclass
@@ -104,11 +109,13 @@ def _set_steps(config: ExperimentConfig, steps: int) -> None:
 
 def _fingerprint_dict(config_dict: dict) -> dict:
     d = json.loads(json.dumps(config_dict))
-    for path in _NOT_FINGERPRINTED:
+    dropped = [(path, None) for path in _NOT_FINGERPRINTED] + list(_ADDED_LATER.items())
+    for path, earlier in dropped:
         target = d
         for key in path[:-1]:
             target = target.get(key, {})
-        target.pop(path[-1], None)
+        if path in _NOT_FINGERPRINTED or target.get(path[-1], earlier) == earlier:
+            target.pop(path[-1], None)
     return d
 
 

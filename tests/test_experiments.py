@@ -172,6 +172,20 @@ def test_a_mask_sets_own_classes_reach_every_stage(row):
         assert config.data.mask_priority == ()  # lesion overlap order dropped
 
 
+def test_runs_from_before_a_new_config_field_keep_their_fingerprint():
+    from experiments.runner import fingerprint, fingerprint_of_dict
+
+    config = _final("jointseg", "tiny")
+    older = to_dict(config)
+    del older["model"]["sync_batch_norm"], older["train"]["profile_steps"]  # not yet fields
+    assert fingerprint_of_dict(older) == fingerprint(config)
+    config.model.sync_batch_norm = True  # a new field away from the earlier behaviour
+    assert fingerprint_of_dict(older) != fingerprint(config)
+    config.model.sync_batch_norm = False
+    config.train.profile_steps = "2,3"  # observing a run does not change what it learns
+    assert fingerprint_of_dict(older) == fingerprint(config)
+
+
 def test_claims_are_computed_from_the_numbers():
     labels = {"a": "A", "b": "B"}
     greater = Claim("A > B", "T", "miou", "a", "b")
