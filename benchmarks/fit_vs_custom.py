@@ -27,9 +27,10 @@ from absl import app, flags, logging
 from benchmarks.common import (Case, case_stats, describe_machine, format_range,
                                format_table, machine_info, paired_ratios, per_op,
                                run_interleaved)
-from benchmarks.step_cost import (StepBench, StepOptions, build_step_bench, define_step_flags,
-                                  describe_config, describe_step_setting, log_round,
-                                  step_case, step_options_from_flags, wait_for, write_json)
+from benchmarks.step_cost import (STEP_TABLE_HEADER, StepBench, StepOptions, build_step_bench,
+                                  define_step_flags, describe_config, describe_step_setting,
+                                  log_round, step_case, step_options_from_flags, step_row,
+                                  wait_for, write_json)
 from coopseg.config import ExperimentConfig
 from coopseg.models.registry import build_system
 from coopseg.training.agents import make_optimizer
@@ -114,15 +115,13 @@ def measure_fit_vs_custom(options: StepOptions = StepOptions(), *, rounds: int =
 
 def format_fit_vs_custom(result: dict) -> str:
     steps = result["steps"]
-    rows = [[name, int(s["images_per_op"]), s["ms"]["median"], format_range(s["ms"]),
-             s["cpu_ms"]["median"], s["images_per_s"]] for name, s in steps.items()]
+    rows = [step_row(name, stats) for name, stats in steps.items()]
     wall, cpu = result["ratio"], result["cpu_ratio"]
     return "\n".join([
         f"fit_vs_custom (seg-only): {describe_step_setting(result['config'])}; "
         f"{result['rounds']} rounds x {result['steps_per_round']} steps per case",
         describe_machine(result["machine"], result.get("load_after")), "",
-        format_table(["step", "images/step", "wall ms/step (median)", "wall IQR ms",
-                      "CPU ms/step", "images/s (wall)"], rows), "",
+        format_table(STEP_TABLE_HEADER, rows), "",
         f"keras_fit / custom_step: wall {wall['median']:.3f} (IQR {format_range(wall)}), "
         f"CPU {cpu['median']:.3f} (IQR {format_range(cpu)}); >= 1 means the custom step "
         "is not slower",

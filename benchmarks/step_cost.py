@@ -234,12 +234,20 @@ def describe_step_setting(cfg: dict) -> str:
     return text
 
 
+STEP_TABLE_HEADER = ["step", "images/step", "wall ms/step (median)", "wall IQR ms",
+                     "CPU ms/step", "images/s (wall)"]
+
+
+def step_row(name: str, stats: dict) -> list:
+    """One row of a ``STEP_TABLE_HEADER`` table from a case's ``case_stats``."""
+    return [name, int(stats["images_per_op"]), stats["ms"]["median"], format_range(stats["ms"]),
+            stats["cpu_ms"]["median"], stats["images_per_s"]]
+
+
 def format_step_cost(result: dict) -> str:
     """The results as a printable table plus the ratio lines."""
     steps = result["steps"]
-    rows = [[mode, int(steps[mode]["images_per_op"]), steps[mode]["ms"]["median"],
-             format_range(steps[mode]["ms"]), steps[mode]["cpu_ms"]["median"],
-             steps[mode]["images_per_s"]] for mode in MODES]
+    rows = [step_row(mode, steps[mode]) for mode in MODES]
     rows.append(["seg_only + clf_only", int(steps["joint"]["images_per_op"]),
                  steps["seg_only"]["ms"]["median"] + steps["clf_only"]["ms"]["median"], "",
                  steps["seg_only"]["cpu_ms"]["median"] + steps["clf_only"]["cpu_ms"]["median"],
@@ -248,8 +256,7 @@ def format_step_cost(result: dict) -> str:
     lines = [f"step_cost: {describe_step_setting(result['config'])}; "
              f"{result['rounds']} rounds x {result['steps_per_round']} steps per mode",
              describe_machine(result["machine"], result.get("load_after")), "",
-             format_table(["step", "images/step", "wall ms/step (median)", "wall IQR ms",
-                           "CPU ms/step", "images/s (wall)"], rows), "",
+             format_table(STEP_TABLE_HEADER, rows), "",
              f"joint / (seg_only + clf_only): wall {wall['median']:.3f} (IQR "
              f"{format_range(wall)}), CPU {cpu['median']:.3f} (IQR {format_range(cpu)}); "
              "medians of per-round ratios",
