@@ -162,6 +162,12 @@ def format_range(stats: Dict[str, float]) -> str:
     return f"{format_number(stats['q1'])}-{format_number(stats['q3'])}"
 
 
+def format_ratios(wall: Dict[str, float], cpu: Dict[str, float]) -> str:
+    """``wall M (IQR q1-q3), CPU M (IQR q1-q3)`` of two ``paired_ratios`` results."""
+    return (f"wall {wall['median']:.3f} (IQR {format_range(wall)}), "
+            f"CPU {cpu['median']:.3f} (IQR {format_range(cpu)})")
+
+
 def _cell(value: object) -> str:
     return format_number(value) if isinstance(value, float) else str(value)
 

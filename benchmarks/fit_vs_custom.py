@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Optional
 import tensorflow as tf
 from absl import app, flags, logging
 
-from benchmarks.common import (Case, case_stats, describe_machine, format_range,
+from benchmarks.common import (Case, case_stats, describe_machine, format_ratios,
                                format_table, machine_info, paired_ratios, per_op,
                                run_interleaved)
 from benchmarks.step_cost import (STEP_TABLE_HEADER, StepBench, StepOptions, build_step_bench,
@@ -122,8 +122,7 @@ def format_fit_vs_custom(result: dict) -> str:
         f"{result['rounds']} rounds x {result['steps_per_round']} steps per case",
         describe_machine(result["machine"], result.get("load_after")), "",
         format_table(STEP_TABLE_HEADER, rows), "",
-        f"keras_fit / custom_step: wall {wall['median']:.3f} (IQR {format_range(wall)}), "
-        f"CPU {cpu['median']:.3f} (IQR {format_range(cpu)}); >= 1 means the custom step "
+        f"keras_fit / custom_step: {format_ratios(wall, cpu)}; >= 1 means the custom step "
         "is not slower",
         f"model.fit's loss fell during the run: {result['keras_loss_falls']}"])
 

@@ -29,8 +29,8 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from benchmarks.common import (Case, Samples, case_stats, describe_machine, format_range,
-                               format_table, machine_info, paired_ratios, per_op,
-                               run_interleaved)
+                               format_ratios, format_table, machine_info, paired_ratios,
+                               per_op, run_interleaved)
 from coopseg.config import ConfigError, ExperimentConfig, override
 from coopseg.models.registry import build_system
 from coopseg.training.loop import CooperativeTrainer
@@ -257,8 +257,7 @@ def format_step_cost(result: dict) -> str:
              f"{result['rounds']} rounds x {result['steps_per_round']} steps per mode",
              describe_machine(result["machine"], result.get("load_after")), "",
              format_table(STEP_TABLE_HEADER, rows), "",
-             f"joint / (seg_only + clf_only): wall {wall['median']:.3f} (IQR "
-             f"{format_range(wall)}), CPU {cpu['median']:.3f} (IQR {format_range(cpu)}); "
+             f"joint / (seg_only + clf_only): {format_ratios(wall, cpu)}; "
              "medians of per-round ratios",
              f"joint step: {result['images_per_s']:.1f} images/s"]
     if not result["all_finite"]:
