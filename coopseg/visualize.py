@@ -1,6 +1,8 @@
 """Colour overlays of class maps on fundus images (TensorBoard summaries, reports)."""
 from __future__ import annotations
 
+from typing import Optional, Sequence, Tuple
+
 import numpy as np
 import tensorflow as tf
 
@@ -40,3 +42,55 @@ def overlay(images01: tf.Tensor, class_map: tf.Tensor, num_classes: int,
     colour = tf.gather(colours, tf.where(fg, cm, tf.zeros_like(cm)))
     a = alpha * tf.cast(fg, tf.float32)[..., None]
     return images01 * (1.0 - a) + colour * a
+
+
+# --------------------------------------------------------------- numpy (PNG output)
+
+def overlay_rgb(image: np.ndarray, class_map: np.ndarray, num_classes: int,
+                alpha: float = 0.6) -> np.ndarray:
+    """``overlay`` for one uint8 RGB image ``[H, W, 3]`` and an int class map ``[h, w]``.
+
+    The class map is scaled to the image nearest-neighbour, so a 224 px prediction
+    can be shown on a larger photo without inventing classes at lesion borders.
+    """
+    import cv2
+    height, width = image.shape[:2]
+    cm = np.asarray(class_map)
+    if cm.shape != (height, width):
+        cm = cv2.resize(cm.astype(np.int32).astype(np.float32), (width, height),
+                        interpolation=cv2.INTER_NEAREST_EXACT).astype(np.int32)
+    fg = (cm > 0) & (cm < num_classes)
+    colours = palette(num_classes).astype(np.float32)
+    colour = colours[np.where(fg, cm, 0)]
+    a = alpha * fg[..., None].astype(np.float32)
+    out = image.astype(np.float32) * (1.0 - a) + colour * a
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def add_legend(image: np.ndarray, entries: Sequence[Tuple[str, Optional[int]]],
+               num_classes: int, title: str = "") -> np.ndarray:
+    """The image with a legend panel on its right: a title line, then one row per
+    ``(text, class_index)`` with that class's colour swatch (``None``: text only).
+
+    Returns a new uint8 RGB image, as tall as ``image`` or the legend, whichever is taller.
+    """
+    import cv2
+    colours = palette(num_classes)
+    font, scale, thickness, row = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1, 20
+    lines = ([(title, None)] if title else []) + list(entries)
+    text_width = max([cv2.getTextSize(text, font, scale, thickness)[0][0] for text, _ in lines]
+                     + [60])
+    panel_w = text_width + 40
+    height = max(image.shape[0], row * len(lines) + 10)
+    canvas = np.full((height, image.shape[1] + panel_w, 3), 255, np.uint8)
+    canvas[:image.shape[0], :image.shape[1]] = image
+    x0 = image.shape[1] + 8
+    for i, (text, index) in enumerate(lines):
+        y = 8 + row * i
+        if index is not None:
+            cv2.rectangle(canvas, (x0, y + 2), (x0 + 14, y + 14),
+                          tuple(int(c) for c in colours[index]), -1)
+            cv2.rectangle(canvas, (x0, y + 2), (x0 + 14, y + 14), (90, 90, 90), 1)
+        cv2.putText(canvas, text, (x0 + (20 if index is not None else 0), y + 13), font, scale,
+                    (0, 0, 0), thickness, cv2.LINE_AA)
+    return canvas
