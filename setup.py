@@ -27,6 +27,7 @@ setup(
             "coopseg-train=coopseg.cli.train:run",
             "coopseg-evaluate=coopseg.cli.evaluate:run",
             "coopseg-export=coopseg.cli.export:run",
+            "coopseg-predict=coopseg.cli.predict:run",
             "coopseg-convert=coopseg.cli.convert:run",
             "coopseg-synth=data_pipelines.synthetic:run",
             "coopseg-synth-voc=data_pipelines.synthetic_voc:run",

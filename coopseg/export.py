@@ -5,6 +5,12 @@ model's input size) -> grade probabilities, predicted grade, segmentation
 probabilities and the class map. Per-image standardisation (paper Sec. III) happens
 inside the graph, so a client needs no Python preprocessing beyond resizing.
 
+``serving_bytes``: encoded JPEG/PNG photos of any size (a batch of strings,
+``image_bytes``) -> the same outputs. Decoding, the retina crop and the resize run
+in-graph (``coopseg.serving_preprocess``), so TF Serving or a plain
+``tf.saved_model.load`` needs no Python preprocessing at all. TF Serving's REST API
+takes such an input as ``{"instances": [{"image_bytes": {"b64": "..."}}]}``.
+
 Mixed precision: the signature stays float32 in and float32 out whatever policy the
 models were built under. The float32 images are standardised in float32; each layer
 casts its input to its own compute dtype (Keras autocast: float16/bfloat16 inside the
@@ -17,11 +23,35 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Dict
+from typing import Dict, Optional
 
 import tensorflow as tf
 
 from coopseg.config import ExperimentConfig
+from coopseg.serving_preprocess import prepare_encoded
+
+FLOAT_SIGNATURE = "serving_default"
+BYTES_SIGNATURE = "serving_bytes"
+
+
+def default_crop_retina(config: ExperimentConfig) -> bool:
+    """Whether photos get the fundus retina crop: yes unless the run segments VOC-style
+    photos, which have no black camera border to crop."""
+    return config.data.masks_format != "voc"
+
+
+def bytes_signature(float_signature, input_size: int, crop_retina: bool):
+    """A tf.function over encoded photos ``[N]`` that prepares them in-graph and calls
+    ``float_signature`` (float32 RGB 0..255 ``[N, S, S, 3]``)."""
+    spec = tf.TensorSpec([None], tf.string, name="image_bytes")
+    # Trace the Python function inline rather than call the float tf.function: the
+    # weights are then captured under their own names, as in the float signature.
+    float_signature = getattr(float_signature, "python_function", float_signature)
+
+    def serve_bytes(image_bytes: tf.Tensor) -> Dict[str, tf.Tensor]:
+        return float_signature(prepare_encoded(image_bytes, input_size, crop_retina))
+
+    return tf.function(serve_bytes, input_signature=[spec])
 
 
 class ServingModule(tf.Module):
@@ -73,24 +103,36 @@ def _logits(heads, x: tf.Tensor) -> Dict[str, tf.Tensor]:
     return out
 
 
-def export_saved_model(system, config: ExperimentConfig, export_dir: str) -> str:
+def export_saved_model(system, config: ExperimentConfig, export_dir: str,
+                       crop_retina: Optional[bool] = None) -> str:
     """Write a SavedModel to ``export_dir`` atomically (temp dir + rename); returns the path.
 
-    ``export_dir/assets/coopseg.json`` records class names, grades and input size.
+    Two signatures: ``serving_default`` (float images) and ``serving_bytes`` (encoded
+    photos; ``crop_retina`` None = ``default_crop_retina(config)``).
+    ``export_dir/assets/coopseg.json`` records class names, grades, input size and
+    the bytes signature's preprocessing.
     """
     module = (system.serving_module() if system.serving_module is not None
               else ServingModule(system, config.model.input_size))
     signature = getattr(module, "serve", None) or getattr(module, "predict")
+    crop_retina = default_crop_retina(config) if crop_retina is None else crop_retina
+    # An attribute of the module, so the function and its variables are saved with it.
+    module.serve_bytes = bytes_signature(signature, config.model.input_size, crop_retina)
     parent = os.path.dirname(os.path.abspath(export_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
-        tf.saved_model.save(module, tmp, signatures={"serving_default": signature})
+        tf.saved_model.save(module, tmp, signatures={FLOAT_SIGNATURE: signature,
+                                                     BYTES_SIGNATURE: module.serve_bytes})
         meta = {"method": config.method, "name": config.name,
                 "input_size": config.model.input_size,
                 "num_grades": config.model.num_grades,
                 "class_names": list(config.data.class_names),
-                "input": "float32 RGB 0..255, [N, S, S, 3]; standardised in-graph"}
+                "input": "float32 RGB 0..255, [N, S, S, 3]; standardised in-graph",
+                "signatures": {
+                    FLOAT_SIGNATURE: "images: float32 RGB 0..255 [N, S, S, 3]",
+                    BYTES_SIGNATURE: "image_bytes: string [N], encoded JPEG/PNG of any size"},
+                "crop_retina": crop_retina}
         os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
         with open(os.path.join(tmp, "assets", "coopseg.json"), "w") as f:
             json.dump(meta, f, indent=2)

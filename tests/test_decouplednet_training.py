@@ -186,10 +186,19 @@ def test_export_matches_in_memory_inference(tmp_path):
         system.seg_predict(tf.image.per_image_standardization(images)).numpy(),
         expected["class_map"].numpy())
     path = export_saved_model(system, cfg, os.path.join(str(tmp_path), "export"))
-    served = tf.saved_model.load(path).signatures["serving_default"](images=images)
+    loaded = tf.saved_model.load(path)
+    served = loaded.signatures["serving_default"](images=images)
     for key in ("class_scores", "segmentation_probabilities"):
         assert np.max(np.abs(served[key].numpy() - expected[key].numpy())) <= 1e-5
     np.testing.assert_array_equal(served["class_map"].numpy(), expected["class_map"].numpy())
+    # The bytes signature: a lossless PNG of an S x S image with no dark border is
+    # neither cropped nor resized, so it must give the float signature's outputs.
+    pixels = tf.cast(tf.round(images), tf.uint8)
+    from_bytes = loaded.signatures["serving_bytes"](
+        image_bytes=tf.stack([tf.io.encode_png(p) for p in pixels]))
+    from_floats = loaded.signatures["serving_default"](images=tf.cast(pixels, tf.float32))
+    for key in from_floats:
+        np.testing.assert_allclose(from_bytes[key].numpy(), from_floats[key].numpy(), atol=1e-6)
 
 
 def test_deconvnet_baseline_trains_with_the_shared_loss(tmp_path):

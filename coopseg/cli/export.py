@@ -1,4 +1,4 @@
-"""coopseg-export: write a SavedModel with a serving signature from a run's last checkpoint.
+"""coopseg-export: write a SavedModel with two serving signatures from a run's last checkpoint.
 
     coopseg-export --model_dir=runs/demo --export_dir=exported/demo
 """
@@ -15,6 +15,8 @@ FLAGS = flags.FLAGS
 def _define_flags() -> None:
     flags.DEFINE_string("model_dir", None, "Run directory written by coopseg-train.")
     flags.DEFINE_string("export_dir", None, "Where to write (default <model_dir>/export).")
+    flags.DEFINE_bool("crop_retina", None, "Retina crop in the 'serving_bytes' signature "
+                      "(default: on, off for runs on VOC-format masks).")
 
 
 def main(argv) -> None:
@@ -28,9 +30,13 @@ def main(argv) -> None:
     except ConfigError as err:
         sys.exit(f"coopseg-export: error: {err}")
     path = export_saved_model(system, config,
-                              FLAGS.export_dir or os.path.join(FLAGS.model_dir, "export"))
-    print(f"SavedModel written to {path} (signature 'serving_default': float32 RGB 0..255 "
-          f"[N, {config.model.input_size}, {config.model.input_size}, 3])")
+                              FLAGS.export_dir or os.path.join(FLAGS.model_dir, "export"),
+                              crop_retina=FLAGS.crop_retina)
+    size = config.model.input_size
+    print(f"SavedModel written to {path}\n"
+          f"  signature 'serving_default': images, float32 RGB 0..255 [N, {size}, {size}, 3]\n"
+          f"  signature 'serving_bytes':   image_bytes, string [N] of encoded JPEG/PNG photos "
+          f"(decoded, retina-cropped and resized in-graph)")
 
 
 def run() -> None:

@@ -1,0 +1,263 @@
+"""Grade a folder of fundus photos: one CSV row and one overlay PNG per photo.
+
+Every photo goes through the preprocessing the training data went through: the
+converter's retina crop and centred square padding (``data_pipelines.fundus``), the
+evaluation pipeline's resize (``data_pipelines.augment.resize_image``), and the
+per-image standardisation inside the serving function. Every input file gets a row:
+a file that cannot be read is listed with the reason, never dropped.
+
+CSV columns (``csv_columns``): ``image``, ``status`` (``ok`` | ``unreadable``),
+``reason``, ``retina_found``, then per head ``grade``, ``p_grade_<g>``,
+``p_referable`` (P(grade >= 2)), ``score_<class>`` (image-level labels),
+``pixels_<lesion>`` (pixels of each lesion class in the model's S x S view of the
+retina crop), and ``overlay`` (the PNG, relative to the output directory).
+"""
+from __future__ import annotations
+
+import csv
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from coopseg.metrics_report import grade_at_least_probability
+from coopseg.predictor import Predictor
+from coopseg.progress import ProgressBar
+from coopseg.visualize import add_legend, overlay_rgb
+from data_pipelines import fundus
+from data_pipelines.augment import resize_image
+from data_pipelines.imageio import read_image
+from data_pipelines.records import DataError
+
+CSV_NAME = "predictions.csv"
+OVERLAY_DIR = "overlays"
+
+
+@dataclass
+class PreparedPhoto:
+    """One input file after preprocessing, or the reason it could not be read."""
+
+    path: str
+    model_input: Optional[np.ndarray] = None  # float32 RGB 0..255 [S, S, 3]
+    display: Optional[np.ndarray] = None  # uint8 RGB, the retina crop for the overlay
+    retina_found: bool = False
+    error: str = ""
+
+
+@dataclass
+class PredictOptions:
+    """How ``predict_folder`` prepares photos and what it writes."""
+
+    batch_size: int = 8
+    flip_tta: bool = False
+    overlays: bool = True
+    overlay_size: int = 512
+    crop_retina: Optional[bool] = None  # None: what the model was exported with
+    graham: bool = False  # only for models trained on Graham-normalised conversions
+    retina_threshold: int = 10
+    workers: int = 4
+
+
+# ---------------------------------------------------------------------- listing inputs
+
+def list_inputs(inputs: Sequence[str], recursive: bool = False) -> List[Tuple[str, str]]:
+    """``(path, name)`` for every file named or found in a named folder, in order.
+
+    ``name`` is the path relative to the folder it was found in, or the path as given
+    for a file named directly. Hidden files are left out of folders; a named path that does
+    not exist is kept, so it gets a row saying so.
+    """
+    found: List[Tuple[str, str]] = []
+    for item in inputs:
+        if not os.path.isdir(item):
+            found.append((item, item))
+            continue
+        for root, dirs, files in os.walk(item):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+            for name in sorted(files):
+                if not name.startswith("."):
+                    path = os.path.join(root, name)
+                    found.append((path, os.path.relpath(path, item)))
+    return found
+
+
+def read_input_list(path: str) -> List[str]:
+    """Paths listed one per line in a text file (blank lines and ``#`` comments skipped)."""
+    try:
+        with open(path) as f:
+            return [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the input list ({err.strerror})") from err
+
+
+# ---------------------------------------------------------------------- preprocessing
+
+def prepare_photo(path: str, size: int, options: PredictOptions,
+                  crop_retina: bool) -> PreparedPhoto:
+    """Read and prepare one photo; any DataError (unreadable, corrupt, not an image,
+    missing) becomes ``error`` instead of an exception."""
+    try:
+        image = read_image(path)
+    except DataError as err:
+        return PreparedPhoto(path, error=str(err).replace(f"{path}: ", "", 1))
+    box = fundus.crop_box_to_retina(image, options.retina_threshold) if crop_retina else None
+    if box is not None:
+        image = fundus.apply_box(image, box, 0)
+    model_input = resize_image(tf.constant(image), size).numpy()
+    if options.graham:
+        model_input = fundus.graham_normalize(model_input)
+    display_side = min(options.overlay_size, max(image.shape[:2]))
+    display = cv2.resize(image, (display_side, display_side), interpolation=cv2.INTER_AREA)
+    return PreparedPhoto(path, model_input.astype(np.float32), display,
+                         retina_found=box is not None or not crop_retina)
+
+
+# ---------------------------------------------------------------------- rows and images
+
+def csv_columns(predictor: Predictor, outputs: Sequence[str]) -> List[str]:
+    """The CSV header for a model with ``outputs`` (keys of its serving signature)."""
+    columns = ["image", "status", "reason", "retina_found"]
+    if "grade_probabilities" in outputs:
+        columns += ["grade"] + [f"p_grade_{g}" for g in range(predictor.num_grades)]
+        if predictor.num_grades > 2:
+            columns.append("p_referable")
+    if "class_scores" in outputs:
+        columns += [f"score_{name}" for name in predictor.class_names[1:]]
+    if "class_map" in outputs:
+        columns += [f"pixels_{name}" for name in predictor.class_names[1:]]
+    return columns + ["overlay"]
+
+
+def prediction_row(photo: PreparedPhoto, name: str, out: Dict[str, np.ndarray], i: int,
+                   predictor: Predictor) -> Dict[str, object]:
+    """The CSV row of photo ``i`` of a batch's outputs ``out``."""
+    row: Dict[str, object] = {"image": name, "status": "ok",
+                              "reason": "" if photo.retina_found
+                              else "no retina found: the whole frame was used",
+                              "retina_found": int(photo.retina_found)}
+    if "grade_probabilities" in out:
+        probs = out["grade_probabilities"][i]
+        row["grade"] = int(out["grade"][i])
+        row.update({f"p_grade_{g}": f"{p:.4f}" for g, p in enumerate(probs)})
+        if predictor.num_grades > 2:
+            row["p_referable"] = f"{grade_at_least_probability(probs[None], 2)[0]:.4f}"
+    if "class_scores" in out:
+        row.update({f"score_{name}": f"{s:.4f}"
+                    for name, s in zip(predictor.class_names[1:], out["class_scores"][i])})
+    if "class_map" in out:
+        counts = np.bincount(out["class_map"][i].ravel(), minlength=len(predictor.class_names))
+        row.update({f"pixels_{name}": int(counts[c])
+                    for c, name in enumerate(predictor.class_names) if c > 0})
+    return row
+
+
+def overlay_image(photo: PreparedPhoto, name: str, row: Dict[str, object],
+                  out: Dict[str, np.ndarray], i: int, predictor: Predictor) -> np.ndarray:
+    """The photo's retina crop with the lesion map blended in and a legend beside it."""
+    num_classes = len(predictor.class_names)
+    image = photo.display
+    entries: List[Tuple[str, Optional[int]]] = []
+    if "grade" in row:
+        entries.append((f"grade {row['grade']} (p={out['grade_probabilities'][i].max():.2f})",
+                        None))
+    if "p_referable" in row:
+        entries.append((f"referable DR p={row['p_referable']}", None))
+    if "class_map" in out:
+        image = overlay_rgb(image, out["class_map"][i], num_classes)
+        entries += [(f"{cname}: {row[f'pixels_{cname}']} px", c)
+                    for c, cname in enumerate(predictor.class_names) if c > 0]
+    if not photo.retina_found:
+        entries.append(("no retina found", None))
+    return add_legend(image, entries, num_classes, title=name)
+
+
+def overlay_name(name: str, taken: set) -> str:
+    """A unique PNG file name for input ``name`` (subfolders joined with ``__``; only
+    the file name of an absolute or parent-relative path)."""
+    if os.path.isabs(name) or name.startswith(".."):
+        name = os.path.basename(name)
+    stem = os.path.splitext(name)[0].replace(os.sep, "__").replace("/", "__") or "image"
+    candidate, n = f"{stem}.png", 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{stem}_{n}.png"
+    taken.add(candidate)
+    return candidate
+
+
+# ---------------------------------------------------------------------- the whole run
+
+def _batches(items: Sequence[Tuple[str, str]], size: int) -> Iterator[Sequence[Tuple[str, str]]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def predict_folder(predictor: Predictor, inputs: Sequence[Tuple[str, str]], output_dir: str,
+                   options: PredictOptions) -> Dict[str, object]:
+    """Predict every ``(path, name)`` of ``inputs`` (see ``list_inputs``); write
+    ``output_dir/predictions.csv`` and ``output_dir/overlays/*.png``.
+
+    The CSV is written to a ``.partial`` file and renamed at the end, so a finished
+    CSV is always complete. Returns a summary: counts, grade histogram, paths.
+    """
+    crop = predictor.crop_retina if options.crop_retina is None else options.crop_retina
+    os.makedirs(os.path.join(output_dir, OVERLAY_DIR), exist_ok=True)
+    csv_path = os.path.join(output_dir, CSV_NAME)
+    partial = csv_path + ".partial"
+    taken: set = set()
+    summary: Dict[str, object] = {"images": len(inputs), "predicted": 0, "unreadable": 0,
+                                  "no_retina": 0, "grades": {}, "csv": csv_path}
+    bar = ProgressBar(len(inputs), desc="predict", unit="img")
+    writer = None
+    with open(partial, "w", newline="") as handle, \
+            ThreadPoolExecutor(max(1, options.workers)) as pool:
+        for batch in _batches(list(inputs), options.batch_size):
+            photos = list(pool.map(
+                lambda item: prepare_photo(item[0], predictor.input_size, options, crop), batch))
+            ok = [i for i, p in enumerate(photos) if not p.error]
+            out = (predictor(np.stack([photos[i].model_input for i in ok]), options.flip_tta)
+                   if ok else {})
+            if writer is None:
+                writer = csv.DictWriter(handle, csv_columns(predictor, list(out) or
+                                                            _probe_outputs(predictor)),
+                                        extrasaction="raise", restval="")
+                writer.writeheader()
+            position = {index: k for k, index in enumerate(ok)}
+            for index, ((_, name), photo) in enumerate(zip(batch, photos)):
+                if photo.error:
+                    writer.writerow({"image": name, "status": "unreadable", "reason": photo.error,
+                                     "retina_found": ""})
+                    summary["unreadable"] += 1
+                    continue
+                k = position[index]
+                row = prediction_row(photo, name, out, k, predictor)
+                if options.overlays:
+                    row["overlay"] = os.path.join(OVERLAY_DIR, overlay_name(name, taken))
+                    write_png(os.path.join(output_dir, row["overlay"]),
+                              overlay_image(photo, name, row, out, k, predictor))
+                writer.writerow(row)
+                summary["predicted"] += 1
+                summary["no_retina"] += int(not photo.retina_found)
+                if "grade" in row:
+                    grades = summary["grades"]
+                    grades[row["grade"]] = grades.get(row["grade"], 0) + 1
+            bar.update(bar.count + len(batch))
+    bar.close()
+    os.replace(partial, csv_path)
+    return summary
+
+
+def _probe_outputs(predictor: Predictor) -> List[str]:
+    """Output names when no photo of the first batch could be read: run a black image."""
+    size = predictor.input_size
+    return list(predictor(np.zeros((1, size, size, 3), np.float32)))
+
+
+def write_png(path: str, rgb: np.ndarray) -> None:
+    """Write an RGB uint8 image as PNG; DataError naming the path if OpenCV cannot."""
+    if not cv2.imwrite(path, np.ascontiguousarray(rgb[..., ::-1])):
+        raise DataError(f"{path}: cannot write PNG")

@@ -1,0 +1,112 @@
+"""In-graph preprocessing of encoded photos for the SavedModel's bytes signature.
+
+``coopseg-predict`` prepares photos in Python with the converter's OpenCV code
+(``data_pipelines.fundus``: retina crop, centred square padding) and the evaluation
+pipeline's resize. A server has no Python, so the ``serving_bytes`` signature does
+the same steps with TensorFlow ops only:
+
+1. decode JPEG/PNG/BMP/GIF bytes to RGB uint8 (``tf.io.decode_image``);
+2. find the retina disc's bounding box (``retina_box``) and crop to it;
+3. pad to a centred square with black and resize to the model's input size,
+   bilinear with antialiasing (``data_pipelines.augment.resize_image``).
+
+The float signature then standardises in-graph as usual.
+
+The box differs from ``fundus.crop_box_to_retina`` in one way: TensorFlow has no
+connected components, so instead of keeping the largest bright region, a 5x5
+morphological opening (min-pool, then max-pool) removes what is thinner than the
+disc: sensor noise, JPEG ringing in the border, the strokes of burnt-in text. A
+solid logo in the border would survive the opening and widen the box, where the
+OpenCV crop would drop it. ``tests/test_serving_bytes.py`` checks that the two boxes
+agree on synthetic photos with noise and text in the border.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from data_pipelines.augment import resize_image
+
+# Same constants as data_pipelines.fundus.crop_box_to_retina.
+_WORK_SIDE = 512
+_MIN_AREA_FRACTION = 0.01
+
+
+def decode_photo(encoded: tf.Tensor) -> tf.Tensor:
+    """One encoded image (scalar string) -> RGB uint8 ``[H, W, 3]``.
+
+    Grayscale is replicated, alpha dropped; an animated GIF gives its first frame.
+    A string that is not an image fails the request with TensorFlow's decode error.
+    """
+    image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
+    return tf.ensure_shape(image, [None, None, 3])
+
+
+def _median(values: tf.Tensor) -> tf.Tensor:
+    flat = tf.sort(tf.reshape(values, [-1]))
+    return flat[tf.size(flat) // 2]
+
+
+def retina_box(image: tf.Tensor, threshold: int = 10) -> tf.Tensor:
+    """``[y0, y1, x0, x1]`` (int32, half-open) of the retina disc in an RGB uint8 image.
+
+    The whole frame when no disc covers 1 % of the image (a black frame, or a photo
+    without a border). See the module docstring for how this follows the converter.
+    """
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    # Rounded like OpenCV's uint8 luminance, so the threshold cuts at the same level.
+    gray = tf.round(tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))[:, :, 0])
+    step = tf.maximum(1, tf.maximum(height, width) // _WORK_SIDE)
+    small = gray[::step, ::step]
+    small_h, small_w = tf.shape(small)[0], tf.shape(small)[1]
+    c = tf.maximum(2, tf.minimum(small_h, small_w) // 20)
+    # The border level is the darkest corner's median: corners lie outside the disc
+    # even when the disc is cut off at top and bottom.
+    border = tf.reduce_min(tf.stack([_median(small[:c, :c]), _median(small[:c, -c:]),
+                                     _median(small[-c:, :c]), _median(small[-c:, -c:])]))
+    bright = tf.cast(small > border + threshold, tf.float32)[None, :, :, None]
+    opened = tf.nn.max_pool2d(-tf.nn.max_pool2d(-bright, 5, 1, "SAME"), 5, 1, "SAME")
+    area = tf.reduce_sum(opened)
+    # The opening also rounds off the disc's outermost pixels: add back the bright
+    # pixels next to it, as the converter does after its median filter.
+    disc = (tf.nn.max_pool2d(opened, 5, 1, "SAME") * bright)[0, :, :, 0]
+    rows = tf.where(tf.reduce_max(disc, axis=1) > 0)[:, 0]
+    cols = tf.where(tf.reduce_max(disc, axis=0) > 0)[:, 0]
+    found = area >= _MIN_AREA_FRACTION * tf.cast(small_h * small_w, tf.float32)
+
+    def box_of_disc():
+        # Back to full resolution, widened by one sample step so no retina is cut off.
+        margin = tf.where(step > 1, step, 0)
+        y0 = tf.cast(rows[0], tf.int32) * step - margin
+        y1 = (tf.cast(rows[-1], tf.int32) + 1) * step + margin
+        x0 = tf.cast(cols[0], tf.int32) * step - margin
+        x1 = (tf.cast(cols[-1], tf.int32) + 1) * step + margin
+        return tf.stack([tf.maximum(0, y0), tf.minimum(height, y1),
+                         tf.maximum(0, x0), tf.minimum(width, x1)])
+
+    return tf.cond(found, box_of_disc, lambda: tf.stack([0, height, 0, width]))
+
+
+def crop_pad_square(image: tf.Tensor, box: tf.Tensor) -> tf.Tensor:
+    """Crop to ``box`` and pad the short side with black, content centred
+    (``fundus.apply_box``)."""
+    y0, y1, x0, x1 = box[0], box[1], box[2], box[3]
+    cropped = image[y0:y1, x0:x1]
+    h, w = y1 - y0, x1 - x0
+    side = tf.maximum(h, w)
+    return tf.image.pad_to_bounding_box(cropped, (side - h) // 2, (side - w) // 2, side, side)
+
+
+def prepare_encoded(encoded: tf.Tensor, size: int, crop_retina: bool = True,
+                    threshold: int = 10) -> tf.Tensor:
+    """A batch of encoded photos ``[N]`` -> float32 RGB 0..255 ``[N, size, size, 3]``,
+    ready for the float ``serving_default`` signature."""
+
+    def prepare_one(data: tf.Tensor) -> tf.Tensor:
+        image = decode_photo(data)
+        if crop_retina:
+            image = crop_pad_square(image, retina_box(image, threshold))
+        return tf.cast(resize_image(image, size), tf.float32)
+
+    return tf.map_fn(prepare_one, encoded,
+                     fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
