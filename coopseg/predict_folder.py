@@ -227,6 +227,7 @@ def predict_folder(predictor: Predictor, inputs: Sequence[Tuple[str, str]], outp
                                         extrasaction="raise", restval="")
                 writer.writeheader()
             position = {index: k for k, index in enumerate(ok)}
+            drawing = []  # overlays are drawn and encoded on the pool (OpenCV frees the GIL)
             for index, ((_, name), photo) in enumerate(zip(batch, photos)):
                 if photo.error:
                     writer.writerow({"image": name, "status": "unreadable", "reason": photo.error,
@@ -237,14 +238,18 @@ def predict_folder(predictor: Predictor, inputs: Sequence[Tuple[str, str]], outp
                 row = prediction_row(photo, name, out, k, predictor)
                 if options.overlays:
                     row["overlay"] = os.path.join(OVERLAY_DIR, overlay_name(name, taken))
-                    write_png(os.path.join(output_dir, row["overlay"]),
-                              overlay_image(photo, name, row, out, k, predictor))
+                    drawing.append(pool.submit(
+                        lambda *a: write_png(a[0], overlay_image(*a[1:])),
+                        os.path.join(output_dir, row["overlay"]), photo, name, row, out, k,
+                        predictor))
                 writer.writerow(row)
                 summary["predicted"] += 1
                 summary["no_retina"] += int(not photo.retina_found)
                 if "grade" in row:
                     grades = summary["grades"]
                     grades[row["grade"]] = grades.get(row["grade"], 0) + 1
+            for future in drawing:
+                future.result()  # re-raises a failed write here
             bar.update(bar.count + len(batch))
     bar.close()
     os.replace(partial, csv_path)

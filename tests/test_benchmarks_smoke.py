@@ -196,3 +196,17 @@ def test_step_cost_builds_under_the_configured_precision():
     step_cost.wait_for(bench.step("seg_only"))
     assert bench.all_finite()
     assert "mixed_bfloat16" in step_cost.describe_step_setting(describe_config(bench, options))
+
+
+def test_predict_throughput_times_every_case_against_predict():
+    from benchmarks import predict_throughput
+    result = predict_throughput.measure_predict(
+        "tiny", photos=2, photo_size=64, batch_size=2, rounds=1,
+        overrides=("model.input_size=32", "model.encoder_filters=8", "model.encoder_blocks=1"))
+    names = [row["name"] for row in result["rows"]]
+    assert names == ["predict", "predict_no_overlays", "predict_tta", "serving_bytes",
+                     "network_only"]
+    assert result["rows"][0]["wall_ratio"]["median"] == 1.0
+    for row in result["rows"]:
+        _check_stats(row["stats"], rounds=1, images_per_op=2)
+    assert "serving_bytes" in predict_throughput.format_predict(result)

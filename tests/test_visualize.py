@@ -1,0 +1,27 @@
+"""Lesion overlays and legends drawn for coopseg-predict and the evaluation report."""
+import numpy as np
+
+from coopseg.visualize import add_legend, overlay_rgb, palette
+
+
+def test_overlay_colours_lesions_only_and_scales_the_map_nearest():
+    image = np.full((8, 8, 3), 100, np.uint8)
+    class_map = np.zeros((4, 4), np.int32)
+    class_map[0, 0] = 3          # one lesion pixel -> a 2x2 block on the 8 px image
+    class_map[3, 3] = 255        # ignore label: never coloured
+    out = overlay_rgb(image, class_map, num_classes=7, alpha=0.5)
+    want = np.round(0.5 * 100 + 0.5 * palette(7)[3].astype(float))
+    np.testing.assert_allclose(out[:2, :2].reshape(-1, 3), np.tile(want, (4, 1)), atol=1)
+    assert (out[2:, :] == 100).all() and (out[:, 2:] == 100).all()
+    assert out.dtype == np.uint8 and out.shape == image.shape
+
+
+def test_legend_panel_sits_right_of_the_image_and_grows_with_entries():
+    image = np.zeros((40, 50, 3), np.uint8)
+    few = add_legend(image, [("a", 1)], 3, title="t")
+    many = add_legend(image, [(f"class {i}", i % 3) for i in range(10)], 3, title="t")
+    assert few.shape[0] == 40 and few.shape[1] > 50
+    np.testing.assert_array_equal(few[:, :50], image)
+    assert many.shape[0] > 40  # taller than the image: the legend does not get cut
+    swatch = many[8 + 2 * 20 + 8, 50 + 8 + 7]  # "class 1" row (after title, class 0)
+    np.testing.assert_array_equal(swatch, palette(3)[1])
