@@ -17,11 +17,11 @@ def test_overlay_colours_lesions_only_and_scales_the_map_nearest():
 
 
 def test_legend_panel_sits_right_of_the_image_and_grows_with_entries():
-    image = np.zeros((40, 50, 3), np.uint8)
+    image = np.zeros((60, 50, 3), np.uint8)
     few = add_legend(image, [("a", 1)], 3, title="t")
     many = add_legend(image, [(f"class {i}", i % 3) for i in range(10)], 3, title="t")
-    assert few.shape[0] == 40 and few.shape[1] > 50
+    assert few.shape[0] == 60 and few.shape[1] > 50
     np.testing.assert_array_equal(few[:, :50], image)
-    assert many.shape[0] > 40  # taller than the image: the legend does not get cut
+    assert many.shape[0] > 60  # taller than the image: the legend does not get cut
     swatch = many[8 + 2 * 20 + 8, 50 + 8 + 7]  # "class 1" row (after title, class 0)
     np.testing.assert_array_equal(swatch, palette(3)[1])
