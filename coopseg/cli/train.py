@@ -138,6 +138,8 @@ def _print_result(out: dict, model_dir: str) -> None:
               f"  metrics:      {os.path.join(model_dir, 'metrics.json')}"]
     if out.get("export"):
         lines.append(f"  SavedModel:   {out['export']}")
+        lines.append(f"  next:         coopseg-predict --model={out['export']} --input=PHOTOS_DIR  |  "
+                     f"coopseg-evaluate --model_dir={model_dir} --report={os.path.join(model_dir, 'report')}")
     if not out.get("is_chief", True):
         lines.append("  (a non-chief worker: the chief wrote the files above)")
     print("\n".join(lines))
