@@ -8,15 +8,13 @@ import tensorflow as tf
 from coopseg.export import export_saved_model
 from coopseg.models.registry import build_system
 from experiments.scales import experiment
+from tests.helpers import built_system_with_bn_statistics
 
 
 def test_saved_model_matches_keras(tmp_path):
     cfg = experiment("tiny").validate()
-    system = build_system(cfg)
-    # Non-trivial BN statistics so eval-mode differs from a fresh model.
+    system, x = built_system_with_bn_statistics(cfg)
     s = cfg.model.input_size
-    x = np.random.default_rng(0).uniform(0, 255, (3, s, s, 3)).astype("float32")
-    system.joint_model(tf.image.per_image_standardization(x), training=True)
     path = export_saved_model(system, cfg, str(tmp_path / "export"))
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".export-")]  # temp dir renamed
     meta = json.load(open(os.path.join(path, "assets", "coopseg.json")))

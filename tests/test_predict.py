@@ -12,11 +12,11 @@ import tensorflow as tf
 
 from coopseg.config import ConfigError, to_dict
 from coopseg.export import export_saved_model
-from coopseg.models.registry import build_system
 from coopseg.predict_folder import PredictOptions, list_inputs, predict_folder
 from coopseg.predictor import average_with_mirror, load_predictor
 from data_pipelines.synthetic import render_fundus
 from experiments.scales import experiment
+from tests.helpers import built_system_with_bn_statistics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,10 +26,7 @@ def trained(tmp_path_factory):
     """A tiny JointSeg as both a run directory (checkpoint) and a SavedModel."""
     root = tmp_path_factory.mktemp("predict")
     cfg = experiment("tiny", train={"model_dir": str(root / "run")}).validate()
-    system = build_system(cfg)
-    s = cfg.model.input_size
-    warm = np.random.default_rng(0).uniform(0, 255, (4, s, s, 3)).astype("float32")
-    system.joint_model(tf.image.per_image_standardization(warm), training=True)
+    system, _ = built_system_with_bn_statistics(cfg)
     run = root / "run"
     os.makedirs(run / "checkpoints")
     (run / "config.json").write_text(json.dumps(to_dict(cfg)))

@@ -6,23 +6,19 @@ import pytest
 import tensorflow as tf
 
 from coopseg.export import BYTES_SIGNATURE, FLOAT_SIGNATURE, export_saved_model
-from coopseg.models.registry import build_system
 from coopseg.serving_preprocess import prepare_encoded, retina_box
 from data_pipelines import fundus
 from data_pipelines.augment import resize_image
 from data_pipelines.synthetic import render_fundus
 from experiments.scales import experiment
+from tests.helpers import built_system_with_bn_statistics
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     cfg = experiment("tiny").validate()
-    system = build_system(cfg)
+    system, _ = built_system_with_bn_statistics(cfg)
     s = cfg.model.input_size
-    # One training-mode pass gives the BN layers statistics of their own, so the
-    # inference outputs depend on the image rather than on fresh moving averages.
-    warm = np.random.default_rng(0).uniform(0, 255, (4, s, s, 3)).astype("float32")
-    system.joint_model(tf.image.per_image_standardization(warm), training=True)
     path = export_saved_model(system, cfg, str(tmp_path_factory.mktemp("bytes") / "export"))
     return system, s, tf.saved_model.load(path)
 
