@@ -2,6 +2,10 @@
 
     coopseg-evaluate --model_dir=runs/demo
     coopseg-evaluate --model_dir=runs/demo --masks_val=/data/lesions/val --output=val.json
+    coopseg-evaluate --model_dir=runs/demo --report=runs/demo/report
+
+``--report DIR`` writes everything DESIGN §5 lists (``coopseg.evaluation_report``):
+metrics.json, report.md and PNG figures, also logged to TensorBoard.
 """
 from __future__ import annotations
 
@@ -20,6 +24,17 @@ def _define_flags() -> None:
     flags.DEFINE_string("masks_val", None, "Mask data to evaluate (default: the run's).")
     flags.DEFINE_string("output", None, "JSON output (default <model_dir>/evaluation.json).")
     flags.DEFINE_integer("batch_size", 8, "Evaluation batch size.")
+    flags.DEFINE_string("report", None, "Write a full report to this directory: metrics.json, "
+                        "report.md, PNG figures (PR curves, ROC, confusion matrices, worst/best "
+                        "segmentations). Replaces an earlier report there.")
+    flags.DEFINE_string("tensorboard_dir", None, "With --report: TensorBoard directory for its "
+                        "scalars and figures (default <model_dir>/logs/evaluation).")
+    flags.DEFINE_float("referable_threshold", 0.5, "With --report: referable DR is predicted "
+                       "when p(grade >= 2) >= this.")
+    flags.DEFINE_integer("aupr_bins", 1000, "With --report: pixel-score bins per lesion for "
+                         "AUPR (more bins, tighter to an exact sort).")
+    flags.DEFINE_integer("grid_images", 4, "With --report: k worst and k best segmentations "
+                         "in the image grid (0: no grid).")
 
 
 def metrics_table(metrics: dict) -> str:
@@ -41,21 +56,49 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def write_full_report(config, system, inputs, options) -> None:
+    """``--report``: build, write and log the report; print its table and paths."""
+    from coopseg import evaluation_report as er
+    checkpoint, step = er.checkpoint_step(FLAGS.model_dir)
+    report = er.build_report(system, inputs.clf_val, inputs.seg_val, config.model.num_grades,
+                             config.data.class_names, options)
+    run = {"name": config.name, "method": config.method,
+           "model_dir": os.path.abspath(FLAGS.model_dir), "checkpoint": checkpoint,
+           "step": step, "graded_val": config.data.graded_val,
+           "masks_val": config.data.masks_val}
+    try:
+        paths = er.write_report(report, FLAGS.report, run=run)
+        if FLAGS.output:
+            with open(FLAGS.output, "w") as f:
+                json.dump(report.metrics, f, indent=2)
+            paths.append(FLAGS.output)
+    except OSError as err:
+        sys.exit(f"coopseg-evaluate: error: cannot write the report: {err}")
+    logdir = FLAGS.tensorboard_dir or os.path.join(FLAGS.model_dir, "logs", "evaluation")
+    er.log_to_tensorboard(report, logdir, step)
+    print(metrics_table(er.headline(report.metrics)))
+    for section, reason in report.metrics["unavailable"].items():
+        print(f"not reported: {section}: {reason}")
+    print("\nwritten:\n" + "\n".join(f"  {p}" for p in paths))
+    print(f"TensorBoard (step {step}): {logdir}")
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from coopseg.cli.run_dir import load_run
+    if FLAGS.report is not None:
+        from coopseg.config import ConfigError
+        from data_pipelines.records import DataError
+        try:
+            _report_main()
+        except (ConfigError, DataError) as err:
+            sys.exit(f"coopseg-evaluate: error: {err}")
+        return
     from coopseg.config import ConfigError
     from coopseg.evaluation import evaluate_system
-    from coopseg.training.inputs import build_eval_inputs
     from data_pipelines.records import DataError
     try:
-        config, system = load_run(FLAGS.model_dir)
-        if FLAGS.graded_val is not None:
-            config.data.graded_val = FLAGS.graded_val
-        if FLAGS.masks_val is not None:
-            config.data.masks_val = FLAGS.masks_val
-        inputs = build_eval_inputs(config, batch_size=FLAGS.batch_size)
+        config, system, inputs = _load()
         metrics = evaluate_system(system, inputs.clf_val, inputs.seg_val,
                                   config.model.num_grades, config.data.class_names)
     except (ConfigError, DataError) as err:
@@ -66,6 +109,28 @@ def main(argv) -> None:
     print(metrics_table(metrics))
     logging.info("Wrote %s", output)
     print(f"\nwritten: {output}")
+
+
+def _load():
+    """The run's config (with --graded_val/--masks_val applied), system and val inputs."""
+    from coopseg.cli.run_dir import load_run
+    from coopseg.training.inputs import build_eval_inputs
+    config, system = load_run(FLAGS.model_dir)
+    if FLAGS.graded_val is not None:
+        config.data.graded_val = FLAGS.graded_val
+    if FLAGS.masks_val is not None:
+        config.data.masks_val = FLAGS.masks_val
+    return config, system, build_eval_inputs(config, batch_size=FLAGS.batch_size)
+
+
+def _report_main() -> None:
+    from coopseg.evaluation_report import ReportOptions, check_report_dir
+    # Check the flags and the target before the (slow) restore and evaluation passes.
+    options = ReportOptions(referable_threshold=FLAGS.referable_threshold,
+                            aupr_bins=FLAGS.aupr_bins, grid_images=FLAGS.grid_images).validate()
+    check_report_dir(FLAGS.report)
+    config, system, inputs = _load()
+    write_full_report(config, system, inputs, options)
 
 
 def run() -> None:
