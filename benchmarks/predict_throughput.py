@@ -5,7 +5,8 @@
 
 A SavedModel of the experiment's model (untrained weights: the cost does not depend
 on them) and ``--photos`` synthetic fundus photos (JPEG, ``--photo_size`` px disc in a
-wider black frame, like a camera's output) are made in a temp dir. Timed side by side
+wider black frame, like a camera's output) are made in a temp dir; the model is
+exported as one trained on retina-cropped TFRecords, so every path crops. Timed side by side
 in interleaved rounds (``common.run_interleaved``), each block grading every photo:
 
 - ``predict``: ``predict_folder`` as ``coopseg-predict`` runs it (OpenCV decode and
@@ -56,6 +57,7 @@ def measure_predict(scale: str = "small", photos: int = 16, photo_size: int = 51
     from coopseg.config import override
     from coopseg.export import BYTES_SIGNATURE, export_saved_model
     from coopseg.models.registry import build_system
+    from coopseg.photo_preprocessing import PhotoPreprocessing
     from coopseg.predict_folder import PredictOptions, list_inputs, predict_folder, prepare_photo
     from coopseg.predictor import load_predictor
     from experiments.scales import experiment
@@ -69,14 +71,15 @@ def measure_predict(scale: str = "small", photos: int = 16, photo_size: int = 51
         folder = os.path.join(tmp, "photos")
         os.makedirs(folder)
         paths = write_photos(folder, photos, photo_size)
-        export = export_saved_model(build_system(config), config, os.path.join(tmp, "export"))
+        # As for a model trained on coopseg-convert's retina-cropped TFRecords.
+        export = export_saved_model(build_system(config), config, os.path.join(tmp, "export"),
+                                    preprocessing=PhotoPreprocessing(crop_retina=True))
         predictor = load_predictor(export)
         inputs = list_inputs([folder])
         encoded = [open(p, "rb").read() for p in paths]
         signature = predictor.keep_alive.signatures[BYTES_SIGNATURE]
-        base = PredictOptions(batch_size=batch_size)
-        prepared = np.stack([prepare_photo(p, predictor.input_size, base, True).model_input
-                             for p in paths])
+        prepared = np.stack([prepare_photo(p, predictor.input_size,
+                                           predictor.preprocessing).model_input for p in paths])
 
         def folder_case(name: str, **changes) -> Case:
             options = PredictOptions(batch_size=batch_size, **changes)

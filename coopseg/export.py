@@ -6,8 +6,9 @@ probabilities and the class map. Per-image standardisation (paper Sec. III) happ
 inside the graph, so a client needs no Python preprocessing beyond resizing.
 
 ``serving_bytes``: encoded JPEG/PNG photos of any size (a batch of strings,
-``image_bytes``) -> the same outputs. Decoding, the retina crop and the resize run
-in-graph (``coopseg.serving_preprocess``), so TF Serving or a plain
+``image_bytes``) -> the same outputs. Decoding, the retina crop and Graham
+normalisation where the training data had them, and the resize run in-graph
+(``coopseg.serving_preprocess``), so TF Serving or a plain
 ``tf.saved_model.load`` needs no Python preprocessing at all. TF Serving's REST API
 takes such an input as ``{"instances": [{"image_bytes": {"b64": "..."}}]}``.
 
@@ -27,20 +28,16 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 
+from coopseg import photo_preprocessing
 from coopseg.config import ExperimentConfig
+from coopseg.photo_preprocessing import PhotoPreprocessing
 from coopseg.serving_preprocess import prepare_encoded
 
 FLOAT_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
 
 
-def default_crop_retina(config: ExperimentConfig) -> bool:
-    """Whether photos get the fundus retina crop: yes unless the run segments VOC-style
-    photos, which have no black camera border to crop."""
-    return config.data.masks_format != "voc"
-
-
-def bytes_signature(float_signature, input_size: int, crop_retina: bool):
+def bytes_signature(float_signature, input_size: int, preprocessing: PhotoPreprocessing):
     """A tf.function over encoded photos ``[N]`` that prepares them in-graph and calls
     ``float_signature`` (float32 RGB 0..255 ``[N, S, S, 3]``)."""
     spec = tf.TensorSpec([None], tf.string, name="image_bytes")
@@ -49,7 +46,7 @@ def bytes_signature(float_signature, input_size: int, crop_retina: bool):
     float_signature = getattr(float_signature, "python_function", float_signature)
 
     def serve_bytes(image_bytes: tf.Tensor) -> Dict[str, tf.Tensor]:
-        return float_signature(prepare_encoded(image_bytes, input_size, crop_retina))
+        return float_signature(prepare_encoded(image_bytes, input_size, preprocessing))
 
     return tf.function(serve_bytes, input_signature=[spec])
 
@@ -104,20 +101,22 @@ def _logits(heads, x: tf.Tensor) -> Dict[str, tf.Tensor]:
 
 
 def export_saved_model(system, config: ExperimentConfig, export_dir: str,
-                       crop_retina: Optional[bool] = None) -> str:
+                       preprocessing: Optional[PhotoPreprocessing] = None) -> str:
     """Write a SavedModel to ``export_dir`` atomically (temp dir + rename); returns the path.
 
     Two signatures: ``serving_default`` (float images) and ``serving_bytes`` (encoded
-    photos; ``crop_retina`` None = ``default_crop_retina(config)``).
+    photos, prepared as the training data was: ``preprocessing``, by default
+    ``photo_preprocessing.from_config(config)``).
     ``export_dir/assets/coopseg.json`` records class names, grades, input size and
-    the bytes signature's preprocessing.
+    that preprocessing (``coopseg-predict`` reads it).
     """
     module = (system.serving_module() if system.serving_module is not None
               else ServingModule(system, config.model.input_size))
     signature = getattr(module, "serve", None) or getattr(module, "predict")
-    crop_retina = default_crop_retina(config) if crop_retina is None else crop_retina
+    if preprocessing is None:
+        preprocessing = photo_preprocessing.from_config(config)
     # An attribute of the module, so the function and its variables are saved with it.
-    module.serve_bytes = bytes_signature(signature, config.model.input_size, crop_retina)
+    module.serve_bytes = bytes_signature(signature, config.model.input_size, preprocessing)
     parent = os.path.dirname(os.path.abspath(export_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
@@ -132,7 +131,7 @@ def export_saved_model(system, config: ExperimentConfig, export_dir: str,
                 "signatures": {
                     FLOAT_SIGNATURE: "images: float32 RGB 0..255 [N, S, S, 3]",
                     BYTES_SIGNATURE: "image_bytes: string [N], encoded JPEG/PNG of any size"},
-                "crop_retina": crop_retina}
+                "photo_preprocessing": preprocessing.to_dict()}
         os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
         with open(os.path.join(tmp, "assets", "coopseg.json"), "w") as f:
             json.dump(meta, f, indent=2)

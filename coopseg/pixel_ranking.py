@@ -18,9 +18,11 @@ most (m - 1) / N, so
 
     |AUPR_binned - AUPR_exact| <= sum over bins b of (positives_b / P) * (m_b - 1) / N_b.
 
-With 1000 bins the bound is small where it matters (the high-score bins, few pixels
-each); it grows when many positives share a bin with many pixels, e.g. a lesion the
-model scores near 0 — where the curve is low anyway. More bins shrink it linearly.
+It grows when many positives share a bin with many pixels, e.g. a lesion the model
+scores near 0 — where the curve is low anyway. More bins shrink it about linearly.
+On the demo model (64 images at 128 px) 1000 bins gave bounds up to 0.036 while the
+AUPRs moved by at most 0.0009 going to 10000 bins (bounds then <= 0.007): the bound is
+loose, and 10000 bins, the default, cost nothing measurable ((C - 1) * 20000 counts).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ import tensorflow as tf
 
 from coopseg.config import IGNORE_LABEL, ConfigError
 
-DEFAULT_BINS = 1000
+DEFAULT_BINS = 10000
 
 
 class PixelScoreHistogram(tf.keras.metrics.Metric):

@@ -1,9 +1,11 @@
 """Grade a folder of fundus photos: one CSV row and one overlay PNG per photo.
 
-Every photo goes through the preprocessing the training data went through: the
-converter's retina crop and centred square padding (``data_pipelines.fundus``), the
-evaluation pipeline's resize (``data_pipelines.augment.resize_image``), and the
-per-image standardisation inside the serving function. Every input file gets a row:
+Every photo goes through the preprocessing the training data went through
+(``coopseg.photo_preprocessing``, recorded in the export): the converter's retina
+crop and centred square padding (``data_pipelines.fundus``) if the training TFRecords
+had it, the evaluation pipeline's resize (``data_pipelines.augment.resize_image``),
+Graham normalisation if the training data had it, and the per-image standardisation
+inside the serving function. Every input file gets a row:
 a file that cannot be read is listed with the reason, never dropped.
 
 CSV columns (``csv_columns``): ``image``, ``status`` (``ok`` | ``unreadable``),
@@ -15,6 +17,7 @@ retina crop), and ``overlay`` (the PNG, relative to the output directory).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from coopseg.metrics_report import grade_at_least_probability
+from coopseg.photo_preprocessing import PhotoPreprocessing
 from coopseg.predictor import Predictor
 from coopseg.progress import ProgressBar
 from coopseg.visualize import add_legend, overlay_rgb
@@ -56,10 +60,17 @@ class PredictOptions:
     flip_tta: bool = False
     overlays: bool = True
     overlay_size: int = 512
-    crop_retina: Optional[bool] = None  # None: what the model was exported with
-    graham: bool = False  # only for models trained on Graham-normalised conversions
-    retina_threshold: int = 10
+    # None: what the model's training data went through (``Predictor.preprocessing``).
+    crop_retina: Optional[bool] = None
+    graham: Optional[bool] = None
     workers: int = 4
+
+    def resolve(self, trained: PhotoPreprocessing) -> PhotoPreprocessing:
+        """The model's preprocessing with this run's overrides applied."""
+        return dataclasses.replace(
+            trained,
+            crop_retina=trained.crop_retina if self.crop_retina is None else self.crop_retina,
+            graham=trained.graham if self.graham is None else self.graham)
 
 
 # ---------------------------------------------------------------------- listing inputs
@@ -96,24 +107,26 @@ def read_input_list(path: str) -> List[str]:
 
 # ---------------------------------------------------------------------- preprocessing
 
-def prepare_photo(path: str, size: int, options: PredictOptions,
-                  crop_retina: bool) -> PreparedPhoto:
+def prepare_photo(path: str, size: int, preprocessing: PhotoPreprocessing,
+                  overlay_size: int = 512) -> PreparedPhoto:
     """Read and prepare one photo; any DataError (unreadable, corrupt, not an image,
     missing) becomes ``error`` instead of an exception."""
     try:
         image = read_image(path)
     except DataError as err:
         return PreparedPhoto(path, error=str(err).replace(f"{path}: ", "", 1))
-    box = fundus.crop_box_to_retina(image, options.retina_threshold) if crop_retina else None
+    crop = preprocessing.crop_retina
+    box = fundus.crop_box_to_retina(image, preprocessing.retina_threshold) if crop else None
     if box is not None:
         image = fundus.apply_box(image, box, 0)
     model_input = resize_image(tf.constant(image), size).numpy()
-    if options.graham:
+    if preprocessing.graham:
         model_input = fundus.graham_normalize(model_input)
-    display_side = min(options.overlay_size, max(image.shape[:2]))
+    # The photo is shown as the model saw it: square (stretched, if it was not cropped).
+    display_side = min(overlay_size, max(image.shape[:2]))
     display = cv2.resize(image, (display_side, display_side), interpolation=cv2.INTER_AREA)
     return PreparedPhoto(path, model_input.astype(np.float32), display,
-                         retina_found=box is not None or not crop_retina)
+                         retina_found=box is not None or not crop)
 
 
 # ---------------------------------------------------------------------- rows and images
@@ -204,7 +217,7 @@ def predict_folder(predictor: Predictor, inputs: Sequence[Tuple[str, str]], outp
     The CSV is written to a ``.partial`` file and renamed at the end, so a finished
     CSV is always complete. Returns a summary: counts, grade histogram, paths.
     """
-    crop = predictor.crop_retina if options.crop_retina is None else options.crop_retina
+    preprocessing = options.resolve(predictor.preprocessing)
     os.makedirs(os.path.join(output_dir, OVERLAY_DIR), exist_ok=True)
     csv_path = os.path.join(output_dir, CSV_NAME)
     partial = csv_path + ".partial"
@@ -217,7 +230,8 @@ def predict_folder(predictor: Predictor, inputs: Sequence[Tuple[str, str]], outp
             ThreadPoolExecutor(max(1, options.workers)) as pool:
         for batch in _batches(list(inputs), options.batch_size):
             photos = list(pool.map(
-                lambda item: prepare_photo(item[0], predictor.input_size, options, crop), batch))
+                lambda item: prepare_photo(item[0], predictor.input_size, preprocessing,
+                                           options.overlay_size), batch))
             ok = [i for i, p in enumerate(photos) if not p.error]
             out = (predictor(np.stack([photos[i].model_input for i in ok]), options.flip_tta)
                    if ok else {})

@@ -15,7 +15,9 @@ from typing import Any, Callable, Dict, Tuple
 import numpy as np
 import tensorflow as tf
 
+from coopseg import photo_preprocessing
 from coopseg.config import ConfigError
+from coopseg.photo_preprocessing import PhotoPreprocessing
 
 # Outputs that are probabilities or scores: averaged under test-time augmentation.
 _SPATIAL = ("segmentation_probabilities",)
@@ -35,7 +37,7 @@ class Predictor:
     input_size: int
     class_names: Tuple[str, ...]
     num_grades: int
-    crop_retina: bool
+    preprocessing: PhotoPreprocessing  # what the training photos went through
     source: str
     # Keeps a loaded SavedModel alive: its signatures hold only weak references to
     # the variables.
@@ -102,14 +104,15 @@ def _from_saved_model(path: str) -> Predictor:
     return Predictor(serve=lambda images: signature(images=images),
                      input_size=int(meta["input_size"]), class_names=tuple(meta["class_names"]),
                      num_grades=int(meta["num_grades"]),
-                     # Exports from before the bytes signature did not record it.
-                     crop_retina=bool(meta.get("crop_retina", True)),
+                     # Exports from before it was recorded: the folder readers' whole frames.
+                     preprocessing=PhotoPreprocessing.from_dict(
+                         meta.get("photo_preprocessing", {})),
                      source=f"SavedModel {path}", keep_alive=loaded)
 
 
 def _from_checkpoint(model_dir: str) -> Predictor:
     from coopseg.cli.run_dir import load_run
-    from coopseg.export import ServingModule, default_crop_retina
+    from coopseg.export import ServingModule
     config, system = load_run(model_dir)
     module = (system.serving_module() if system.serving_module is not None
               else ServingModule(system, config.model.input_size))
@@ -118,6 +121,6 @@ def _from_checkpoint(model_dir: str) -> Predictor:
     return Predictor(serve=serve, input_size=config.model.input_size,
                      class_names=tuple(config.data.class_names),
                      num_grades=config.model.num_grades,
-                     crop_retina=default_crop_retina(config),
+                     preprocessing=photo_preprocessing.from_config(config),
                      source=f"checkpoint {latest}", keep_alive=module)
 

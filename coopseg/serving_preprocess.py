@@ -6,9 +6,12 @@ pipeline's resize. A server has no Python, so the ``serving_bytes`` signature do
 the same steps with TensorFlow ops only:
 
 1. decode JPEG/PNG/BMP/GIF bytes to RGB uint8 (``tf.io.decode_image``);
-2. find the retina disc's bounding box (``retina_box``) and crop to it;
-3. pad to a centred square with black and resize to the model's input size,
-   bilinear with antialiasing (``data_pipelines.augment.resize_image``).
+2. if the training data was retina-cropped (``coopseg.photo_preprocessing``): find
+   the retina disc's bounding box (``retina_box``), crop to it and pad to a centred
+   square with black;
+3. resize to the model's input size, bilinear with antialiasing
+   (``data_pipelines.augment.resize_image``);
+4. if the training data was Graham-normalised: ``graham_normalize``.
 
 The float signature then standardises in-graph as usual.
 
@@ -22,8 +25,10 @@ agree on synthetic photos with noise and text in the border.
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
+from coopseg.photo_preprocessing import PhotoPreprocessing
 from data_pipelines.augment import resize_image
 
 # Same constants as data_pipelines.fundus.crop_box_to_retina.
@@ -97,16 +102,54 @@ def crop_pad_square(image: tf.Tensor, box: tf.Tensor) -> tf.Tensor:
     return tf.image.pad_to_bounding_box(cropped, (side - h) // 2, (side - w) // 2, side, side)
 
 
-def prepare_encoded(encoded: tf.Tensor, size: int, crop_retina: bool = True,
-                    threshold: int = 10) -> tf.Tensor:
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+    """OpenCV's kernel for ``GaussianBlur(ksize=(0, 0), sigma)`` on uint8 images."""
+    size = int(round(sigma * 3 * 2 + 1)) | 1
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    kernel = np.exp(-x ** 2 / (2 * sigma ** 2))
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def graham_normalize(image: tf.Tensor, size: int, disc_fraction: float = 0.9) -> tf.Tensor:
+    """``data_pipelines.fundus.graham_normalize`` in TensorFlow ops, for a uint8
+    ``[size, size, 3]`` image: ``4 * img - 4 * blur(img, sigma = size / 60) + 128``,
+    saturated, and gray 128 outside ``disc_fraction`` of the disc radius.
+
+    Same kernel, reflect-101 border and rounding of the blurred image as OpenCV;
+    ``tests/test_serving_bytes.py`` bounds the difference (OpenCV blurs uint8 in fixed
+    point, so single pixels may differ by a few grey levels).
+    """
+    radius = size / 2.0
+    kernel = _gaussian_kernel(radius / 30.0)
+    half = len(kernel) // 2
+    x = tf.cast(image, tf.float32)[None]
+    padded = tf.pad(x, [[0, 0], [half, half], [half, half], [0, 0]], mode="REFLECT")
+    column = tf.constant(np.tile(kernel[:, None, None, None], (1, 1, 3, 1)))
+    row = tf.constant(np.tile(kernel[None, :, None, None], (1, 1, 3, 1)))
+    blurred = tf.nn.depthwise_conv2d(tf.nn.depthwise_conv2d(padded, column, [1] * 4, "VALID"),
+                                     row, [1] * 4, "VALID")
+    out = tf.clip_by_value(tf.round(4.0 * x - 4.0 * tf.round(blurred) + 128.0), 0.0, 255.0)[0]
+    # The disc mask is a constant of the (static) size, built once at trace time.
+    yy, xx = np.mgrid[:size, :size]
+    r = int(radius * disc_fraction)
+    inside = ((xx - size // 2) ** 2 + (yy - size // 2) ** 2 <= r * r)[:, :, None]
+    return tf.cast(tf.where(tf.constant(inside), out, 128.0), tf.uint8)
+
+
+def prepare_encoded(encoded: tf.Tensor, size: int,
+                    preprocessing: PhotoPreprocessing = PhotoPreprocessing()) -> tf.Tensor:
     """A batch of encoded photos ``[N]`` -> float32 RGB 0..255 ``[N, size, size, 3]``,
-    ready for the float ``serving_default`` signature."""
+    ready for the float ``serving_default`` signature: decode, then what the training
+    data went through (``preprocessing``), then the evaluation pipeline's resize."""
 
     def prepare_one(data: tf.Tensor) -> tf.Tensor:
         image = decode_photo(data)
-        if crop_retina:
-            image = crop_pad_square(image, retina_box(image, threshold))
-        return tf.cast(resize_image(image, size), tf.float32)
+        if preprocessing.crop_retina:
+            image = crop_pad_square(image, retina_box(image, preprocessing.retina_threshold))
+        image = resize_image(image, size)
+        if preprocessing.graham:
+            image = graham_normalize(image, size)
+        return tf.cast(image, tf.float32)
 
     return tf.map_fn(prepare_one, encoded,
                      fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))

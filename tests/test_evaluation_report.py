@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from coopseg import evaluation_passes as passes
 from coopseg import evaluation_report as er
 from coopseg import metrics_report as mr
 from coopseg import pixel_ranking as pr
+from coopseg import report_output
 from coopseg.config import ConfigError
 from coopseg.evaluation import evaluate_system
 from coopseg.models.registry import ModelSystem
@@ -132,16 +134,16 @@ def test_aupr_per_image_dice_and_extremes(report):
 
 def test_extreme_images_are_bounded_and_disjoint():
     def thumb(score, index):
-        return er._Thumbnail(score, index, np.zeros((1, 1, 3), np.uint8), None, None)
+        return passes.Thumbnail(score, index, np.zeros((1, 1, 3), np.uint8), None, None)
 
     scores = [0.5, 0.1, 0.9, 0.3, 0.7, 0.2, 0.8]
-    kept = er.ExtremeImages(2)
+    kept = passes.ExtremeImages(2)
     for i, s in enumerate(scores):
         if kept.wants(s, i):
             kept.add(thumb(s, i))
     worst, best = kept.worst_and_best()
     assert [t.score for t in worst] == [0.1, 0.2] and [t.score for t in best] == [0.9, 0.8]
-    few = er.ExtremeImages(2)
+    few = passes.ExtremeImages(2)
     for i, s in enumerate([0.4, 0.6, 0.5]):
         few.add(thumb(s, i))
     worst, best = few.worst_and_best()
@@ -154,7 +156,7 @@ def _image_links(markdown):
 
 def test_files_tensorboard_and_atomic_replace(report, tmp_path):
     out = tmp_path / "report"
-    paths = er.write_report(report, str(out), run={"name": "fake", "step": 7})
+    paths = report_output.write_report(report, str(out), run={"name": "fake", "step": 7})
     metrics = json.load(open(out / "metrics.json"))
     assert metrics["run"]["step"] == 7
     assert metrics["classification"]["referable_dr"]["sensitivity"] == pytest.approx(2 / 3)
@@ -167,18 +169,18 @@ def test_files_tensorboard_and_atomic_replace(report, tmp_path):
     assert "| exudate |" in markdown and "How these were computed" in markdown
     # Writing again replaces the report whole and leaves no temporary directory.
     (out / "stale.png").write_bytes(b"x")
-    er.write_report(report, str(out))
+    report_output.write_report(report, str(out))
     assert not (out / "stale.png").exists()
     assert sorted(os.listdir(tmp_path)) == ["report"]
     # A directory that is not a report (here: a run directory) is never replaced.
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
     with pytest.raises(ConfigError, match="not an earlier coopseg report"):
-        er.write_report(report, str(run_dir))
+        report_output.write_report(report, str(run_dir))
     assert (run_dir / "checkpoints").is_dir()
 
     logdir = str(tmp_path / "tb")
-    er.log_to_tensorboard(report, logdir, step=7)
+    report_output.log_to_tensorboard(report, logdir, step=7)
     (events,) = os.listdir(logdir)
     seen = {}
     for record in tf.data.TFRecordDataset(os.path.join(logdir, events)):
@@ -201,7 +203,7 @@ def test_partial_systems_get_the_sections_they_can(tmp_path):
     assert seg["aupr"] is None and "seg_predict" in seg["aupr_unavailable"]
     assert seg["miou"] is not None and "pr_curves" not in rep.figures
     assert "classification" in rep.metrics["unavailable"] and "aupr" in rep.metrics["unavailable"]
-    er.write_report(rep, str(tmp_path / "r"))
+    report_output.write_report(rep, str(tmp_path / "r"))
     assert "AUPR unavailable" in (tmp_path / "r" / "report.md").read_text()
     # Two grades: no referable DR (grade >= 2), the rest is reported.
     two = np.log(np.array([[0.8, 0.2], [0.3, 0.7]], np.float32)).reshape(2, 1, 1, 2)

@@ -65,7 +65,9 @@ def test_folder_gives_one_row_per_file_with_reasons_and_overlays(trained, tmp_pa
     folder = _photo_folder(str(tmp_path / "photos"))
     out = str(tmp_path / "out")
     inputs = list_inputs([folder, str(tmp_path / "missing.jpg")])
-    summary = predict_folder(load_predictor(export), inputs, out, PredictOptions(batch_size=2))
+    # Cropped as for a model trained on coopseg-convert's retina-cropped records.
+    summary = predict_folder(load_predictor(export), inputs, out,
+                             PredictOptions(batch_size=2, crop_retina=True))
     rows = _read_csv(os.path.join(out, "predictions.csv"))
     assert [r["image"] for r in rows] == ["a_wide.jpg", "b_small.png", "c_gray.png", "d_corrupt.jpg",
                                           "e_notes.txt", str(tmp_path / "missing.jpg")]
@@ -89,6 +91,9 @@ def test_folder_gives_one_row_per_file_with_reasons_and_overlays(trained, tmp_pa
         # The retina crop (at most --overlay_size) plus the legend panel to its right.
         assert overlay is not None and overlay.shape[1] > overlay.shape[0] >= 64
     assert rows[0]["overlay"] == os.path.join("overlays", "a_wide.png")
+    # The 320 x 240 frame was cropped to its disc (176-192 px across; uncropped it would
+    # be shown 320 px square). The legend adds width only.
+    assert 170 <= cv2.imread(os.path.join(out, rows[0]["overlay"])).shape[0] <= 200
     assert all(r["overlay"] == "" for r in rows[3:])
 
 
@@ -146,3 +151,20 @@ def test_cli_writes_the_csv_and_reports_unreadable_files(trained, tmp_path):
                          env=env, cwd=ROOT)
     assert res.returncode != 0 and "coopseg-predict: error:" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_preprocessing_follows_the_training_data(tmp_path):
+    from coopseg.photo_preprocessing import PhotoPreprocessing, from_config
+    from data_pipelines.tfrecords import write_manifest
+    cfg = experiment("tiny")
+    cfg.data.graded_format, cfg.data.graded_train = "eyepacs", str(tmp_path / "folder")
+    assert from_config(cfg) == PhotoPreprocessing()  # folders feed whole frames
+    root = tmp_path / "records"
+    os.makedirs(root)
+    write_manifest(str(root), {"splits": {"train": {"options": {
+        "crop_retina": True, "retina_threshold": 14, "graham": True}}}})
+    cfg.data.graded_format, cfg.data.graded_train = "tfrecord", str(root)
+    assert from_config(cfg) == PhotoPreprocessing(crop_retina=True, retina_threshold=14,
+                                                  graham=True)
+    options = PredictOptions(graham=False)
+    assert options.resolve(from_config(cfg)) == PhotoPreprocessing(True, 14, False)

@@ -31,7 +31,7 @@ def _define_flags() -> None:
                         "scalars and figures (default <model_dir>/logs/evaluation).")
     flags.DEFINE_float("referable_threshold", 0.5, "With --report: referable DR is predicted "
                        "when p(grade >= 2) >= this.")
-    flags.DEFINE_integer("aupr_bins", 1000, "With --report: pixel-score bins per lesion for "
+    flags.DEFINE_integer("aupr_bins", 10000, "With --report: pixel-score bins per lesion for "
                          "AUPR (more bins, tighter to an exact sort).")
     flags.DEFINE_integer("grid_images", 4, "With --report: k worst and k best segmentations "
                          "in the image grid (0: no grid).")
@@ -59,7 +59,8 @@ def _fmt(value) -> str:
 def write_full_report(config, system, inputs, options) -> None:
     """``--report``: build, write and log the report; print its table and paths."""
     from coopseg import evaluation_report as er
-    checkpoint, step = er.checkpoint_step(FLAGS.model_dir)
+    from coopseg import report_output as out
+    checkpoint, step = out.checkpoint_step(FLAGS.model_dir)
     report = er.build_report(system, inputs.clf_val, inputs.seg_val, config.model.num_grades,
                              config.data.class_names, options)
     run = {"name": config.name, "method": config.method,
@@ -67,7 +68,7 @@ def write_full_report(config, system, inputs, options) -> None:
            "step": step, "graded_val": config.data.graded_val,
            "masks_val": config.data.masks_val}
     try:
-        paths = er.write_report(report, FLAGS.report, run=run)
+        paths = out.write_report(report, FLAGS.report, run=run)
         if FLAGS.output:
             with open(FLAGS.output, "w") as f:
                 json.dump(report.metrics, f, indent=2)
@@ -75,8 +76,8 @@ def write_full_report(config, system, inputs, options) -> None:
     except OSError as err:
         sys.exit(f"coopseg-evaluate: error: cannot write the report: {err}")
     logdir = FLAGS.tensorboard_dir or os.path.join(FLAGS.model_dir, "logs", "evaluation")
-    er.log_to_tensorboard(report, logdir, step)
-    print(metrics_table(er.headline(report.metrics)))
+    out.log_to_tensorboard(report, logdir, step)
+    print(metrics_table(out.headline(report.metrics)))
     for section, reason in report.metrics["unavailable"].items():
         print(f"not reported: {section}: {reason}")
     print("\nwritten:\n" + "\n".join(f"  {p}" for p in paths))
@@ -124,7 +125,8 @@ def _load():
 
 
 def _report_main() -> None:
-    from coopseg.evaluation_report import ReportOptions, check_report_dir
+    from coopseg.evaluation_report import ReportOptions
+    from coopseg.report_output import check_report_dir
     # Check the flags and the target before the (slow) restore and evaluation passes.
     options = ReportOptions(referable_threshold=FLAGS.referable_threshold,
                             aupr_bins=FLAGS.aupr_bins, grid_images=FLAGS.grid_images).validate()

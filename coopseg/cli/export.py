@@ -15,8 +15,6 @@ FLAGS = flags.FLAGS
 def _define_flags() -> None:
     flags.DEFINE_string("model_dir", None, "Run directory written by coopseg-train.")
     flags.DEFINE_string("export_dir", None, "Where to write (default <model_dir>/export).")
-    flags.DEFINE_bool("crop_retina", None, "Retina crop in the 'serving_bytes' signature "
-                      "(default: on, off for runs on VOC-format masks).")
 
 
 def main(argv) -> None:
@@ -24,19 +22,20 @@ def main(argv) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from coopseg.cli.run_dir import load_run
     from coopseg.config import ConfigError
+    from coopseg import photo_preprocessing
     from coopseg.export import export_saved_model
     try:
         config, system = load_run(FLAGS.model_dir)
     except ConfigError as err:
         sys.exit(f"coopseg-export: error: {err}")
     path = export_saved_model(system, config,
-                              FLAGS.export_dir or os.path.join(FLAGS.model_dir, "export"),
-                              crop_retina=FLAGS.crop_retina)
+                              FLAGS.export_dir or os.path.join(FLAGS.model_dir, "export"))
     size = config.model.input_size
     print(f"SavedModel written to {path}\n"
           f"  signature 'serving_default': images, float32 RGB 0..255 [N, {size}, {size}, 3]\n"
           f"  signature 'serving_bytes':   image_bytes, string [N] of encoded JPEG/PNG photos "
-          f"(decoded, retina-cropped and resized in-graph)")
+          f"(decoded and prepared in-graph: "
+          f"{photo_preprocessing.from_config(config).describe()}, resize)")
 
 
 def run() -> None:

@@ -28,10 +28,10 @@ def _define_flags() -> None:
                       "mirror image (twice the compute).")
     flags.DEFINE_bool("overlays", True, "Write a PNG per photo with the lesion overlay.")
     flags.DEFINE_integer("overlay_size", 512, "Side of the overlay image (before the legend).")
-    flags.DEFINE_bool("crop_retina", None, "Crop to the retina disc (default: as the model "
-                      "was exported; on for fundus models).")
-    flags.DEFINE_bool("graham", False, "Graham-normalise photos; only for models trained on "
-                      "data converted with coopseg-convert --graham.")
+    flags.DEFINE_bool("crop_retina", None, "Crop to the retina disc (default: as the model's "
+                      "training data was: on for sets made by coopseg-convert --crop_retina).")
+    flags.DEFINE_bool("graham", None, "Graham-normalise photos (default: as the model's "
+                      "training data was).")
     flags.DEFINE_integer("workers", 4, "Threads reading and preparing photos.")
 
 
@@ -59,7 +59,8 @@ def main(argv) -> None:
                                  crop_retina=FLAGS.crop_retina, graham=FLAGS.graham,
                                  workers=FLAGS.workers)
         print(f"Predicting {len(inputs)} files with {predictor.source}"
-              f"{' (flip TTA)' if FLAGS.tta else ''}")
+              f"{' (flip TTA)' if FLAGS.tta else ''}; preprocessing: "
+              f"{options.resolve(predictor.preprocessing).describe()}")
         summary = predict_folder(predictor, inputs, FLAGS.output_dir, options)
     except (ConfigError, DataError) as err:
         sys.exit(f"coopseg-predict: error: {err}")

@@ -1,0 +1,213 @@
+"""The data passes of an evaluation report: one over the masks, one over the grades.
+
+Each pass runs the same streaming metrics and the same predictions as
+``coopseg.evaluation.evaluate_system`` (so the report's mIoU, top-1, QWK... equal
+``coopseg-evaluate``'s), plus what only the report needs: per-class pixel-score
+histograms for AUPR (``coopseg.pixel_ranking``), every image's grade probabilities
+(N x G numbers: small), and a per-image lesion Dice with thumbnails of only the k
+worst and k best images (bounded memory).
+"""
+from __future__ import annotations
+
+import heapq
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, List, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from coopseg import pixel_ranking as pr
+from coopseg.config import IGNORE_LABEL
+from coopseg.metrics import ClassificationMetrics, SegmentationConfusion
+from coopseg.multilabel_metrics import MultiLabelMetrics
+from coopseg.progress import ProgressBar
+
+if TYPE_CHECKING:
+    from coopseg.evaluation_report import ReportOptions
+
+
+@dataclass
+class Thumbnail:
+    score: float
+    index: int
+    image: np.ndarray   # uint8 RGB
+    truth: np.ndarray   # int class map (ignore label kept)
+    prediction: np.ndarray
+
+
+class ExtremeImages:
+    """The k lowest- and k highest-scoring images seen, in bounded memory.
+
+    Both ends use one total order, (score, index), so with at least 2k scored images
+    the two sets are disjoint; with fewer, ``worst_and_best`` splits them in half.
+    """
+
+    def __init__(self, k: int):
+        self.k = k
+        self._best: List[Tuple[Tuple[float, int], Thumbnail]] = []    # min-heap: k largest
+        self._worst: List[Tuple[Tuple[float, int], Thumbnail]] = []   # min-heap of negated keys
+
+    def wants(self, score: float, index: int) -> bool:
+        """Whether an image with this score would be kept (so its pixels are needed)."""
+        if self.k == 0:
+            return False
+        key = (score, index)
+        return (len(self._best) < self.k or key > self._best[0][0]
+                or len(self._worst) < self.k or (-score, -index) > self._worst[0][0])
+
+    def add(self, thumb: Thumbnail) -> None:
+        if self.k == 0:
+            return
+        for heap, key in ((self._best, (thumb.score, thumb.index)),
+                          (self._worst, (-thumb.score, -thumb.index))):
+            if len(heap) < self.k:
+                heapq.heappush(heap, (key, thumb))
+            elif key > heap[0][0]:
+                heapq.heapreplace(heap, (key, thumb))
+
+    def worst_and_best(self) -> Tuple[List[Thumbnail], List[Thumbnail]]:
+        """(worst first, best first), disjoint."""
+        kept = {t.index: t for _, t in self._best + self._worst}
+        ranked = sorted(kept.values(), key=lambda t: (t.score, t.index))
+        n_worst = min(self.k, (len(ranked) + 1) // 2)
+        return ranked[:n_worst], ranked[n_worst:][::-1][:self.k]
+
+
+def display_uint8(image: np.ndarray) -> np.ndarray:
+    """A standardised float image as uint8 RGB, min-max rescaled (like
+    ``visualize.to_display``)."""
+    image = np.asarray(image, np.float32)
+    lo, hi = float(image.min()), float(image.max())
+    return np.clip(np.round((image - lo) / max(hi - lo, 1e-6) * 255), 0, 255).astype(np.uint8)
+
+
+def per_image_dice_terms(masks: tf.Tensor, predictions: tf.Tensor,
+                         num_classes: int) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Per image, over valid pixels: (2 * |pred == truth, truth > 0|, |pred > 0| + |truth > 0|).
+
+    Their ratio is the image's lesion Dice (every foreground class at once, a pixel
+    counting only when the class matches); undefined when the denominator is 0.
+    """
+    masks = tf.cast(masks, tf.int32)
+    valid = (masks >= 0) & (masks < num_classes)
+    truth_fg = valid & (masks > 0)
+    pred_fg = valid & (predictions > 0)
+    hits = truth_fg & tf.equal(predictions, masks)
+    count = lambda m: tf.reduce_sum(tf.cast(m, tf.float64), axis=[1, 2])  # noqa: E731
+    return 2.0 * count(hits), count(pred_fg) + count(truth_fg)
+
+
+class _Progress:
+    """A ProgressBar when the number of batches is known; otherwise a batch counter
+    printed at 1, 2, 4, 8, ... batches (validation sets that skip bad images have no
+    known size)."""
+
+    def __init__(self, dataset: tf.data.Dataset, desc: str, max_batches: int):
+        total = int(dataset.cardinality().numpy())
+        if max_batches > 0:
+            total = min(total, max_batches) if total >= 0 else max_batches
+        self.bar = ProgressBar(total, desc=desc, unit="batch") if total > 0 else None
+        self.desc, self._next = desc, 1
+
+    def update(self, count: int) -> None:
+        if self.bar is not None:
+            self.bar.update(count)
+        elif count >= self._next:
+            sys.stderr.write(f"{self.desc}: {count} batches\n")
+            self._next *= 2
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _take(dataset: tf.data.Dataset, max_batches: int) -> tf.data.Dataset:
+    return dataset.take(max_batches) if max_batches > 0 else dataset
+
+
+def segmentation_pass(system, dataset: tf.data.Dataset, class_names: Sequence[str],
+                       options: ReportOptions) -> dict:
+    num_classes = len(class_names)
+    confusion = SegmentationConfusion(num_classes, ignore_label=IGNORE_LABEL,
+                                      class_names=class_names)
+    softmax = system.seg_predict is None
+    histogram = (pr.PixelScoreHistogram(num_classes, options.aupr_bins, class_names=class_names)
+                 if softmax else None)
+    true_classes = (SegmentationConfusion(num_classes, ignore_label=IGNORE_LABEL,
+                                          class_names=class_names)
+                    if system.seg_predict_true_classes is not None else None)
+
+    @tf.function
+    def step(images, masks):
+        if softmax:
+            logits = system.seg_model(images, training=False)
+            # Argmax of the logits, as evaluate_segmenter takes it: identical class maps.
+            predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            histogram.update_state(masks, tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1))
+        else:
+            predictions = tf.cast(system.seg_predict(images), tf.int32)
+        confusion.update_state(masks, predictions)
+        if true_classes is not None:
+            true_classes.update_state(masks, system.seg_predict_true_classes(images, masks))
+        twice_hits, denominator = per_image_dice_terms(masks, predictions, num_classes)
+        return predictions, twice_hits, denominator
+
+    extremes = ExtremeImages(options.grid_images)
+    scores: List[float] = []
+    undefined = index = batches = 0
+    progress = _Progress(dataset, "segmentation", options.max_batches)
+    for images, masks in _take(dataset, options.max_batches):
+        predictions, twice_hits, denominator = step(images, masks)
+        twice_hits, denominator = twice_hits.numpy(), denominator.numpy()
+        fetched = None
+        for i in range(len(denominator)):
+            if denominator[i] > 0:
+                score = float(twice_hits[i] / denominator[i])
+                scores.append(score)
+                if extremes.wants(score, index):
+                    fetched = fetched or (images.numpy(), masks.numpy(), predictions.numpy())
+                    extremes.add(Thumbnail(score, index, display_uint8(fetched[0][i]),
+                                            fetched[1][i], fetched[2][i]))
+            else:
+                undefined += 1
+            index += 1
+        batches += 1
+        progress.update(batches)
+    progress.close()
+    return {"confusion": confusion, "histogram": histogram, "true_classes": true_classes,
+            "extremes": extremes, "image_dice": np.asarray(scores), "undefined_dice": undefined,
+            "num_images": index}
+
+
+def classification_pass(system, dataset: tf.data.Dataset, num_grades: int,
+                         class_names: Sequence[str], options: ReportOptions) -> dict:
+    grades_metrics = ClassificationMetrics(num_grades) if system.evaluate_grades else None
+    labels_metrics = (MultiLabelMetrics(class_names[1:], system.image_label_threshold)
+                      if system.image_label_threshold is not None else None)
+
+    @tf.function
+    def step(images, labels):
+        logits = tf.cast(system.clf_model(images, training=False), tf.float32)
+        if grades_metrics is not None:
+            grades_metrics.update_state(labels, logits)   # logits, as evaluate_classifier
+        return tf.nn.softmax(logits, axis=-1), tf.sigmoid(logits)
+
+    probabilities, grades = [], []
+    batches = 0
+    progress = _Progress(dataset, "classification", options.max_batches)
+    for images, labels in _take(dataset, options.max_batches):
+        softmax, sigmoid = step(images, labels)
+        if grades_metrics is not None:
+            probabilities.append(softmax.numpy().astype(np.float64))
+            grades.append(labels.numpy().reshape(-1))
+        if labels_metrics is not None:
+            labels_metrics.update_state(labels.numpy(), sigmoid.numpy())
+        batches += 1
+        progress.update(batches)
+    progress.close()
+    return {"metrics": grades_metrics, "image_labels": labels_metrics,
+            "probabilities": (np.concatenate(probabilities) if probabilities
+                              else np.zeros((0, num_grades))),
+            "grades": np.concatenate(grades) if grades else np.zeros((0,), np.int64)}
+
