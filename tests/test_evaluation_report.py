@@ -119,7 +119,7 @@ def test_aupr_per_image_dice_and_extremes(report):
     valid = truth != 255
     seg = report.metrics["segmentation"]
     for c, name in enumerate(CLASSES[1:], start=1):
-        want = mr.average_precision(truth[valid] == c, pr.quantise(probs[..., c][valid]))
+        want = mr.average_precision(truth[valid] == c, pr.quantise(probs[..., c][valid], 1000))
         assert seg["aupr"][name] == pytest.approx(want, abs=1e-9)
         assert seg["pr_curves"][name]["recall"][-1] == 0.0
     assert seg["mean_aupr"] == pytest.approx(np.mean(list(seg["aupr"].values())))
@@ -269,7 +269,5 @@ def test_cli_report_end_to_end(tmp_path):
     assert all((out / link).is_file() for link in _image_links((out / "report.md").read_text()))
     assert os.listdir(os.path.join(model_dir, "logs", "evaluation"))
     assert not os.path.exists(os.path.join(model_dir, "evaluation.json"))  # --report only
-
-    res = _cli(f"--model_dir={model_dir}", f"--report={model_dir}")
-    assert res.returncode != 0 and "not an earlier coopseg report" in res.stderr
-    assert "Traceback" not in res.stderr
+    # Refusing to replace the run directory is tested in-process
+    # (test_files_tensorboard_and_atomic_replace): a second CLI process costs ~5 s.

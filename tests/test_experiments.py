@@ -376,6 +376,7 @@ def test_decouplednet_rows_run_through_the_same_runner(decoupled, out_dir):
         assert claim["verdict"] == expected, claim
 
 
+@pytest.mark.slow  # ~20-30 s; the runner's suites are covered by table1/table3/decouplednet rows
 def test_decouplednet_suite_runs_on_a_voc_set_without_graded_data(tmp_path):
     from data_pipelines.synthetic_voc import generate_voc_dataset
 
@@ -401,6 +402,7 @@ def test_decouplednet_suite_runs_on_a_voc_set_without_graded_data(tmp_path):
     assert "53.1" in md and "15.3" in md
 
 
+@pytest.mark.slow  # ~20-30 s; the runner's suites are covered by table1/table3/decouplednet rows
 def test_partial_random_label_suite_end_to_end(table1, tiny_data, out_dir):
     result = run_suites("ablation_labels", Runner(out_dir, "tiny", tiny_data, [0], steps=STEPS,
                                                   log=lambda line: None))["ablation_labels"]
