@@ -31,6 +31,7 @@ from coopseg.metrics_report import grade_at_least_probability
 from coopseg.photo_preprocessing import PhotoPreprocessing
 from coopseg.predictor import Predictor
 from coopseg.progress import ProgressBar
+from coopseg.report_figures import write_png
 from coopseg.visualize import add_legend, overlay_rgb
 from data_pipelines import fundus
 from data_pipelines.augment import resize_image
@@ -275,8 +276,3 @@ def _probe_outputs(predictor: Predictor) -> List[str]:
     size = predictor.input_size
     return list(predictor(np.zeros((1, size, size, 3), np.float32)))
 
-
-def write_png(path: str, rgb: np.ndarray) -> None:
-    """Write an RGB uint8 image as PNG; DataError naming the path if OpenCV cannot."""
-    if not cv2.imwrite(path, np.ascontiguousarray(rgb[..., ::-1])):
-        raise DataError(f"{path}: cannot write PNG")

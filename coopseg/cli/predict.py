@@ -64,6 +64,8 @@ def main(argv) -> None:
         summary = predict_folder(predictor, inputs, FLAGS.output_dir, options)
     except (ConfigError, DataError) as err:
         sys.exit(f"coopseg-predict: error: {err}")
+    except OSError as err:  # the output side: a read-only or full disk
+        sys.exit(f"coopseg-predict: error: cannot write to {FLAGS.output_dir}: {err}")
     grades = ", ".join(f"grade {g}: {n}" for g, n in sorted(summary["grades"].items()))
     print(f"{summary['predicted']} predicted, {summary['unreadable']} unreadable (listed in the "
           f"CSV with the reason), {summary['no_retina']} without a visible retina"
