@@ -10,7 +10,6 @@ worst and k best images (bounded memory).
 from __future__ import annotations
 
 import heapq
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Sequence, Tuple
 
@@ -98,28 +97,13 @@ def per_image_dice_terms(masks: tf.Tensor, predictions: tf.Tensor,
     return 2.0 * count(hits), count(pred_fg) + count(truth_fg)
 
 
-class _Progress:
-    """A ProgressBar when the number of batches is known; otherwise a batch counter
-    printed at 1, 2, 4, 8, ... batches (validation sets that skip bad images have no
-    known size)."""
-
-    def __init__(self, dataset: tf.data.Dataset, desc: str, max_batches: int):
-        total = int(dataset.cardinality().numpy())
-        if max_batches > 0:
-            total = min(total, max_batches) if total >= 0 else max_batches
-        self.bar = ProgressBar(total, desc=desc, unit="batch") if total > 0 else None
-        self.desc, self._next = desc, 1
-
-    def update(self, count: int) -> None:
-        if self.bar is not None:
-            self.bar.update(count)
-        elif count >= self._next:
-            sys.stderr.write(f"{self.desc}: {count} batches\n")
-            self._next *= 2
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def _progress(dataset: tf.data.Dataset, desc: str, max_batches: int) -> ProgressBar:
+    """A bar over the batches to come; a counter when the number is unknown (a set that
+    skips unreadable images has no known size)."""
+    total = int(dataset.cardinality().numpy())
+    if max_batches > 0:
+        total = min(total, max_batches) if total >= 0 else max_batches
+    return ProgressBar(total if total > 0 else None, desc=desc, unit="batch")
 
 
 def _take(dataset: tf.data.Dataset, max_batches: int) -> tf.data.Dataset:
@@ -156,7 +140,7 @@ def segmentation_pass(system, dataset: tf.data.Dataset, class_names: Sequence[st
     extremes = ExtremeImages(options.grid_images)
     scores: List[float] = []
     undefined = index = batches = 0
-    progress = _Progress(dataset, "segmentation", options.max_batches)
+    progress = _progress(dataset, "segmentation", options.max_batches)
     for images, masks in _take(dataset, options.max_batches):
         predictions, twice_hits, denominator = step(images, masks)
         twice_hits, denominator = twice_hits.numpy(), denominator.numpy()
@@ -195,7 +179,7 @@ def classification_pass(system, dataset: tf.data.Dataset, num_grades: int,
 
     probabilities, grades = [], []
     batches = 0
-    progress = _Progress(dataset, "classification", options.max_batches)
+    progress = _progress(dataset, "classification", options.max_batches)
     for images, labels in _take(dataset, options.max_batches):
         softmax, sigmoid = step(images, labels)
         if grades_metrics is not None:

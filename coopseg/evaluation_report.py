@@ -9,7 +9,6 @@ probability threshold and ROC-AUC, any-DR (grade >= 1) ROC-AUC, and draws the fi
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -67,11 +66,6 @@ def subsample(arrays: Sequence[np.ndarray], max_points: int) -> List[np.ndarray]
     return [np.asarray(a)[keep] for a in arrays]
 
 
-def _mean_defined(values: Sequence[float]) -> float:
-    defined = [v for v in values if v is not None and not math.isnan(v)]
-    return float(np.mean(defined)) if defined else math.nan
-
-
 def _aupr_summary(histogram: pr.PixelScoreHistogram, class_names: Sequence[str],
                   max_points: int) -> dict:
     counts = histogram.counts()
@@ -89,7 +83,7 @@ def _aupr_summary(histogram: pr.PixelScoreHistogram, class_names: Sequence[str],
             curves[name] = {"precision": precision, "recall": recall, "threshold": thresholds}
         else:
             curves[name] = None
-    return mr.to_jsonable({"aupr": aupr, "mean_aupr": _mean_defined(list(aupr.values())),
+    return mr.to_jsonable({"aupr": aupr, "mean_aupr": mr.mean_defined(list(aupr.values())),
                            "aupr_binning_error_bound": bound, "positive_pixels": positives,
                            "pr_curves": curves})
 

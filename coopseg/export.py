@@ -83,6 +83,14 @@ class ServingModule(tf.Module):
         return float32_outputs(out)
 
 
+def serving_function(system, input_size: int):
+    """``(module, fn)``: the tf.Module a SavedModel of ``system`` holds and its float
+    serving function (float32 RGB 0..255 ``[N, S, S, 3]`` -> outputs)."""
+    module = (system.serving_module() if system.serving_module is not None
+              else ServingModule(system, input_size))
+    return module, getattr(module, "serve", None) or getattr(module, "predict")
+
+
 def float32_outputs(out: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """Floating outputs as float32 (a half-precision head must not leak into a signature)."""
     return {k: tf.cast(v, tf.float32) if v.dtype.is_floating else v for k, v in out.items()}
@@ -110,9 +118,7 @@ def export_saved_model(system, config: ExperimentConfig, export_dir: str,
     ``export_dir/assets/coopseg.json`` records class names, grades, input size and
     that preprocessing (``coopseg-predict`` reads it).
     """
-    module = (system.serving_module() if system.serving_module is not None
-              else ServingModule(system, config.model.input_size))
-    signature = getattr(module, "serve", None) or getattr(module, "predict")
+    module, signature = serving_function(system, config.model.input_size)
     if preprocessing is None:
         preprocessing = photo_preprocessing.from_config(config)
     # An attribute of the module, so the function and its variables are saved with it.

@@ -43,15 +43,17 @@ def iou_dice_from_confusion(cm: np.ndarray) -> dict:
     return {
         "iou": iou.tolist(),
         "dice": dice.tolist(),
-        "miou": _mean_defined(iou),
-        "miou_no_background": _mean_defined(iou[1:]),
-        "mean_dice": _mean_defined(dice),
-        "mean_dice_no_background": _mean_defined(dice[1:]),
+        "miou": mean_defined(iou),
+        "miou_no_background": mean_defined(iou[1:]),
+        "mean_dice": mean_defined(dice),
+        "mean_dice_no_background": mean_defined(dice[1:]),
         "pixel_accuracy": float(hits.sum() / total) if total > 0 else math.nan,
     }
 
 
-def _mean_defined(values: np.ndarray) -> float:
+def mean_defined(values) -> float:
+    """Mean of the defined (non-nan) values; nan when there is none."""
+    values = np.asarray(values, dtype=np.float64)
     defined = values[~np.isnan(values)]
     return float(defined.mean()) if defined.size else math.nan
 
@@ -209,6 +211,13 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
     return value
+
+
+def format_metric(value: Any, digits: int = 4) -> str:
+    """One metric for people: ``undefined`` for None/nan, floats to ``digits`` places."""
+    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+        return "undefined"
+    return f"{float(value):.{digits}f}" if isinstance(value, (float, np.floating)) else str(value)
 
 
 def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],

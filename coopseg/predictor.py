@@ -112,11 +112,9 @@ def _from_saved_model(path: str) -> Predictor:
 
 def _from_checkpoint(model_dir: str) -> Predictor:
     from coopseg.cli.run_dir import load_run
-    from coopseg.export import ServingModule
+    from coopseg.export import serving_function
     config, system = load_run(model_dir)
-    module = (system.serving_module() if system.serving_module is not None
-              else ServingModule(system, config.model.input_size))
-    serve = getattr(module, "serve", None) or getattr(module, "predict")
+    module, serve = serving_function(system, config.model.input_size)
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     return Predictor(serve=serve, input_size=config.model.input_size,
                      class_names=tuple(config.data.class_names),

@@ -18,11 +18,15 @@ def _fmt_seconds(s: float) -> str:
 
 
 class ProgressBar:
-    """``bar.update(n, info="loss 0.31")`` with n the number of items done so far."""
+    """``bar.update(n, info="loss 0.31")`` with n the number of items done so far.
 
-    def __init__(self, total: int, desc: str = "", unit: str = "it", start: int = 0,
+    ``total=None`` (e.g. a dataset of unknown size): a counter with the rate instead of
+    a bar; off a terminal it logs at 1, 2, 4, 8, ... items.
+    """
+
+    def __init__(self, total: Optional[int], desc: str = "", unit: str = "it", start: int = 0,
                  stream: Optional[TextIO] = None, log_fraction: float = 0.1, width: int = 24):
-        self.total = max(1, int(total))
+        self.total = None if total is None else max(1, int(total))
         self.desc = desc
         self.unit = unit
         self.stream = stream or sys.stderr
@@ -31,17 +35,21 @@ class ProgressBar:
         self.count = start
         self.t0 = time.perf_counter()
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self._next_log = start + max(1, int(self.total * log_fraction))
-        self._log_every = max(1, int(self.total * log_fraction))
+        self._log_every = (max(1, int(self.total * log_fraction)) if self.total is not None
+                           else None)
+        self._next_log = start + (self._log_every or 1)
 
     def rate(self) -> float:
         elapsed = time.perf_counter() - self.t0
         return (self.count - self.start_count) / elapsed if elapsed > 0 else 0.0
 
     def line(self, info: str = "") -> str:
+        rate = self.rate()
+        if self.total is None:
+            text = f"{self.desc} {self.count} {self.unit} {rate:.2f} {self.unit}/s"
+            return f"{text} {info}".rstrip()
         frac = min(1.0, self.count / self.total)
         filled = int(frac * self.width)
-        rate = self.rate()
         eta = (self.total - self.count) / rate if rate > 0 else 0.0
         bar = "#" * filled + "." * (self.width - filled)
         text = (f"{self.desc} [{bar}] {self.count}/{self.total} "
@@ -53,13 +61,18 @@ class ProgressBar:
         if self.tty:
             self.stream.write("\r" + self.line(info) + "\033[K")
             self.stream.flush()
-        elif count >= self._next_log or count >= self.total:
+        elif count >= self._next_log or (self.total is not None and count >= self.total):
             self.stream.write(self.line(info) + "\n")
             self.stream.flush()
             while self._next_log <= count:
-                self._next_log += self._log_every
+                # A known total logs every log_fraction of it; an unknown one doubles.
+                self._next_log += self._log_every or self._next_log
 
     def close(self, info: str = "") -> None:
         if self.tty:
             self.stream.write("\r" + self.line(info) + "\033[K\n")
+            self.stream.flush()
+        elif self.total is None and self.count > self.start_count:
+            # An unknown total has no "last item" line of its own: say where it ended.
+            self.stream.write(self.line(info) + " done\n")
             self.stream.flush()

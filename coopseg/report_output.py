@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -27,15 +26,9 @@ FIGURE_TITLES = {
 }
 
 
-def _num(value, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "undefined"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
 def _md_table(header: Sequence[str], rows: Sequence[Sequence]) -> List[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(_num(v) if not isinstance(v, str) else v for v in row) + " |"
+    lines += ["| " + " | ".join(mr.format_metric(v) if not isinstance(v, str) else v for v in row) + " |"
               for row in rows]
     return lines + [""]
 

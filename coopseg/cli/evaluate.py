@@ -39,21 +39,15 @@ def _define_flags() -> None:
 
 def metrics_table(metrics: dict) -> str:
     """The headline numbers as an aligned text table."""
-    from coopseg.metrics_report import format_table
+    from coopseg.metrics_report import format_metric, format_table
     rows = []
     for group, values in metrics.items():
         for key, value in values.items():
             if isinstance(value, dict):
-                rows += [{"metric": f"{group}/{key}/{k}", "value": _fmt(v)} for k, v in value.items()]
+                rows += [{"metric": f"{group}/{key}/{k}", "value": format_metric(v)} for k, v in value.items()]
             elif not isinstance(value, list):
-                rows.append({"metric": f"{group}/{key}", "value": _fmt(value)})
+                rows.append({"metric": f"{group}/{key}", "value": format_metric(value)})
     return format_table(rows, ["metric", "value"])
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "undefined"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def write_full_report(config, system, inputs, options) -> None:
