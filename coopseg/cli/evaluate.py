@@ -81,23 +81,22 @@ def write_full_report(config, system, inputs, options) -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.report is not None:
-        from coopseg.config import ConfigError
-        from data_pipelines.records import DataError
-        try:
-            _report_main()
-        except (ConfigError, DataError) as err:
-            sys.exit(f"coopseg-evaluate: error: {err}")
-        return
+    import tensorflow as tf
+    from coopseg.cli.errors import exit_on_wrapped_data_error
     from coopseg.config import ConfigError
     from coopseg.evaluation import evaluate_system
     from data_pipelines.records import DataError
     try:
+        if FLAGS.report is not None:
+            _report_main()
+            return
         config, system, inputs = _load()
         metrics = evaluate_system(system, inputs.clf_val, inputs.seg_val,
                                   config.model.num_grades, config.data.class_names)
     except (ConfigError, DataError) as err:
         sys.exit(f"coopseg-evaluate: error: {err}")
+    except tf.errors.InvalidArgumentError as err:  # a strict run met an unreadable image
+        exit_on_wrapped_data_error("coopseg-evaluate", err)
     output = FLAGS.output or os.path.join(FLAGS.model_dir, "evaluation.json")
     with open(output, "w") as f:
         json.dump(metrics, f, indent=2)

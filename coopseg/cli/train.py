@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from absl import app, flags, logging
 
@@ -117,13 +116,6 @@ def _train(config, export: bool, strategy) -> dict:
     return out
 
 
-def _data_error_line(message: str) -> str:
-    for line in message.splitlines():
-        if "Error:" in line and ("DataError" in line or "UnreadableImageError" in line):
-            return line.split("Error:", 1)[1].strip()
-    return message.splitlines()[0]
-
-
 def _print_result(out: dict, model_dir: str) -> None:
     seg = out["metrics"].get("segmentation", {})
     lines = [f"\nDone: {out['experiment']} ({out['method']}, {out['mode']}, {out['steps']} steps)",
@@ -148,6 +140,7 @@ def _print_result(out: dict, model_dir: str) -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from coopseg.cli.errors import exit_now, exit_on_wrapped_data_error
     from coopseg.config import ConfigError
     from coopseg.training.loop import TrainingDiverged
     from data_pipelines.records import DataError
@@ -163,13 +156,9 @@ def main(argv) -> None:
             use_synthetic_data(config, FLAGS.data_dir, FLAGS.scale, FLAGS.synthetic_images)
         out = train(config, export=FLAGS.export, strategy=strategy)
     except (ConfigError, DataError, TrainingDiverged) as err:
-        sys.exit(f"coopseg-train: error: {err}")
+        exit_now("coopseg-train", str(err))
     except tf.errors.InvalidArgumentError as err:
-        # A DataError raised while decoding inside tf.data arrives wrapped; its message
-        # names the file. Show that, not a graph stack trace.
-        if "DataError" not in err.message and "UnreadableImageError" not in err.message:
-            raise
-        sys.exit(f"coopseg-train: error: {_data_error_line(err.message)}")
+        exit_on_wrapped_data_error("coopseg-train", err)
     _print_result(out, config.train.model_dir)
 
 
