@@ -21,7 +21,7 @@ from coopseg import report_figures as rf
 from coopseg.config import ConfigError
 from coopseg.evaluation_passes import Thumbnail, classification_pass, segmentation_pass
 
-REFERABLE_MIN_GRADE = 2
+REFERABLE_MIN_GRADE = mr.REFERABLE_MIN_GRADE
 
 
 @dataclass

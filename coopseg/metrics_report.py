@@ -95,6 +95,10 @@ def quadratic_weighted_kappa(y_true: Iterable[int], y_pred: Iterable[int], num_c
     return 1.0 - float((weights * observed).sum()) / chance_disagreement
 
 
+# Referable diabetic retinopathy: moderate non-proliferative or worse (grade >= 2).
+REFERABLE_MIN_GRADE = 2
+
+
 def grade_at_least_probability(probabilities: np.ndarray, min_grade: int) -> np.ndarray:
     """P(grade >= min_grade) per row of softmax probabilities ``[N, num_grades]``.
 

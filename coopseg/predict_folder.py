@@ -12,7 +12,7 @@ CSV columns (``csv_columns``): ``image``, ``status`` (``ok`` | ``unreadable``),
 ``reason``, ``retina_found``, then per head ``grade``, ``p_grade_<g>``,
 ``p_referable`` (P(grade >= 2)), ``score_<class>`` (image-level labels),
 ``pixels_<lesion>`` (pixels of each lesion class in the model's S x S view of the
-retina crop), and ``overlay`` (the PNG, relative to the output directory).
+photo), and ``overlay`` (the PNG, relative to the output directory).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from coopseg.metrics_report import grade_at_least_probability
+from coopseg.metrics_report import REFERABLE_MIN_GRADE, grade_at_least_probability
 from coopseg.photo_preprocessing import PhotoPreprocessing
 from coopseg.predictor import Predictor
 from coopseg.progress import ProgressBar
@@ -48,7 +48,7 @@ class PreparedPhoto:
 
     path: str
     model_input: Optional[np.ndarray] = None  # float32 RGB 0..255 [S, S, 3]
-    display: Optional[np.ndarray] = None  # uint8 RGB, the retina crop for the overlay
+    display: Optional[np.ndarray] = None  # uint8 RGB, the photo as the model saw it
     retina_found: bool = False
     error: str = ""
 
@@ -137,7 +137,7 @@ def csv_columns(predictor: Predictor, outputs: Sequence[str]) -> List[str]:
     columns = ["image", "status", "reason", "retina_found"]
     if "grade_probabilities" in outputs:
         columns += ["grade"] + [f"p_grade_{g}" for g in range(predictor.num_grades)]
-        if predictor.num_grades > 2:
+        if predictor.num_grades > REFERABLE_MIN_GRADE:
             columns.append("p_referable")
     if "class_scores" in outputs:
         columns += [f"score_{name}" for name in predictor.class_names[1:]]
@@ -157,8 +157,9 @@ def prediction_row(photo: PreparedPhoto, name: str, out: Dict[str, np.ndarray], 
         probs = out["grade_probabilities"][i]
         row["grade"] = int(out["grade"][i])
         row.update({f"p_grade_{g}": f"{p:.4f}" for g, p in enumerate(probs)})
-        if predictor.num_grades > 2:
-            row["p_referable"] = f"{grade_at_least_probability(probs[None], 2)[0]:.4f}"
+        if predictor.num_grades > REFERABLE_MIN_GRADE:
+            p_referable = grade_at_least_probability(probs[None], REFERABLE_MIN_GRADE)[0]
+            row["p_referable"] = f"{p_referable:.4f}"
     if "class_scores" in out:
         row.update({f"score_{name}": f"{s:.4f}"
                     for name, s in zip(predictor.class_names[1:], out["class_scores"][i])})
@@ -171,7 +172,7 @@ def prediction_row(photo: PreparedPhoto, name: str, out: Dict[str, np.ndarray], 
 
 def overlay_image(photo: PreparedPhoto, name: str, row: Dict[str, object],
                   out: Dict[str, np.ndarray], i: int, predictor: Predictor) -> np.ndarray:
-    """The photo's retina crop with the lesion map blended in and a legend beside it."""
+    """The photo as the model saw it, the lesion map blended in, a legend beside it."""
     num_classes = len(predictor.class_names)
     image = photo.display
     entries: List[Tuple[str, Optional[int]]] = []
@@ -219,7 +220,8 @@ def predict_folder(predictor: Predictor, inputs: Sequence[Tuple[str, str]], outp
     CSV is always complete. Returns a summary: counts, grade histogram, paths.
     """
     preprocessing = options.resolve(predictor.preprocessing)
-    os.makedirs(os.path.join(output_dir, OVERLAY_DIR), exist_ok=True)
+    os.makedirs(os.path.join(output_dir, OVERLAY_DIR) if options.overlays else output_dir,
+                exist_ok=True)
     csv_path = os.path.join(output_dir, CSV_NAME)
     partial = csv_path + ".partial"
     taken: set = set()
