@@ -2,10 +2,8 @@
 (atomically), and the same numbers and figures to TensorBoard."""
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -15,6 +13,7 @@ from coopseg import metrics_report as mr
 from coopseg import report_figures as rf
 from coopseg.config import ConfigError
 from coopseg.evaluation_report import Report
+from data_pipelines.atomic_dir import write_directory_atomically
 
 METRICS_FILE, MARKDOWN_FILE = "metrics.json", "report.md"
 FIGURE_TITLES = {
@@ -156,38 +155,21 @@ def check_report_dir(out_dir: str) -> None:
 def write_report(report: Report, out_dir: str, run: Optional[dict] = None) -> List[str]:
     """Write metrics.json, report.md and the PNGs to ``out_dir`` atomically: everything
     goes to a temporary directory beside it, which then replaces ``out_dir`` (an earlier
-    report there is replaced whole). Returns the written paths."""
+    report there is replaced whole; ``data_pipelines.atomic_dir``). Returns the paths."""
     out_dir = os.path.abspath(out_dir)
     check_report_dir(out_dir)
     if run is not None:
         report.metrics = {"run": mr.to_jsonable(run), **report.metrics}
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".report-", dir=parent)
-    old = None
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the report from colleagues
-        names = []
+    names = [METRICS_FILE, MARKDOWN_FILE] + [f"{name}.png" for name in report.figures]
+
+    def write(tmp: Path) -> dict:
         for name, rgb in report.figures.items():
-            rf.write_png(os.path.join(tmp, f"{name}.png"), rgb)
-            names.append(f"{name}.png")
-        with open(os.path.join(tmp, METRICS_FILE), "w") as f:
-            json.dump(report.metrics, f, indent=2, allow_nan=False)
-        with open(os.path.join(tmp, MARKDOWN_FILE), "w") as f:
-            f.write(render_markdown(report))
-        if os.path.exists(out_dir):
-            old = tempfile.mkdtemp(prefix=".report-old-", dir=parent)
-            os.replace(out_dir, os.path.join(old, "report"))
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not os.path.exists(out_dir):
-            os.replace(os.path.join(old, "report"), out_dir)   # put the earlier report back
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return [os.path.join(out_dir, n) for n in [METRICS_FILE, MARKDOWN_FILE] + names]
+            rf.write_png(str(tmp / f"{name}.png"), rgb)
+        (tmp / MARKDOWN_FILE).write_text(render_markdown(report), encoding="utf-8")
+        return report.metrics  # written as METRICS_FILE
+
+    write_directory_atomically(Path(out_dir), METRICS_FILE, write)
+    return [os.path.join(out_dir, n) for n in names]
 
 
 def headline(metrics: dict) -> Dict[str, dict]:

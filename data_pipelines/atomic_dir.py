@@ -1,4 +1,4 @@
-"""Write a generated data set as a whole or not at all.
+"""Write a generated directory (a data set, a report) as a whole or not at all.
 
 The synthetic generators write into a temporary sibling directory and rename it into
 place at the end, so an interrupted run never leaves a half-written set that a later
@@ -35,13 +35,20 @@ def write_directory_atomically(out: Path, manifest_name: str,
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         manifest = write(tmp)
-        (tmp / manifest_name).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        # allow_nan=False: a nan would make the manifest invalid JSON for other readers.
+        (tmp / manifest_name).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n",
+                                         encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it private
-        if out.exists():  # an older set of ours (checked above): move aside, then drop
+        if out.exists():  # an older one of ours (checked above): move aside, then drop
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, old / "set")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(old / "set", out)  # put the earlier one back
+                raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out)
     except BaseException:
