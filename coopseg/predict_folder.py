@@ -8,8 +8,17 @@ Graham normalisation if the training data had it, and the per-image standardisat
 inside the serving function. Every input file gets a row:
 a file that cannot be read is listed with the reason, never dropped.
 
+Every photo is also checked for whether a grader could judge it
+(``photo_preprocessing.assess_gradability``: a retina found, not too dark, not
+clipped bright, not smaller than the model's input). The retina detector runs
+whether or not the preprocessing crops, so ``retina_found`` means the same either
+way. An ungradable photo still gets its prediction and overlay, flagged.
+
 CSV columns (``csv_columns``): ``image``, ``status`` (``ok`` | ``unreadable``),
-``reason``, ``retina_found``, then per head ``grade``, ``p_grade_<g>``,
+``reason`` (why a file is unreadable; for a readable photo, that the retina crop
+found no disc and used the whole frame), ``retina_found`` (1/0), ``gradable`` (1/0),
+``gradable_reason`` (empty when gradable, else the reasons joined with ``"; "``;
+both empty for an unreadable file), then per head ``grade``, ``p_grade_<g>``,
 ``p_referable`` (P(grade >= 2)), ``score_<class>`` (image-level labels),
 ``pixels_<lesion>`` (pixels of each lesion class in the model's S x S view of the
 photo), and ``overlay`` (the PNG, relative to the output directory).
@@ -28,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from coopseg.metrics_report import REFERABLE_MIN_GRADE, grade_at_least_probability
-from coopseg.photo_preprocessing import PhotoPreprocessing
+from coopseg.photo_preprocessing import Gradability, PhotoPreprocessing, assess_gradability
 from coopseg.predictor import Predictor
 from coopseg.progress import ProgressBar
 from coopseg.report_figures import write_png
@@ -40,6 +49,7 @@ from data_pipelines.records import DataError
 
 CSV_NAME = "predictions.csv"
 OVERLAY_DIR = "overlays"
+UNGRADABLE_LEGEND = "UNGRADABLE photo:"
 
 
 @dataclass
@@ -50,7 +60,14 @@ class PreparedPhoto:
     model_input: Optional[np.ndarray] = None  # float32 RGB 0..255 [S, S, 3]
     display: Optional[np.ndarray] = None  # uint8 RGB, the photo as the model saw it
     retina_found: bool = False
+    crop_missed: bool = False  # the retina crop was asked for but found no disc
+    gradability: Optional[Gradability] = None
     error: str = ""
+
+    @property
+    def gradable(self) -> bool:
+        """Whether a grader could judge the photo (False when it was not read)."""
+        return self.gradability is not None and self.gradability.gradable
 
 
 @dataclass
@@ -110,15 +127,18 @@ def read_input_list(path: str) -> List[str]:
 
 def prepare_photo(path: str, size: int, preprocessing: PhotoPreprocessing,
                   overlay_size: int = 512) -> PreparedPhoto:
-    """Read and prepare one photo; any DataError (unreadable, corrupt, not an image,
-    missing) becomes ``error`` instead of an exception."""
+    """Read and prepare one photo for a model with ``size`` px inputs, and judge whether
+    it is gradable; any DataError (unreadable, corrupt, not an image, missing) becomes
+    ``error`` instead of an exception."""
     try:
         image = read_image(path)
     except DataError as err:
         return PreparedPhoto(path, error=str(err).replace(f"{path}: ", "", 1))
-    crop = preprocessing.crop_retina
-    box = fundus.crop_box_to_retina(image, preprocessing.retina_threshold) if crop else None
-    if box is not None:
+    # The detector runs even when the run does not crop: ``retina_found`` and the
+    # gradability checks must not depend on the preprocessing.
+    box = fundus.crop_box_to_retina(image, preprocessing.retina_threshold)
+    gradability = assess_gradability(image, box, size)
+    if preprocessing.crop_retina and box is not None:
         image = fundus.apply_box(image, box, 0)
     model_input = resize_image(tf.constant(image), size).numpy()
     if preprocessing.graham:
@@ -127,14 +147,16 @@ def prepare_photo(path: str, size: int, preprocessing: PhotoPreprocessing,
     display_side = min(overlay_size, max(image.shape[:2]))
     display = cv2.resize(image, (display_side, display_side), interpolation=cv2.INTER_AREA)
     return PreparedPhoto(path, model_input.astype(np.float32), display,
-                         retina_found=box is not None or not crop)
+                         retina_found=box is not None,
+                         crop_missed=preprocessing.crop_retina and box is None,
+                         gradability=gradability)
 
 
 # ---------------------------------------------------------------------- rows and images
 
 def csv_columns(predictor: Predictor, outputs: Sequence[str]) -> List[str]:
     """The CSV header for a model with ``outputs`` (keys of its serving signature)."""
-    columns = ["image", "status", "reason", "retina_found"]
+    columns = ["image", "status", "reason", "retina_found", "gradable", "gradable_reason"]
     if "grade_probabilities" in outputs:
         columns += ["grade"] + [f"p_grade_{g}" for g in range(predictor.num_grades)]
         if predictor.num_grades > REFERABLE_MIN_GRADE:
@@ -150,9 +172,11 @@ def prediction_row(photo: PreparedPhoto, name: str, out: Dict[str, np.ndarray], 
                    predictor: Predictor) -> Dict[str, object]:
     """The CSV row of photo ``i`` of a batch's outputs ``out``."""
     row: Dict[str, object] = {"image": name, "status": "ok",
-                              "reason": "" if photo.retina_found
-                              else "no retina found: the whole frame was used",
-                              "retina_found": int(photo.retina_found)}
+                              "reason": "no retina found: the whole frame was used"
+                              if photo.crop_missed else "",
+                              "retina_found": int(photo.retina_found),
+                              "gradable": int(photo.gradable),
+                              "gradable_reason": photo.gradability.reason}
     if "grade_probabilities" in out:
         probs = out["grade_probabilities"][i]
         row["grade"] = int(out["grade"][i])
@@ -185,9 +209,10 @@ def overlay_image(photo: PreparedPhoto, name: str, row: Dict[str, object],
         image = overlay_rgb(image, out["class_map"][i], num_classes)
         entries += [(f"{cname}: {row[f'pixels_{cname}']} px", c)
                     for c, cname in enumerate(predictor.class_names) if c > 0]
-    if not photo.retina_found:
-        entries.append(("no retina found", None))
-    return add_legend(image, entries, num_classes, title=name)
+    # Above the grade, so nobody reads the grade of an ungradable photo without the warning.
+    warnings = ([UNGRADABLE_LEGEND] + [f"- {reason}" for reason in photo.gradability.reasons]
+                if not photo.gradable else [])
+    return add_legend(image, entries, num_classes, title=name, warnings=warnings)
 
 
 def overlay_name(name: str, taken: set) -> str:
@@ -217,7 +242,8 @@ def predict_folder(predictor: Predictor, inputs: Sequence[Tuple[str, str]], outp
     ``output_dir/predictions.csv`` and ``output_dir/overlays/*.png``.
 
     The CSV is written to a ``.partial`` file and renamed at the end, so a finished
-    CSV is always complete. Returns a summary: counts, grade histogram, paths.
+    CSV is always complete. Returns a summary: counts (``predicted``, ``unreadable``,
+    ``no_retina``, ``ungradable``), grade histogram, paths.
     """
     preprocessing = options.resolve(predictor.preprocessing)
     os.makedirs(os.path.join(output_dir, OVERLAY_DIR) if options.overlays else output_dir,
@@ -226,7 +252,8 @@ def predict_folder(predictor: Predictor, inputs: Sequence[Tuple[str, str]], outp
     partial = csv_path + ".partial"
     taken: set = set()
     summary: Dict[str, object] = {"images": len(inputs), "predicted": 0, "unreadable": 0,
-                                  "no_retina": 0, "grades": {}, "csv": csv_path}
+                                  "no_retina": 0, "ungradable": 0, "grades": {},
+                                  "csv": csv_path}
     bar = ProgressBar(len(inputs), desc="predict", unit="img")
     writer = None
     with open(partial, "w", newline="") as handle, \
@@ -262,6 +289,7 @@ def predict_folder(predictor: Predictor, inputs: Sequence[Tuple[str, str]], outp
                 writer.writerow(row)
                 summary["predicted"] += 1
                 summary["no_retina"] += int(not photo.retina_found)
+                summary["ungradable"] += int(not photo.gradable)
                 if "grade" in row:
                     grades = summary["grades"]
                     grades[row["grade"]] = grades.get(row["grade"], 0) + 1

@@ -1,7 +1,7 @@
 """Colour overlays of class maps on fundus images (TensorBoard summaries, reports)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -71,9 +71,33 @@ def overlay_rgb(image: np.ndarray, class_map: np.ndarray, num_classes: int,
     return np.where((cm > 0)[..., None], blended, image)
 
 
+# Warnings in a legend wrap at this text width (px), so one long reason does not make
+# the panel wider than the photo it annotates.
+LEGEND_WARNING_WIDTH = 240
+LEGEND_WARNING_TEXT = (170, 0, 0)  # dark red: readable on the band below and on white
+LEGEND_WARNING_BAND = (255, 228, 228)  # pale red behind warning rows, so they stand out
+
+
+def _wrap(text: str, width: int, font: int, scale: float, thickness: int) -> List[str]:
+    """``text`` split at spaces into lines at most ``width`` px wide (a longer word
+    gets a line of its own); continuation lines are indented."""
+    import cv2
+    lines: List[str] = []
+    line = ""
+    for word in text.split(" "):
+        candidate = f"{line} {word}" if line else word
+        if line and cv2.getTextSize(candidate, font, scale, thickness)[0][0] > width:
+            lines.append(line)
+            line = "  " + word
+        else:
+            line = candidate
+    return lines + [line]
+
+
 def add_legend(image: np.ndarray, entries: Sequence[Tuple[str, Optional[int]]],
-               num_classes: int, title: str = "") -> np.ndarray:
-    """The image with a legend panel on its right: a title line, then one row per
+               num_classes: int, title: str = "", warnings: Sequence[str] = ()) -> np.ndarray:
+    """The image with a legend panel on its right: a title line, then ``warnings`` in red
+    on a pale red band (each wrapped at ``LEGEND_WARNING_WIDTH`` px), then one row per
     ``(text, class_index)`` with that class's colour swatch (``None``: text only).
 
     Returns a new uint8 RGB image, as tall as ``image`` or the legend, whichever is taller.
@@ -81,20 +105,35 @@ def add_legend(image: np.ndarray, entries: Sequence[Tuple[str, Optional[int]]],
     import cv2
     colours = palette(num_classes)
     font, scale, thickness, row = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1, 20
-    lines = ([(title, None)] if title else []) + list(entries)
-    text_width = max([cv2.getTextSize(text, font, scale, thickness)[0][0] for text, _ in lines]
-                     + [60])
+
+    def width_of(text: str) -> int:
+        return cv2.getTextSize(text, font, scale, thickness)[0][0]
+
+    plain = ([(title, None)] if title else []) + list(entries)
+    text_width = max([width_of(text) for text, _ in plain] + [60])
+    # Warnings may widen the panel up to the wrap width, never past it.
+    wrap_at = max(text_width, min(LEGEND_WARNING_WIDTH,
+                                  max([width_of(w) for w in warnings] + [0])))
+    warning_lines = [line for w in warnings for line in _wrap(w, wrap_at, font, scale, thickness)]
+    text_width = max([text_width] + [width_of(line) for line in warning_lines])
+    # (text, class index, is a warning): title first, then warnings, then the entries.
+    lines = [(title, None, False)] if title else []
+    lines += [(line, None, True) for line in warning_lines]
+    lines += [(text, index, False) for text, index in entries]
     panel_w = text_width + 40
     height = max(image.shape[0], row * len(lines) + 10)
     canvas = np.full((height, image.shape[1] + panel_w, 3), 255, np.uint8)
     canvas[:image.shape[0], :image.shape[1]] = image
     x0 = image.shape[1] + 8
-    for i, (text, index) in enumerate(lines):
+    for i, (text, index, warning) in enumerate(lines):
         y = 8 + row * i
+        if warning:
+            cv2.rectangle(canvas, (image.shape[1] + 2, y - 1), (canvas.shape[1] - 3, y + row - 2),
+                          LEGEND_WARNING_BAND, -1)
         if index is not None:
             cv2.rectangle(canvas, (x0, y + 2), (x0 + 14, y + 14),
                           tuple(int(c) for c in colours[index]), -1)
             cv2.rectangle(canvas, (x0, y + 2), (x0 + 14, y + 14), (90, 90, 90), 1)
         cv2.putText(canvas, text, (x0 + (20 if index is not None else 0), y + 13), font, scale,
-                    (0, 0, 0), thickness, cv2.LINE_AA)
+                    LEGEND_WARNING_TEXT if warning else (0, 0, 0), thickness, cv2.LINE_AA)
     return canvas

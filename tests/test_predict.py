@@ -14,6 +14,7 @@ from coopseg.config import ConfigError, to_dict
 from coopseg.export import export_saved_model
 from coopseg.predict_folder import PredictOptions, list_inputs, predict_folder
 from coopseg.predictor import average_with_mirror, load_predictor
+from coopseg.visualize import LEGEND_WARNING_BAND
 from data_pipelines.synthetic import render_fundus
 from experiments.scales import experiment
 from tests.helpers import built_system_with_bn_statistics
@@ -97,14 +98,76 @@ def test_folder_gives_one_row_per_file_with_reasons_and_overlays(trained, tmp_pa
     assert all(r["overlay"] == "" for r in rows[3:])
 
 
+def _ungradable_folder(root):
+    """One photo per gradability case, each clearly past its threshold."""
+    os.makedirs(root)
+    photo, _ = render_fundus(4, 1, 160)  # larger than the tiny model's 96 px input
+    frame = np.zeros((200, 240, 3), np.uint8)
+    frame[20:180, 40:200] = photo
+    cases = {"black.png": np.zeros((200, 240, 3), np.uint8),
+             "dark.png": (frame * 0.2).astype(np.uint8),  # mean ~14: the disc still found
+             "few_levels.png": (frame * 0.04).astype(np.uint8),  # 0..~7: nothing to find
+             "tiny.png": cv2.resize(photo, (40, 40), interpolation=cv2.INTER_AREA),
+             "normal.png": frame}
+    for name, image in cases.items():
+        cv2.imwrite(os.path.join(root, name), image[..., ::-1])
+    return root
+
+
 def test_checkpoint_and_saved_model_predict_the_same(trained, tmp_path):
     _, run, export = trained
     folder = _photo_folder(str(tmp_path / "photos"))
+    _ungradable_folder(os.path.join(folder, "quality"))
     options = PredictOptions(overlays=False)
     for name, model in (("ckpt", run), ("saved", export)):
-        predict_folder(load_predictor(model), list_inputs([folder]), str(tmp_path / name), options)
+        predict_folder(load_predictor(model), list_inputs([folder], recursive=True),
+                       str(tmp_path / name), options)
     a, b = (_read_csv(str(tmp_path / n / "predictions.csv")) for n in ("ckpt", "saved"))
     assert a == b
+    # The comparison covers the gradability columns, both ways.
+    assert {r["gradable"] for r in a if r["status"] == "ok"} == {"0", "1"}
+
+
+@pytest.mark.parametrize("crop", [False, True])
+def test_ungradable_photos_are_flagged_and_still_predicted(trained, tmp_path, crop):
+    cfg, _, export = trained
+    folder = _ungradable_folder(str(tmp_path / "photos"))
+    out = str(tmp_path / "out")
+    # crop=False is the tiny model's own preprocessing (trained on whole synthetic
+    # frames); crop=True that of a model trained on retina-cropped records.
+    summary = predict_folder(load_predictor(export), list_inputs([folder]), out,
+                             PredictOptions(crop_retina=crop))
+    with open(os.path.join(out, "predictions.csv"), newline="") as f:
+        header = next(csv.reader(f))
+    assert header[3:6] == ["retina_found", "gradable", "gradable_reason"]
+    rows = {r["image"]: r for r in _read_csv(os.path.join(out, "predictions.csv"))}
+    assert summary["predicted"] == 5 and summary["ungradable"] == 4
+
+    black = rows["black.png"]
+    assert (black["retina_found"], black["gradable"]) == ("0", "0")
+    assert black["gradable_reason"].split("; ")[0] == "no retina found"
+    assert black["reason"] == ("no retina found: the whole frame was used" if crop else "")
+    assert rows["dark.png"]["retina_found"] == "1" and rows["dark.png"]["gradable"] == "0"
+    assert rows["dark.png"]["gradable_reason"].startswith("too dark: retina mean brightness")
+    assert "; " not in rows["dark.png"]["gradable_reason"]
+    assert rows["few_levels.png"]["gradable"] == "0"
+    assert "too dark" in rows["few_levels.png"]["gradable_reason"]
+    assert rows["tiny.png"]["gradable"] == "0"
+    assert rows["tiny.png"]["gradable_reason"].startswith("too small: retina ")
+    assert (rows["normal.png"]["retina_found"], rows["normal.png"]["gradable"],
+            rows["normal.png"]["gradable_reason"]) == ("1", "1", "")
+
+    for row in rows.values():  # never hidden: every photo keeps its prediction and overlay
+        probs = np.array([float(row[f"p_grade_{g}"]) for g in range(cfg.model.num_grades)])
+        assert abs(probs.sum() - 1) < 1e-3 and int(row["grade"]) == probs.argmax()
+        assert row["pixels_microaneurysm"] != "" and row["overlay"]
+    # The legend of an ungradable photo carries the warning on its red band (PNG is
+    # lossless, so the band's exact colour can be counted); a gradable one has none.
+    band = []
+    for name in ("black.png", "normal.png"):
+        overlay = cv2.imread(os.path.join(out, rows[name]["overlay"]))[..., ::-1]
+        band.append(int((overlay == LEGEND_WARNING_BAND).all(-1).sum()))
+    assert band[0] > 1000 and band[1] == 0
 
 
 def test_flip_tta_averages_the_photo_and_its_mirror(trained):

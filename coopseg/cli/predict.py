@@ -14,6 +14,8 @@ import sys
 
 from absl import app, flags
 
+from coopseg.console import start_program
+
 FLAGS = flags.FLAGS
 
 
@@ -68,7 +70,8 @@ def main(argv) -> None:
         sys.exit(f"coopseg-predict: error: cannot write to {FLAGS.output_dir}: {err}")
     grades = ", ".join(f"grade {g}: {n}" for g, n in sorted(summary["grades"].items()))
     print(f"{summary['predicted']} predicted, {summary['unreadable']} unreadable (listed in the "
-          f"CSV with the reason), {summary['no_retina']} without a visible retina"
+          f"CSV with the reason), {summary['no_retina']} without a visible retina, "
+          f"{summary['ungradable']} not gradable (predicted anyway; see gradable_reason)"
           + (f"; {grades}" if grades else ""))
     print(f"written: {summary['csv']}"
           + (f" and {FLAGS.output_dir}/overlays/" if FLAGS.overlays else ""))
@@ -77,6 +80,7 @@ def main(argv) -> None:
 def run() -> None:
     """Console-script entry point."""
     _define_flags()
+    start_program(__name__)
     app.run(main)
 
 
