@@ -17,6 +17,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from coopseg.models.decouplednet import VGG16_BLOCK_CONVS, DecoupledNetConfig
+from coopseg.models.input_adapter import adapt_input
 from coopseg.models.unpooling import MaxPoolWithArgmax, MaxUnpooling2D
 
 layers = tf.keras.layers
@@ -38,23 +39,27 @@ def build_deconvnet(cfg: DecoupledNetConfig, num_seg_classes: int) -> tf.keras.M
 
     Widths follow ``cfg.vgg_widths()`` and ``cfg.fc_units`` (the DecoupledNet sizes,
     so the two networks of a Table 1 row have the same capacity); BatchNorm after
-    every (de)convolution when ``cfg.batch_norm`` (DeconvNet has it too).
+    every deconvolution when ``cfg.batch_norm`` (DeconvNet has it), after the VGG-16
+    encoder's convolutions (fc6 and fc7 included) when ``cfg.vgg_batch_norm``: False is
+    the published VGG-16, which ``train.backbone_weights`` can start from (fc1/fc2
+    become fc6/fc7 at 224 px, where fc6's kernel is 7x7). ``cfg.input_adapter``
+    ("" or "caffe") is the input layer ImageNet weights need (``input_adapter.py``).
     """
     cfg.validate()
     widths = cfg.vgg_widths()
-    bn = cfg.batch_norm
+    bn, vgg_bn = cfg.batch_norm, cfg.vgg_batch_norm
     image = layers.Input((cfg.input_size, cfg.input_size, 3), name="image")
-    x, switches = image, []
+    x, switches = adapt_input(image, cfg.input_adapter), []
     # -- encoder: VGG-16 convolutions, pools that remember where each max came from
     for block, (convs, width) in enumerate(zip(VGG16_BLOCK_CONVS, widths), start=1):
         for i in range(1, convs + 1):
-            x = _conv_bn_relu(x, width, 3, f"block{block}_conv{i}", batch_norm=bn)
+            x = _conv_bn_relu(x, width, 3, f"block{block}_conv{i}", batch_norm=vgg_bn)
         x, switch = MaxPoolWithArgmax(name=f"block{block}_pool")(x)
         switches.append(switch)
     # -- fully connected layers as convolutions: pool5 map -> 1x1 -> pool5 map
     pool5_size = cfg.input_size // 32
-    x = _conv_bn_relu(x, cfg.fc_units, pool5_size, "fc6", batch_norm=bn, padding="valid")
-    x = _conv_bn_relu(x, cfg.fc_units, 1, "fc7", batch_norm=bn)
+    x = _conv_bn_relu(x, cfg.fc_units, pool5_size, "fc6", batch_norm=vgg_bn, padding="valid")
+    x = _conv_bn_relu(x, cfg.fc_units, 1, "fc7", batch_norm=vgg_bn)
     x = _conv_bn_relu(x, widths[4], pool5_size, "fc6_deconv", batch_norm=bn, transpose=True,
                       padding="valid")
     # -- decoder: unpool with the encoder's switches, deconvolve (mirror of VGG-16)

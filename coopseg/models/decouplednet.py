@@ -1,6 +1,6 @@
 """DecoupledNet (Hong, Noh & Han 2015): decoupled classification and segmentation nets.
 
-Three parts (paper Sec. 2.1, DESIGN §2): a VGG-16 classification network with a
+Three parts (Hong et al., arXiv:1506.04924, Sec. 2.1): a VGG-16 classification network with a
 multi-label sigmoid head; bridging layers (``bridging.py``) that turn pool5 and the
 class-specific saliency of one class l into g_l; and a DeconvNet-style segmentation
 network that unpools g_l back to the input size with the classifier's own pooling
@@ -18,8 +18,12 @@ Training is decoupled (Sec. 2.2); the trainer wires it as:
     model = DecoupledNetInference(classifier, segmenter, cfg)        # predict / export
 
 Deviation: the paper starts from ImageNet-pretrained VGG-16. Nothing may be
-downloaded here, so the classifier trains from scratch, with BatchNorm after every
-conv (``batch_norm``) to make that feasible.
+downloaded here, so by default the classifier trains from scratch, with BatchNorm
+after every conv (``vgg_batch_norm``) to make that feasible. With Keras' VGG-16 file
+on disk (``train.backbone_weights``) it starts as the paper's: ``vgg_batch_norm=False``
+(the published conv + bias net) and ``input_adapter="caffe"`` (the image scale those
+weights expect, ``coopseg.models.input_adapter``). The deconvolution network keeps
+its BatchNorm (``batch_norm``) either way, as Noh et al.'s DeconvNet has it.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import tensorflow as tf
 
 from coopseg.config import IGNORE_LABEL, LESION_CLASSES, ConfigError
 from coopseg.models.bridging import FrozenClassifierFeatures, bridging_layers
+from coopseg.models.input_adapter import adapt_input
 from coopseg.models.unpooling import MaxPoolWithArgmax, MaxUnpooling2D
 
 layers = tf.keras.layers
@@ -51,7 +56,11 @@ class DecoupledNetConfig:
     bridge_filters: int = 512  # channels of g_l
     score_threshold: float = 0.5  # a class is segmented when its sigmoid score >= this
     dropout: float = 0.5  # after fc6 and fc7, as VGG-16
-    batch_norm: bool = True  # BN after convs; see the module docstring
+    batch_norm: bool = True  # BN after the deconvolution network's (de)convs (DeconvNet has it)
+    # BN after the VGG-16 convs of the classification network (DeconvNet: of its encoder);
+    # False is the published VGG-16, which ImageNet weight files need.
+    vgg_batch_norm: bool = True
+    input_adapter: str = ""  # "" or "caffe": the classifier's input layer (input_adapter.py)
 
     def vgg_widths(self) -> Tuple[int, ...]:
         """Widths of the five VGG-16 blocks after the width multiplier (at least 1)."""
@@ -119,10 +128,10 @@ def build_decouplednet_classifier(cfg: DecoupledNetConfig) -> tf.keras.Model:
     """
     cfg.validate()
     image = layers.Input((cfg.input_size, cfg.input_size, 3), name="image")
-    x = image
+    x = adapt_input(image, cfg.input_adapter)
     for block, (convs, width) in enumerate(zip(VGG16_BLOCK_CONVS, cfg.vgg_widths()), start=1):
         for i in range(1, convs + 1):
-            x = _conv_bn_relu(x, width, f"block{block}_conv{i}", batch_norm=cfg.batch_norm)
+            x = _conv_bn_relu(x, width, f"block{block}_conv{i}", batch_norm=cfg.vgg_batch_norm)
         x, _ = MaxPoolWithArgmax(name=f"block{block}_pool")(x)
     x = layers.Flatten(name="flatten")(x)
     for name in ("fc6", "fc7"):

@@ -1,6 +1,6 @@
 """DecoupledNet and its DeconvNet baseline as ``ModelSystem``s: one trainer, two stages.
 
-Hong et al. 2015 train DecoupledNet in two decoupled stages (Sec. 2.2, DESIGN §2);
+Hong et al. 2015 train DecoupledNet in two decoupled stages (Sec. 2.2);
 both run through the shared ``CooperativeTrainer`` with one agent each:
 
 1. ``train.mode=clf_only``: the classification network (``clf_model``, image -> L
@@ -31,6 +31,7 @@ import tensorflow as tf
 from absl import logging
 
 from coopseg.config import IGNORE_LABEL, ConfigError, ExperimentConfig, from_dict
+from coopseg.models.backbone_weights import input_adapter_kind
 from coopseg.models.decouplednet import (DecoupledNetConfig, DecoupledNetInference,
                                          build_decouplednet_classifier,
                                          build_decouplednet_segmenter, predict_with_true_classes)
@@ -40,13 +41,15 @@ from data_pipelines.decoupled_inputs import build_decoupled_inputs
 
 
 def decouplednet_config(config: ExperimentConfig) -> DecoupledNetConfig:
-    """DecoupledNet's shape from an experiment: image size, classes and ``decoupled.*``."""
+    """DecoupledNet's shape from an experiment: image size, classes, ``decoupled.*``,
+    ``model.vgg_batch_norm`` and the ImageNet input adapter (``train.backbone_weights``)."""
     dc = config.decoupled
     return DecoupledNetConfig(
         input_size=config.model.input_size, num_classes=len(config.data.class_names) - 1,
         width_multiplier=dc.width_multiplier, fc_units=dc.fc_units,
         bridge_filters=dc.bridge_filters, score_threshold=dc.score_threshold,
-        dropout=dc.dropout).validate()
+        dropout=dc.dropout, vgg_batch_norm=config.model.vgg_batch_norm,
+        input_adapter=input_adapter_kind(config)).validate()
 
 
 # ----------------------------------------------------------------------------- losses
@@ -160,7 +163,7 @@ def build_deconvnet_system(config: ExperimentConfig) -> ModelSystem:
 
 
 # ------------------------------------------------------------- stage 1 -> stage 2
-_SHAPE_FIELDS = ("input_size", "num_classes", "width_multiplier", "fc_units")
+_SHAPE_FIELDS = ("input_size", "num_classes", "width_multiplier", "fc_units", "vgg_batch_norm")
 
 
 def stage1_run_dir(config: ExperimentConfig) -> str:
@@ -194,6 +197,17 @@ def restore_stage1_classifier(classifier: tf.keras.Model, config: ExperimentConf
         raise ConfigError(f"{run_dir} classifies {tuple(source.data.class_names[1:])}, this run "
                           f"{tuple(config.data.class_names[1:])}")
     theirs, ours = decouplednet_config(source), decouplednet_config(config)
+    if theirs.input_adapter != ours.input_adapter:
+        # The adapter has no weights, so a checkpoint restore would not notice: the frozen
+        # classifier would see images ~57x off the scale it was trained on.
+        raise ConfigError(
+            f"the stage-1 classifier of {run_dir} was trained "
+            + (f"from ImageNet weights (train.backbone_weights={source.train.backbone_weights!r}) "
+               "behind the ImageNet input adapter; give stage 2 the same --backbone_weights "
+               "(not read again: stage 2 restores the stage-1 classifier)"
+               if theirs.input_adapter else
+               "without train.backbone_weights (no ImageNet input adapter); stage 2 must not "
+               "set it either"))
     different = [f"{k}: {getattr(theirs, k)} vs {getattr(ours, k)}" for k in _SHAPE_FIELDS
                  if getattr(theirs, k) != getattr(ours, k)]
     if different:
@@ -216,13 +230,15 @@ def stage1_classifier_init_fn(config: ExperimentConfig,
                               system: ModelSystem) -> Optional[Callable[[], None]]:
     """The trainer's initialisation for a fresh DecoupledNet run (no checkpoint of its own).
 
-    Stage 2 (``seg_only``) starts from the stage-1 classifier; stage 1 from scratch.
+    Stage 2 (``seg_only``) starts from the stage-1 classifier; stage 1 from scratch (or
+    from ``train.backbone_weights``, loaded by ``coopseg.training.init``: None here).
     """
     if config.train.mode != "seg_only":
         if stage1_run_dir(config):
             raise ConfigError("decoupled.classifier_run / train.init_encoder_from start stage 2 "
                               f"(seg_only) from a stage-1 classifier; mode {config.train.mode} "
-                              "trains the classifier itself from scratch")
+                              "trains the classifier itself (from scratch, or from "
+                              "train.backbone_weights)")
         return None
 
     def init() -> None:

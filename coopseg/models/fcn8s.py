@@ -14,11 +14,15 @@ upsampling is a learnable Conv2DTranspose initialised to bilinear interpolation.
 Choices that differ, and why:
 - ``padding="same"`` everywhere instead of Caffe's pad-100 + crop layers: the score
   maps then land exactly on pool4/pool3/input sizes, so the input must divide by 32.
-- ``batch_norm=True`` (default) puts BatchNorm after every conv, as the paper's TEFLA
-  setup does for all its nets (Sec. III, DESIGN.md §1); original FCN has none. It is
-  also what makes a from-scratch VGG trainable at a few CPU steps. With BN the convs
-  drop their bias (BN's beta replaces it), so the weights are no longer shape-compatible
-  with the ImageNet VGG-16 checkpoint, which we never load anyway (nothing is downloaded).
+- ``batch_norm=True`` (default, ``model.vgg_batch_norm``) puts BatchNorm after every
+  conv, as the paper's TEFLA setup does for all its nets (JointSeg paper Sec. III);
+  original FCN has none. It is also what makes a from-scratch VGG trainable at a few
+  CPU steps. With BN the convs drop their bias (BN's beta replaces it), so the weights
+  are no longer shape-compatible with the ImageNet VGG-16 file; ``batch_norm=False``
+  is the published conv + bias net, which ``train.backbone_weights`` can start from
+  (``coopseg.models.backbone_weights``; fc1/fc2 become the 7x7 fc6 and 1x1 fc7).
+- ``input_adapter`` ("caffe" with ImageNet weights) puts ``input_adapter.InputAdapter``
+  before the trunk; "" (default) builds no such layer.
 - ``width_multiplier`` scales every VGG width and fc6/fc7 (4096) so tests and CPU
   runs can use small nets; 1.0 is the original FCN-8s (about 134 M parameters).
 """
@@ -31,6 +35,7 @@ import tensorflow as tf
 
 from coopseg.config import ConfigError, ModelConfig
 from coopseg.models import norm
+from coopseg.models.input_adapter import adapt_input
 
 layers = tf.keras.layers
 
@@ -142,10 +147,12 @@ def check_vgg_input_size(config: ModelConfig, what: str) -> None:
 
 
 def build_fcn8s(config: ModelConfig, width_multiplier: float = 1.0, batch_norm: bool = True,
-                fc6_kernel: int = FC6_KERNEL, dropout: float = 0.5) -> tf.keras.Model:
+                fc6_kernel: int = FC6_KERNEL, dropout: float = 0.5,
+                input_adapter: str = "") -> tf.keras.Model:
     """FCN-8s: VGG-16 trunk, fc6/fc7 as convs, skips from pool4 and pool3.
 
     Output: float32 logits [B, H, W, num_seg_classes] at ``config.input_size``.
+    ``input_adapter``: "" (none) or an ``input_adapter.ADAPTERS`` kind before the trunk.
 
     Example::
 
@@ -158,7 +165,7 @@ def build_fcn8s(config: ModelConfig, width_multiplier: float = 1.0, batch_norm: 
     classes = config.num_seg_classes
     size = config.input_size
     inputs = tf.keras.Input((size, size, 3), name="image")
-    pools = vgg16_trunk(inputs, config, width_multiplier, batch_norm)
+    pools = vgg16_trunk(adapt_input(inputs, input_adapter), config, width_multiplier, batch_norm)
 
     # fc6/fc7 of the VGG classifier, convolutionalised (Long et al. Sec. 3.1).
     fc_width = scaled_width(FC_FILTERS, width_multiplier)

@@ -70,8 +70,12 @@ def build_system(config: ExperimentConfig) -> ModelSystem:
                            joint_model=m.joint_model)
     if method in SEG_BASELINES or method in CLF_BASELINES:
         from coopseg.models.baselines import build_baseline
-        kwargs = ({"width_multiplier": config.model.vgg_width_multiplier}
+        kwargs = ({"width_multiplier": config.model.vgg_width_multiplier,
+                   "batch_norm": config.model.vgg_batch_norm}
                   if method in ("fcn8s", "vgg16") else {})
+        if config.train.backbone_weights:  # ImageNet weights expect their own input scale
+            from coopseg.models.backbone_weights import input_adapter_kind
+            kwargs["input_adapter"] = input_adapter_kind(config)
         model = build_baseline(method, config.model, **kwargs)
         if method in SEG_BASELINES:
             return ModelSystem(method, None, model, parts={method: model})

@@ -1,9 +1,15 @@
-"""Two-step initialisation (paper Table I): start a segmenter from a trained classifier.
+"""How a fresh run (no checkpoint of its own) initialises its models.
 
-``train.init_encoder_from`` names the run directory of a classifier trained with
-``mode=clf_only``. Its ``config.json`` says which model it was; that model is rebuilt,
-its latest checkpoint restored, and every encoder weight copied by layer name into
-the new model (``transfer_encoder_weights`` checks that none is missed).
+Two-step initialisation (paper Table I): ``train.init_encoder_from`` names the run
+directory of a classifier trained with ``mode=clf_only``. Its ``config.json`` says
+which model it was; that model is rebuilt, its latest checkpoint restored, and every
+encoder weight copied by layer name into the new model (``transfer_encoder_weights``
+checks that none is missed).
+
+ImageNet initialisation: ``train.backbone_weights`` names a Keras weights file of the
+method's backbone (``coopseg.models.backbone_weights``). Both only run when the run has
+no checkpoint (``CooperativeTrainer.restore_or_initialize``): a resumed run restores its
+own weights and never reads either source again.
 """
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ import tensorflow as tf
 from absl import logging
 
 from coopseg.config import ConfigError, ExperimentConfig, from_dict
+from coopseg.models.backbone_weights import (backbone_of, load_backbone_weights,
+                                             restores_stage1)
 from coopseg.models.registry import ModelSystem, build_system
 from coopseg.models.transfer import transfer_encoder_weights
 
@@ -23,13 +31,18 @@ from coopseg.models.transfer import transfer_encoder_weights
 ENCODER_PREFIX = {"fcn8s": "block", "inception_unet": "encoder_", "jointseg": "encoder_"}
 
 
-def load_trained_system(run_dir: str) -> ModelSystem:
-    """Rebuild the model of a finished run and restore its latest checkpoint."""
+def load_trained_config(run_dir: str) -> ExperimentConfig:
+    """The ``config.json`` of a finished run."""
     config_path = os.path.join(run_dir, "config.json")
     if not os.path.isfile(config_path):
         raise ConfigError(f"{run_dir} is not a coopseg run directory: {config_path} is missing")
     with open(config_path) as f:
-        source_config = from_dict(json.load(f))
+        return from_dict(json.load(f))
+
+
+def load_trained_system(run_dir: str) -> ModelSystem:
+    """Rebuild the model of a finished run and restore its latest checkpoint."""
+    source_config = load_trained_config(run_dir)
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if latest is None:
         raise ConfigError(f"no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
@@ -39,18 +52,55 @@ def load_trained_system(run_dir: str) -> ModelSystem:
     return system
 
 
+def backbone_init_fn(config: ExperimentConfig,
+                     system: ModelSystem) -> Optional[Callable[[], None]]:
+    """A function that loads ``train.backbone_weights`` into the method's backbone, or None
+    (no file set, or a DecoupledNet stage 2, which restores its stage-1 classifier)."""
+    path = config.train.backbone_weights
+    if not path or restores_stage1(config):
+        return None
+    backbone = backbone_of(config.method)
+    # The backbone is the classifier's where there is one (vgg*, inceptionv3, DecoupledNet's
+    # classification network), else the segmenter's (FCN-8s, DeconvNet).
+    target = system.clf_model if system.clf_model is not None else system.seg_model
+
+    def init() -> None:
+        load_backbone_weights(target, path, backbone)
+
+    return init
+
+
+def _check_source_adapter(source_config: ExperimentConfig, run_dir: str) -> None:
+    # The ImageNet input adapter has no weights, so the by-name transfer cannot carry it:
+    # the copied trunk would see images ~57x off the scale it learned on.
+    if source_config.train.backbone_weights:
+        raise ConfigError(
+            f"{run_dir} was started from ImageNet weights (train.backbone_weights="
+            f"{source_config.train.backbone_weights!r}) and sees its images through the "
+            "ImageNet input adapter, which this model (without train.backbone_weights) lacks; "
+            "start it from the weights file with --backbone_weights instead")
+
+
 def encoder_init_fn(config: ExperimentConfig, system: ModelSystem) -> Optional[Callable[[], None]]:
-    """A function that copies the pre-trained encoder into ``system``, or None."""
+    """A function that initialises a fresh ``system`` (pre-trained encoder, stage-1
+    classifier or ImageNet backbone weights), or None (random initialisation)."""
     run_dir = config.train.init_encoder_from
     if config.method == "decouplednet":  # its stage 2 starts from the stage-1 classifier
         from coopseg.models.decouplednet_system import stage1_classifier_init_fn
-        return stage1_classifier_init_fn(config, system)
+        stage1 = stage1_classifier_init_fn(config, system)
+        return stage1 if stage1 is not None else backbone_init_fn(config, system)
+    if config.train.backbone_weights:
+        if run_dir:  # also rejected by ExperimentConfig.validate
+            raise ConfigError("train.backbone_weights and train.init_encoder_from both "
+                              "initialise the backbone; set one of them")
+        return backbone_init_fn(config, system)
     if not run_dir:
         return None
     if config.method not in ENCODER_PREFIX:
         raise ConfigError(f"train.init_encoder_from is not supported for method {config.method!r}")
 
     def init() -> None:
+        _check_source_adapter(load_trained_config(run_dir), run_dir)
         source = load_trained_system(run_dir)
         source_model = source.clf_model if source.clf_model is not None else source.seg_model
         target_model = system.seg_model if system.seg_model is not None else system.clf_model
