@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from coopseg.config import IGNORE_LABEL, LESION_CLASSES, ConfigError, to_dict
+from coopseg.config import IGNORE_LABEL, LESION_CLASSES, ConfigError, from_dict, to_dict
 from coopseg.evaluation import evaluate_image_labels
 from coopseg.export import export_saved_model
 from coopseg.multilabel_metrics import average_precision
@@ -240,25 +240,144 @@ def test_table1_rows_chain_their_stages(tmp_path):
     assert stages[1].config.decoupled.classifier_run == ""
 
 
-def test_two_stage_row_end_to_end_on_synthetic_fundus(tmp_path):
-    from coopseg.cli.train import use_synthetic_data
+def _logged(run_dir: str, tag: str) -> list:
+    """The values of a scalar the trainer logged to TensorBoard, in step order."""
+    events = os.path.join(run_dir, "logs", "train")
+    points = []
+    for name in os.listdir(events):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(events, name)):
+            points += [(event.step, float(tf.make_ndarray(v.tensor)))
+                       for v in event.summary.value if v.tag == tag]
+    return [value for _, value in sorted(points)]
 
-    data_dir = os.path.join(str(tmp_path), "data")
-    out = run_row("decouplednet_5", "tiny", os.path.join(str(tmp_path), "runs"),
-                  lambda c: use_synthetic_data(c, data_dir, "tiny", graded_train=8))
-    seg = out["metrics"]["segmentation"]
-    assert 0.0 <= seg["miou"] <= 1.0 and out["paper_miou"] == 53.1
-    runs = os.path.join(str(tmp_path), "runs")
-    for stage in ("decouplednet_classifier_all", "decouplednet_segmenter_n5_clf_all"):
-        assert os.path.isfile(os.path.join(runs, stage, "metrics.json"))
-        assert tf.train.latest_checkpoint(os.path.join(runs, stage, "checkpoints"))
-    # Stage 1 is validated on the image-level labels of the mask validation set.
-    with open(os.path.join(runs, "decouplednet_classifier_all", "metrics.json")) as f:
-        stage1 = json.load(f)
-    labels = stage1["image_labels"] if "image_labels" in stage1 else stage1["metrics"]["image_labels"]
-    assert labels["num_images"] > 0 and set(labels["per_class_ap"]) == set(LESION_CLASSES[1:])
-    assert labels["map"] is None or 0.0 <= labels["map"] <= 1.0
-    with open(os.path.join(runs, "decouplednet_segmenter_n5_clf_all", "config.json")) as f:
-        stage2 = json.load(f)
-    assert stage2["decoupled"]["classifier_run"] == os.path.join(runs,
-                                                                 "decouplednet_classifier_all")
+
+def _random_ranking_maps(labels: np.ndarray, draws: int, seed: int = 0) -> np.ndarray:
+    """mAP (over classes with a positive) of ``draws`` uniformly random image rankings."""
+    rng = np.random.default_rng(seed)
+    aps = []
+    for column in labels.T.astype(bool):
+        if column.any():
+            ranked = column[np.argsort(rng.random((draws, len(column))), axis=1)]
+            hits = np.cumsum(ranked, axis=1)
+            precision = hits / np.arange(1, len(column) + 1)
+            aps.append((precision * ranked).sum(axis=1) / column.sum())
+    return np.mean(aps, axis=0)
+
+
+def _expected_random_ap(n: int, positives: int) -> float:
+    """E[AP] of a uniformly random ranking of n items with ``positives`` positives: the
+    k-th ranked positive at rank r has precision (1 + (P-1)(r-1)/(n-1)) / r on average."""
+    harmonic = np.sum(1.0 / np.arange(1, n + 1))
+    return (harmonic + (positives - 1) / (n - 1) * (n - harmonic)) / n
+
+
+# The row's own tiny sizes (4 steps per stage) run it but cannot show learning. This is
+# about the smallest budget in which both stages measurably learn on the synthetic set
+# (measured at 32 px: the classifier's validation mAP is near chance after 100-200 steps,
+# 0.63 after 300 and 0.71 after 400 against a chance of 0.52; the segmenter learns
+# nothing in 200 steps at the tiny DecoupledNet recipe's rate 0.01, and does in 100-150
+# at the CPU segmenter rate of experiments/scales.py, which the small scale uses too).
+E2E_STEPS = {"clf_only": 400, "seg_only": 150}
+E2E_MASKS_TRAIN, E2E_VAL_STAGE1, E2E_VAL_STAGE2 = 48, 64, 4
+
+
+def test_two_stage_row_end_to_end_on_synthetic_fundus(tmp_path):
+    from data_pipelines.datasets import load_masks
+    from data_pipelines.decoupled_inputs import (build_decoupled_inputs, expand_class_pairs,
+                                                 with_image_labels)
+    from data_pipelines.synthetic import ensure_dataset
+    from experiments.scales import train_config
+
+    root = str(tmp_path)
+    cpu_seg = train_config("tiny").seg
+
+    def use_data(c):
+        stage1 = c.train.mode == "clf_only"
+        # Both stages train on the same 48 images. Stage 1 validates on 64 (a tighter
+        # chance level for mAP; a classifier pass is cheap), stage 2 on 4: its validation
+        # runs the whole inference (the segmenter once per class and image) twice, which
+        # is what the run spends most on; it is scored on stage 1's 64 below.
+        data_dir = os.path.join(root, "data_stage1" if stage1 else "data_stage2")
+        ensure_dataset(data_dir, num_graded_train=0, num_graded_val=0,
+                       num_masks_train=E2E_MASKS_TRAIN if stage1 else 0,
+                       num_masks_val=E2E_VAL_STAGE1 if stage1 else E2E_VAL_STAGE2,
+                       image_size=c.data.resize_size, seed=c.data.seed, progress=False)
+        c.data.masks_format = "generic"
+        c.data.masks_train = os.path.join(root, "data_stage1", "lesions_train")
+        c.data.masks_val = os.path.join(data_dir, "lesions_val")
+        c.train.steps = E2E_STEPS[c.train.mode]
+        c.train.log_every = 5
+        c.train.eval_every = c.train.checkpoint_every = c.train.steps
+        if not stage1:
+            c.train.seg.learning_rate = cpu_seg.learning_rate
+            c.train.seg.warmup_steps = cpu_seg.warmup_steps
+
+    runs = os.path.join(root, "runs")
+    out = run_row("decouplednet_5", "tiny", runs, use_data)
+    assert out["paper_miou"] == 53.1 and 0.0 <= out["metrics"]["segmentation"]["miou"] <= 1.0
+    stage1_dir = os.path.join(runs, "decouplednet_classifier_all")
+    stage2_dir = os.path.join(runs, "decouplednet_segmenter_n5_clf_all")
+    for run_dir in (stage1_dir, stage2_dir):
+        assert os.path.isfile(os.path.join(run_dir, "metrics.json"))
+        assert tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    with open(os.path.join(stage2_dir, "config.json")) as f:
+        stage2_cfg = from_dict(json.load(f))
+    assert stage2_cfg.decoupled.classifier_run == stage1_dir
+
+    # Stage 1 learnt. Its loss (mean sigmoid cross-entropy per label) falls ...
+    clf_losses = _logged(stage1_dir, "loss/clf_loss")
+    assert len(clf_losses) == E2E_STEPS["clf_only"] // 5
+    fifth = len(clf_losses) // 5
+    assert np.mean(clf_losses[-fifth:]) < 0.85 * np.mean(clf_losses[:5]), clf_losses
+    # ... and it ranks the validation images by class better than chance. Stage 1 is
+    # validated on the image-level labels of the mask validation set; chance is what a
+    # random ranking of those images scores given each class's frequency there. A constant
+    # score (all tied) gets AP = the class frequency, below that expectation.
+    with open(os.path.join(stage1_dir, "metrics.json")) as f:
+        stage1 = json.load(f)["metrics"]["image_labels"]
+    val = with_image_labels(load_masks("generic", os.path.join(root, "data_stage1", "lesions_val"),
+                                       LESION_CLASSES), LESION_CLASSES)
+    labels = np.array([e.image_labels for e in val])
+    assert stage1["num_images"] == len(labels) == E2E_VAL_STAGE1
+    assert set(stage1["per_class_ap"]) == set(LESION_CLASSES[1:])
+    chance = np.mean([_expected_random_ap(len(labels), p) for p in labels.sum(axis=0) if p])
+    random_maps = _random_ranking_maps(labels, draws=4000)
+    assert abs(random_maps.mean() - chance) < 0.01  # the closed form, checked
+    print("stage-1 mAP", stage1["map"], "chance", chance, "random 99.9 %",
+          np.quantile(random_maps, 0.999), "loss", clf_losses[:5], clf_losses[-fifth:])
+    # Beyond what 99.9 % of random rankings reach (~0.60 here; measured 0.71). Labels
+    # shifted by a few images in the stage-1 input (a real defect, tried) give 0.52.
+    assert stage1["map"] > np.quantile(random_maps, 0.999), (stage1, chance)
+
+    # Stage 2 learnt. Its loss (class-weighted fg/bg cross-entropy of (image, class)
+    # pairs) falls ...
+    seg_losses = _logged(stage2_dir, "loss/seg_loss")
+    fifth = len(seg_losses) // 5
+    assert np.mean(seg_losses[-fifth:]) < 0.7 * np.mean(seg_losses[:2]), seg_losses
+    # ... and for every validation image (stage 1's 64) and class it contains, the
+    # segmenter's foreground probability ranks that class's pixels above the rest. Every
+    # lesion IoU is still 0 at this size (32 px, 150 steps: the argmax stays background),
+    # so this is the soft form: the pixel AUPR, against the AUPR of a random ranking (a
+    # constant score gets the prevalence, slightly less); measured 0.03 against 0.0064.
+    # Not shown at this budget: that it segments the lesion of *that* image. Training
+    # each pair on another pair's mask (tried) still gives 3.6 x chance: much of what
+    # 150 steps learn is where lesions can lie in these images, not which pixels they are.
+    stage2_cfg.data.masks_val = os.path.join(root, "data_stage1", "lesions_val")
+    system = build_system(stage2_cfg)
+    status = tf.train.Checkpoint(**system.parts).restore(
+        tf.train.latest_checkpoint(os.path.join(stage2_dir, "checkpoints")))
+    status.assert_existing_objects_matched().expect_partial()
+    scores, positives = [], []
+    num_classes = len(stage2_cfg.data.class_names) - 1
+    for images, masks in build_decoupled_inputs(stage2_cfg).seg_val:
+        (pair_images, pair_classes), pair_masks = expand_class_pairs(images, masks, num_classes)
+        fg = tf.nn.softmax(system.seg_model([pair_images, pair_classes], training=False))
+        valid = pair_masks.numpy() != IGNORE_LABEL
+        scores.append(fg.numpy()[..., 1][valid])
+        positives.append(pair_masks.numpy()[valid] > 0)
+    scores, positives = np.concatenate(scores), np.concatenate(positives)
+    fg_ap = average_precision(positives, scores)
+    chance = _expected_random_ap(positives.size, int(positives.sum()))
+    print("stage-2 foreground AUPR", fg_ap, "chance", chance, "prevalence", positives.mean(),
+          "loss", seg_losses[:2], seg_losses[-fifth:])
+    assert fg_ap > 2 * chance, (fg_ap, chance)

@@ -36,9 +36,51 @@ def test_diagonal_roc_colours_the_diagonal_only():
 
 
 def test_non_finite_and_empty_curves_are_skipped():
-    fig = rf.line_chart([rf.Curve("with nan", [0, np.nan, 1], [0, 0.5, np.inf]),
-                         rf.Curve("empty", [], [])], "t", "x", "y")
-    assert fig.dtype == np.uint8
+    blue, orange, purple = (31, 119, 180), (255, 127, 14), (148, 103, 189)
+    size = (300, 300)
+    curves = [
+        # Kept: (0.2, 0.2), (0.8, 0.8). Dropped: (nan, 0.5) between them, (0.5, inf) after.
+        rf.Curve("with nan", [0.2, np.nan, 0.8, 0.5], [0.2, 0.5, 0.8, np.inf], colour=RED),
+        rf.Curve("one finite point", [0.3, 0.6], [0.7, -np.inf], colour=GREEN),
+        rf.Curve("empty", [], [], colour=blue),
+        rf.Curve("all non-finite", [np.nan, np.inf], [0.5, 0.5], colour=orange),
+    ]
+    fig = rf.line_chart(curves, "t", "x", "y", plot_size=size)
+
+    def anywhere(region, colour, tol=10):  # _near over a whole region, vectorised
+        return bool((np.abs(region.astype(int) - np.array(colour)).sum(-1) <= tol).any())
+
+    assert fig.dtype == np.uint8 and fig.shape[0] == rf.MARGIN_TOP + size[1] + rf.MARGIN_BOTTOM
+    area = rf.PlotArea(rf.MARGIN_LEFT, rf.MARGIN_TOP, size[0], size[1], (0, 1), (0, 1))
+
+    def at(x, y):
+        (px, py), = area.to_pixels([x], [y])
+        return fig[py, px]
+
+    # The two finite points are joined directly: the whole segment between them is
+    # drawn, which it would not be if the NaN point were kept as a vertex (or if the
+    # curve were cut there).
+    for t in (0.2, 0.35, 0.5, 0.65, 0.8):
+        assert _near(at(t, t), RED), (t, at(t, t))
+    # Nothing runs towards the dropped points: a kept (nan, 0.5) would pull a line left
+    # of (0.2, 0.2), a kept (0.5, inf) one up from (0.8, 0.8); and the line ends at the
+    # kept points.
+    for x, y in ((0.1, 0.2), (0.05, 0.2), (0.8, 0.9), (0.75, 0.95), (0.1, 0.1), (0.9, 0.9)):
+        assert not _near(at(x, y), RED), (x, y, at(x, y))
+    # A curve left with one finite point is that point, drawn as a dot.
+    assert _near(at(0.3, 0.7), GREEN)
+    assert not _near(at(0.3, 0.6), GREEN) and not _near(at(0.4, 0.7), GREEN)
+    # Curves left with no point are in the legend only: their colour is nowhere in the
+    # plot box, but its legend sample is right of it.
+    plot = fig[area.top:area.top + size[1] + 1, area.left:area.left + size[0] + 1]
+    legend = fig[:, area.left + size[0] + 5:]
+    for colour in (blue, orange):
+        assert not anywhere(plot, colour), colour
+        assert anywhere(legend, colour), colour
+    # Every curve gets a legend entry, however many points it kept.
+    assert anywhere(legend, RED) and anywhere(legend, GREEN)
+    # A control for the colour search: purple was never given to a curve.
+    assert not anywhere(fig, purple)
 
 
 def test_confusion_heatmap_shades_by_row_and_checks_labels():

@@ -139,6 +139,9 @@ class CooperativeTrainer:
             logging.info("Restoring from %s", latest)
             with self.strategy.scope():
                 self.checkpoint.restore(latest).assert_existing_objects_matched()
+            # Only finite states are saved, so a restored run starts finite again (the
+            # latch is not checkpointed; after a divergence in this process it was False).
+            self.step_fn.all_finite.assign(True)
             logging.info("Resumed at step %d (lr %s)", int(self.global_step.numpy()),
                          ", ".join(f"{a.name}={a.learning_rate():.3g}" for a in self.agents))
         elif init_fn is not None:
@@ -151,8 +154,11 @@ class CooperativeTrainer:
     def save(self) -> str:
         """Checkpoint, unless a loss or any weight (BN statistics included: they can
         overflow while the loss is still finite) is NaN/Inf."""
-        if not bool(self.step_fn.all_finite.numpy()) or not self._weights_finite():
+        if not bool(self.step_fn.all_finite.numpy()):
             raise self._diverged()
+        if not self._weights_finite():
+            raise self._diverged("a weight (e.g. a BatchNorm moving statistic) became NaN/Inf "
+                                 "while the losses were finite")
         return self.manager.save(checkpoint_number=int(self.global_step.numpy()))
 
     def _weights_finite(self) -> bool:
@@ -160,9 +166,9 @@ class CooperativeTrainer:
                   if v.dtype.is_floating]
         return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in floats]))
 
-    def _diverged(self) -> TrainingDiverged:
+    def _diverged(self, what: str = "a loss became NaN/Inf") -> TrainingDiverged:
         return TrainingDiverged(
-            f"a loss became NaN/Inf at or before step {int(self.global_step.numpy())}; "
+            f"{what} at or before step {int(self.global_step.numpy())}; "
             f"nothing diverged was saved. Last good checkpoint: "
             f"{self.manager.latest_checkpoint or 'none'}. Lower the learning rate "
             "(train.seg.learning_rate, train.lr_ratio) or check the input data.")
