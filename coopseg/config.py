@@ -9,6 +9,7 @@ paper leaves open is documented in WORKSPACE.md.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
 
@@ -36,6 +37,11 @@ NUM_GRADES = 5
 IGNORE_LABEL = 255
 
 PAG_MODES = ("none", "concat", "gated")
+# Colour augmentation of the classifier agent's images (data_pipelines/augment.py):
+# "tefla" = TEFLA's distort_color exactly, "paper" = the three jitters the paper names
+# (hue, contrast, saturation) at TEFLA's ranges, "mild" = narrower hue/contrast/saturation
+# ranges that keep lesion colours, "none" = off.
+COLOR_JITTER_PRESETS = ("tefla", "paper", "mild", "none")
 TRAIN_MODES = ("joint", "seg_only", "clf_only")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
@@ -67,6 +73,10 @@ class ModelConfig:
     classifier_dropout: float = 0.2
     # Scales the VGG widths of the FCN-8s / VGG-16 baselines (1.0 = the published nets).
     vgg_width_multiplier: float = 1.0
+    # BatchNorm after every conv of the VGG-16 trunks (FCN-8s, the VGG-16 pre-trainer,
+    # DecoupledNet's classifier): what makes them trainable from scratch. The published
+    # VGG-16 has none (conv + bias), which ImageNet weight files need.
+    vgg_batch_norm: bool = True
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
     # Synchronised BatchNorm: batch statistics over all replicas of a tf.distribute
@@ -118,11 +128,15 @@ class ModelConfig:
 
 @dataclass
 class AgentConfig:
-    """Optimiser of one agent: SGD + Nesterov momentum with polynomial LR decay (TEFLA)."""
+    """Optimiser of one agent: SGD + Nesterov momentum with polynomial LR decay (TEFLA).
+
+    The defaults are TEFLA's ``PolyDecayPolicy``: ``lr0 * (1 - t / T) ** 10``, down to 0
+    at the end of the run (``training/schedules.py``).
+    """
 
     learning_rate: float = 0.01
-    end_learning_rate: float = 1e-5
-    decay_power: float = 1.0  # TEFLA's PolyDecayPolicy default power
+    end_learning_rate: float = 0.0
+    decay_power: float = 10.0
     warmup_steps: int = 0
     momentum: float = 0.9
     nesterov: bool = True
@@ -145,7 +159,7 @@ class AgentConfig:
 
 @dataclass
 class DataConfig:
-    """Where the two agents' data come from, and the paper's preprocessing (DESIGN §3).
+    """Where the two agents' data come from, and the paper's preprocessing (Sec. III of the JointSeg paper).
 
     ``graded_*`` feeds the classifier agent (image -> grade); ``masks_*`` feeds the
     segmentation agent (image -> class-index mask). ``format`` names the on-disk layout
@@ -162,9 +176,10 @@ class DataConfig:
     mask_priority: Tuple[str, ...] = LESION_PRIORITY
     resize_size: int = 256  # paper: resize to 256 then random crop 224
     # Paper augmentation (Sec. III): flips, random padding, colour jitter (clf only).
-    flip: bool = True
+    flip_left_right: bool = True
+    flip_up_down: bool = True
     random_pad: int = 16
-    color_jitter: bool = True
+    color_jitter: str = "tefla"  # one of COLOR_JITTER_PRESETS
     affine: bool = False  # TEFLA rotation/zoom/shear/translation via tfa.image.transform
     # Partial random labels (Sec. II-C): fraction of classification labels kept true.
     clf_true_label_fraction: float = 1.0
@@ -183,6 +198,9 @@ class DataConfig:
             raise ConfigError("data.resize_size must be >= 8 and data.random_pad >= 0")
         if len(self.class_names) < 2:
             raise ConfigError("data.class_names needs background plus at least one class")
+        if self.color_jitter not in COLOR_JITTER_PRESETS:
+            raise ConfigError(f"data.color_jitter={self.color_jitter!r}; choose one of "
+                              f"{COLOR_JITTER_PRESETS}")
 
 
 @dataclass
@@ -206,14 +224,20 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     image_summaries: int = 3
-    seed: int = 0
-    jit_compile: bool = False  # measured slower on CPU (DESIGN §0)
+    seed: int = 0  # weight initialisation, data order and augmentation
+    # TensorFlow op determinism (tf.config.experimental.enable_op_determinism) for the
+    # run: the same command gives bit-identical weights, also on a GPU.
+    deterministic: bool = False
+    jit_compile: bool = False  # XLA; measured slower on CPU (WORKSPACE.md, Speed)
     mixed_precision: str = ""  # "" | mixed_float16 | mixed_bfloat16
     # "START,END": a TensorBoard profiler trace of steps START..END (1-based, inclusive)
     # into <model_dir>/logs/profile; "" = no profiling.
     profile_steps: str = ""
     strategy: str = "default"  # default | mirrored | multi_worker | tpu (training/strategy.py)
     init_encoder_from: str = ""  # checkpoint dir of a trained classifier (two-step)
+    # A Keras weights file (.h5) of the ImageNet backbone (VGG-16, VGG-19, InceptionV3)
+    # to start from, e.g. keras' vgg16_weights_tf_dim_ordering_tf_kernels.h5.
+    backbone_weights: str = ""
     # Segmentation loss weighting: "none" is the paper's plain softmax cross-entropy.
     seg_class_weighting: str = "none"  # none | inverse_sqrt_frequency | median_frequency
     seg_class_weight_max: float = 50.0
@@ -270,7 +294,7 @@ class TrainConfig:
 
 @dataclass
 class DecoupledConfig:
-    """DecoupledNet (Hong et al. 2015, DESIGN §2). Image size is ``model.input_size``,
+    """DecoupledNet (Hong et al. 2015, arXiv:1506.04924). Image size is ``model.input_size``,
     image-level classes are ``data.class_names[1:]``."""
 
     width_multiplier: float = 1.0  # VGG-16 widths x this (1.0 = the paper)
@@ -301,6 +325,11 @@ class ExperimentConfig:
             raise ConfigError(
                 f"data.class_names has {len(self.data.class_names)} classes but "
                 f"model.num_seg_classes={self.model.num_seg_classes}")
+        if self.train.backbone_weights:
+            # Method, init_encoder_from and file checks live beside the loader; imported
+            # here only, so configs without backbone weights load nothing more.
+            from coopseg.models.backbone_weights import check_backbone_config
+            check_backbone_config(self)
         return self
 
 
@@ -362,8 +391,31 @@ def _coerce(path: str, current: Any, value: Any) -> Any:
     return value
 
 
+def upgrade_legacy_fields(data: dict) -> dict:
+    """A config dict written by an earlier coopseg in today's fields (a copy).
+
+    ``data.flip`` (one switch for both flips) became ``data.flip_left_right`` and
+    ``data.flip_up_down``; ``data.color_jitter`` was a bool (True = today's "mild").
+    """
+    data = json.loads(json.dumps(data))
+    d = data.get("data")
+    if isinstance(d, dict):
+        if "flip" in d:
+            flip = bool(d.pop("flip"))
+            d.setdefault("flip_left_right", flip)
+            d.setdefault("flip_up_down", flip)
+        if isinstance(d.get("color_jitter"), bool):
+            d["color_jitter"] = "mild" if d["color_jitter"] else "none"
+    return data
+
+
 def from_dict(data: dict) -> ExperimentConfig:
-    """Inverse of ``to_dict`` (e.g. a run's ``config.json``); lists become tuples."""
+    """Inverse of ``to_dict`` (e.g. a run's ``config.json``); lists become tuples.
+
+    Configs of earlier coopseg versions are upgraded (``upgrade_legacy_fields``).
+    """
+    data = upgrade_legacy_fields(data)
+
     def build(cls, values: dict):
         kwargs = {}
         for f in dataclasses.fields(cls):

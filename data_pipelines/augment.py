@@ -1,12 +1,12 @@
 """Stage 2 of the input pipelines: the paper's preprocessing and augmentation, in-graph.
 
-Paper Sec. III / DESIGN §3 (TEFLA): resize to 256, random 224 crop, random flips
-left/right and up/down, random padding, colour jitter (hue, contrast, saturation;
-TEFLA's ``distort_color`` also jitters brightness) for the classifier only, and
-per-image standardisation last. A mask gets exactly the geometric transforms of its
-image, nearest-neighbour. TEFLA's affine augmentation (rotation, zoom, shear,
-translation) is an option (``DataConfig.affine``), the one use of
-``tfa.image.transform`` in the project (DESIGN §0).
+JointSeg paper Sec. III (trained with TEFLA): resize to 256, random 224 crop, random
+flips left/right and up/down (each a switch), random padding, colour jitter for the
+classifier only (a preset: TEFLA's ``distort_color``, the paper's three jitters, a
+milder one, or none), and per-image standardisation last. A mask gets exactly the
+geometric transforms of its image, nearest-neighbour. TEFLA's affine augmentation
+(rotation, zoom, shear, translation) is an option (``DataConfig.affine``), the one use
+of ``tfa.image.transform`` in the project.
 
 Every random draw is stateless and derived from one per-example ``seed`` (shape [2]),
 so a run is reproducible from its seed; ``pipeline.py`` supplies the seeds.
@@ -19,31 +19,64 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_addons as tfa
 
-from coopseg.config import DataConfig
+from coopseg.config import ConfigError, DataConfig
+
+
+# The four colour operations of TEFLA's distort_color, in the orders of its four
+# ``color_ordering`` cases (tefla/da/preprocessor.py, InceptionPreprocessor).
+TEFLA_COLOR_ORDERINGS: Tuple[Tuple[str, ...], ...] = (
+    ("brightness", "saturation", "hue", "contrast"),
+    ("saturation", "brightness", "contrast", "hue"),
+    ("contrast", "hue", "brightness", "saturation"),
+    ("hue", "saturation", "contrast", "brightness"),
+)
 
 
 @dataclass(frozen=True)
 class ColorJitter:
-    """Colour augmentation of the classifier's images (on [0, 1] pixel values).
+    """Colour augmentation of the classifier's images, on [0, 1] pixel values, clipped.
 
-    Brightness and saturation follow TEFLA's ``distort_color``. TEFLA's hue (0.2, i.e.
-    +-72 degrees) and contrast (0.5..1.5) are ImageNet settings that turn a red
-    haemorrhage green; the milder defaults keep lesion colours recognisable. Use
-    ``TEFLA_COLOR_JITTER`` to reproduce TEFLA exactly.
+    Each image gets every operation whose range is non-trivial, in one of ``orderings``
+    drawn per image. ``brightness`` is an additive delta, ``hue`` a fraction of the hue
+    circle, ``saturation`` and ``contrast`` multiplicative ranges. Presets:
+    ``COLOR_JITTER_PRESETS`` (``DataConfig.color_jitter``).
     """
 
-    brightness: float = 32.0 / 255.0
-    saturation: Tuple[float, float] = (0.75, 1.25)
-    hue: float = 0.04
-    contrast: Tuple[float, float] = (0.75, 1.25)
+    brightness: float = 0.0
+    saturation: Tuple[float, float] = (1.0, 1.0)
+    hue: float = 0.0
+    contrast: Tuple[float, float] = (1.0, 1.0)
+    orderings: Tuple[Tuple[str, ...], ...] = (TEFLA_COLOR_ORDERINGS[0],)
 
 
-TEFLA_COLOR_JITTER = ColorJitter(hue=0.2, contrast=(0.5, 1.5))
+# TEFLA's distort_color (fast_mode=False): brightness +-32/255, saturation x0.5..1.5,
+# hue +-0.2 (+-72 degrees), contrast x0.5..1.5, one of its four orderings per image.
+TEFLA_COLOR_JITTER = ColorJitter(brightness=32.0 / 255.0, saturation=(0.5, 1.5), hue=0.2,
+                                 contrast=(0.5, 1.5), orderings=TEFLA_COLOR_ORDERINGS)
+COLOR_JITTER_PRESETS: Dict[str, Optional[ColorJitter]] = {
+    "tefla": TEFLA_COLOR_JITTER,
+    # What the paper names (Sec. III: "hue, contrast and saturation"), at TEFLA's ranges.
+    "paper": ColorJitter(saturation=(0.5, 1.5), hue=0.2, contrast=(0.5, 1.5),
+                         orderings=(("saturation", "hue", "contrast"),)),
+    # TEFLA's hue turns a red haemorrhage green and its contrast range can wipe out a
+    # faint exudate; these narrower ranges keep lesion colours recognisable.
+    "mild": ColorJitter(brightness=32.0 / 255.0, saturation=(0.75, 1.25), hue=0.04,
+                        contrast=(0.75, 1.25)),
+    "none": None,
+}
+
+
+def color_jitter(preset: str) -> Optional[ColorJitter]:
+    """The ``ColorJitter`` of a ``DataConfig.color_jitter`` preset (None = no jitter)."""
+    if preset not in COLOR_JITTER_PRESETS:
+        raise ConfigError(f"data.color_jitter={preset!r}; choose one of "
+                          f"{tuple(COLOR_JITTER_PRESETS)}")
+    return COLOR_JITTER_PRESETS[preset]
 
 
 @dataclass(frozen=True)
@@ -68,7 +101,7 @@ def resize_image(image: tf.Tensor, size: int) -> tf.Tensor:
     Antialiasing makes a large downscale (a 3000 px fundus photo to 256) average over
     each output pixel's footprint, like area interpolation. Non-square images are
     stretched, as the paper's "resized into 256 x 256"; cropping to the retina disc
-    (square) belongs to the offline converter (DESIGN §3).
+    (square) belongs to the offline converter (``data_pipelines.conversion``).
     """
     resized = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
@@ -130,7 +163,8 @@ def random_geometry(
     seed: tf.Tensor,
     *,
     crop_size: int,
-    flip: bool,
+    flip_left_right: bool,
+    flip_up_down: bool,
     random_pad: int,
     affine: Optional[AffineRanges] = None,
 ) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
@@ -154,10 +188,13 @@ def random_geometry(
                    for t, method in zip(tensors, ("bilinear", "nearest"))]
     slack = tf.shape(image)[:2] - crop_size
     tensors = _crop(tensors, _random_offsets(crop_seed, slack), crop_size)
-    if flip:
-        flip_lr, flip_ud = tf.unstack(tf.random.stateless_uniform([2], flip_seed) < 0.5)
-        tensors = [tf.cond(flip_lr, lambda t=t: tf.reverse(t, [1]), lambda t=t: t) for t in tensors]
-        tensors = [tf.cond(flip_ud, lambda t=t: tf.reverse(t, [0]), lambda t=t: t) for t in tensors]
+    # Both coins are drawn even when a flip is off, so turning one flip off leaves the
+    # other flip's (and every later) draw of the image unchanged.
+    flip_lr, flip_ud = tf.unstack(tf.random.stateless_uniform([2], flip_seed) < 0.5)
+    for enabled, coin, axis in ((flip_left_right, flip_lr, 1), (flip_up_down, flip_ud, 0)):
+        if enabled:
+            tensors = [tf.cond(coin, lambda t=t: tf.reverse(t, [axis]), lambda t=t: t)
+                       for t in tensors]
     if random_pad > 0:
         padding = [[random_pad, random_pad], [random_pad, random_pad], [0, 0]]
         tensors = [tf.pad(t, padding) for t in tensors]
@@ -169,13 +206,41 @@ def random_geometry(
 
 # ------------------------------------------------------------------ colour, standardise
 
+def _color_op(image: tf.Tensor, op: str, jitter: ColorJitter, seed: tf.Tensor) -> tf.Tensor:
+    if op == "brightness":
+        return tf.image.stateless_random_brightness(image, jitter.brightness, seed)
+    if op == "saturation":
+        return tf.image.stateless_random_saturation(image, *jitter.saturation, seed=seed)
+    if op == "hue":
+        return tf.image.stateless_random_hue(image, jitter.hue, seed)
+    return tf.image.stateless_random_contrast(image, *jitter.contrast, seed=seed)
+
+
 def random_color(image: tf.Tensor, seed: tf.Tensor, jitter: ColorJitter) -> tf.Tensor:
-    """TEFLA ``distort_color`` order 0 (brightness, saturation, hue, contrast) on [0, 1]."""
-    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
-    image = tf.image.stateless_random_brightness(image, jitter.brightness, seeds[0])
-    image = tf.image.stateless_random_saturation(image, *jitter.saturation, seed=seeds[1])
-    image = tf.image.stateless_random_hue(image, jitter.hue, seeds[2])
-    image = tf.image.stateless_random_contrast(image, *jitter.contrast, seed=seeds[3])
+    """``jitter``'s colour operations in one of its orderings (drawn per image), on [0, 1],
+    clipped to [0, 1] at the end as TEFLA's ``distort_color`` does.
+
+    Every operation has its own seed, shared by all orderings, so an image gets the same
+    brightness delta (etc.) whichever ordering is drawn; the ordering's draw is folded
+    in separately, so a one-ordering preset draws exactly what it drew before presets
+    had orderings (same seed, same augmentation, same results).
+    """
+    op_seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
+    seeds = dict(zip(("brightness", "saturation", "hue", "contrast"), op_seeds))
+    order_seed = tf.random.experimental.stateless_fold_in(seed, len(op_seeds))
+
+    def apply(ordering: Tuple[str, ...]) -> tf.Tensor:
+        out = image
+        for op in ordering:
+            out = _color_op(out, op, jitter, seeds[op])
+        return out
+
+    if len(jitter.orderings) == 1:
+        image = apply(jitter.orderings[0])
+    else:
+        branch = tf.random.stateless_uniform([], order_seed, maxval=len(jitter.orderings),
+                                             dtype=tf.int32)
+        image = tf.switch_case(branch, [lambda o=o: apply(o) for o in jitter.orderings])
     return tf.clip_by_value(image, 0.0, 1.0)
 
 
@@ -192,16 +257,18 @@ def augment_for_classifier(
     *,
     crop_size: int,
     data: DataConfig,
-    jitter: ColorJitter = ColorJitter(),
     affine_ranges: AffineRanges = AffineRanges(),
 ) -> tf.Tensor:
-    """Training view of a resized uint8 image for the classifier: float32 [S, S, 3]."""
+    """Training view of a resized uint8 image for the classifier: float32 [S, S, 3],
+    with the colour jitter ``data.color_jitter`` names."""
     geometry_seed, color_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     pixels = tf.cast(image, tf.float32) / 255.0
     pixels, _ = random_geometry(
-        pixels, None, geometry_seed, crop_size=crop_size, flip=data.flip,
+        pixels, None, geometry_seed, crop_size=crop_size,
+        flip_left_right=data.flip_left_right, flip_up_down=data.flip_up_down,
         random_pad=data.random_pad, affine=affine_ranges if data.affine else None)
-    if data.color_jitter:
+    jitter = color_jitter(data.color_jitter)
+    if jitter is not None:
         pixels = random_color(pixels, color_seed, jitter)
     return standardize(pixels)
 
@@ -221,6 +288,7 @@ def augment_for_segmentation(
     """
     pixels = tf.cast(image, tf.float32)
     pixels, mask = random_geometry(
-        pixels, mask, seed, crop_size=crop_size, flip=data.flip,
+        pixels, mask, seed, crop_size=crop_size,
+        flip_left_right=data.flip_left_right, flip_up_down=data.flip_up_down,
         random_pad=data.random_pad, affine=affine_ranges if data.affine else None)
     return standardize(pixels), tf.cast(mask, tf.int32)

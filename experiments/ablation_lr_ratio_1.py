@@ -1,5 +1,6 @@
 """LR-ratio ablation: JointSeg with the classifier agent's LR = 1 x the segmentation
-agent's (paper: 30, the ``jointseg`` row at paper and small scale).
+agent's. The paper's ratio is 30 (row ``ablation_lr_ratio_30``); each scale's default is
+the ``jointseg`` row (``paper``: 30; ``small`` and ``tiny``: 1.5).
 
     python -m experiments.run --suite=ablation_lr_ratio --rows=ablation_lr_ratio_1 --scale=small
     coopseg-train --experiment=ablation_lr_ratio_1 --scale=small

@@ -97,12 +97,19 @@ CLAIMS: Tuple[Tuple[str, str, str], ...] = tuple(
 
 
 # ----------------------------------------------------------------------------- sizes
+# Hong et al.'s recipe augments by random crops (of the resized image) and left/right
+# mirroring only: no colour jitter, no up/down flip, no padding, in both stages. The
+# JointSeg (TEFLA) augmentation of experiments/scales.py is switched off here.
+HONG_AUGMENTATION = dict(random_pad=0, flip_up_down=False, flip_left_right=True,
+                         color_jitter="none", affine=False)
+
+
 def _sizes(scale: str) -> Tuple[dict, dict, DecoupledConfig, dict, Dict[str, int]]:
     """(model, data, decoupled, train, steps per mode) of DecoupledNet/DeconvNet at ``scale``."""
     if scale == "paper":
         sgd = dict(learning_rate=0.01, end_learning_rate=1e-4, momentum=0.9, nesterov=False,
-                   weight_decay=5e-4)
-        return ({"input_size": 320}, {"resize_size": 350, "random_pad": 0}, DecoupledConfig(),
+                   weight_decay=5e-4, decay_power=1.0)
+        return ({"input_size": 320}, {"resize_size": 350, **HONG_AUGMENTATION}, DecoupledConfig(),
                 dict(seg=AgentConfig(batch_size=16, **sgd), clf=AgentConfig(batch_size=32, **sgd),
                      eval_every=2000, checkpoint_every=1000),
                 {"clf_only": 20000, "seg_only": 20000})
@@ -110,8 +117,8 @@ def _sizes(scale: str) -> Tuple[dict, dict, DecoupledConfig, dict, Dict[str, int
         # Measured here (synthetic fundus, 128 px, from scratch): the classifier learns
         # at the recipe's 0.01 and only its label priors at 0.1; segmenters need the CPU
         # rate of experiments/scales.py (0.1 + warm-up) to learn anything in minutes.
-        recipe = dict(momentum=0.9, nesterov=False, weight_decay=5e-4)
-        return ({"input_size": 128}, {"resize_size": 144, "random_pad": 0},
+        recipe = dict(momentum=0.9, nesterov=False, weight_decay=5e-4, decay_power=1.0)
+        return ({"input_size": 128}, {"resize_size": 144, **HONG_AUGMENTATION},
                 DecoupledConfig(width_multiplier=1 / 8, fc_units=256, bridge_filters=64),
                 dict(seg=AgentConfig(batch_size=8, learning_rate=0.1, end_learning_rate=1e-3,
                                      warmup_steps=40, **recipe),
@@ -120,8 +127,8 @@ def _sizes(scale: str) -> Tuple[dict, dict, DecoupledConfig, dict, Dict[str, int
                      log_every=20, eval_every=200, checkpoint_every=200),
                 {"clf_only": 400, "seg_only": 600})
     recipe = dict(learning_rate=0.01, end_learning_rate=1e-3, momentum=0.9, nesterov=False,
-                  weight_decay=5e-4)
-    return ({"input_size": 32}, {"resize_size": 36, "random_pad": 0},
+                  weight_decay=5e-4, decay_power=1.0)
+    return ({"input_size": 32}, {"resize_size": 36, **HONG_AUGMENTATION},
             DecoupledConfig(width_multiplier=1 / 16, fc_units=16, bridge_filters=8, dropout=0.0),
             dict(seg=AgentConfig(batch_size=2, **recipe), clf=AgentConfig(batch_size=4, **recipe),
                  log_every=2, eval_every=4, checkpoint_every=4, image_summaries=1),

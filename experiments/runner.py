@@ -30,7 +30,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 
-from coopseg.config import ConfigError, ExperimentConfig, to_dict, use_class_names
+from coopseg.config import (ConfigError, ExperimentConfig, to_dict, upgrade_legacy_fields,
+                            use_class_names)
 from experiments import results as results_lib
 from experiments.common import Stage
 from experiments.registry import SCALES
@@ -43,12 +44,14 @@ _NOT_FINGERPRINTED = (("name",), ("train", "model_dir"), ("train", "init_encoder
 # Fields added after runs existed, with the value that reproduces the earlier behaviour:
 # at that value they are left out of the fingerprint, so finished runs stay valid when
 # coopseg gains a config field. Add every new field that changes learning here.
-_ADDED_LATER = {("model", "sync_batch_norm"): False}
+_ADDED_LATER = {("model", "sync_batch_norm"): False, ("model", "vgg_batch_norm"): True,
+                ("train", "deterministic"): False, ("train", "backbone_weights"): ""}
 
 
 @dataclass
 class DataSource:
-    """The data every row of a suite trains and is validated on (DESIGN.md §3 formats)."""
+    """The data every row of a suite trains and is validated on (any format of
+    ``data_pipelines.datasets``)."""
 
     graded_format: str
     graded_train: str
@@ -79,15 +82,17 @@ def stage_dir(out: str, row: str, seed: int, stage: str) -> str:
 
 
 def prepare_stages(row: str, scale: str, data: DataSource, seed: int, out: str,
-                   steps: Optional[int] = None) -> List[Stage]:
-    """The row's stages, configured for this suite run: data, seed, step budget, run
-    directories, and each later stage initialised from its predecessor's directory."""
+                   steps: Optional[int] = None, deterministic: bool = False) -> List[Stage]:
+    """The row's stages, configured for this suite run: data, seed, step budget, op
+    determinism, run directories, and each later stage initialised from its
+    predecessor's directory."""
     stages = row_stages(row, scale)
     previous = ""
     for stage in stages:
         c = stage.config
         data.apply(c)
         c.train.seed = seed
+        c.train.deterministic = deterministic
         if steps is not None:
             _set_steps(c, steps)
         c.train.model_dir = stage_dir(out, row, seed, stage.name)
@@ -107,8 +112,24 @@ def _set_steps(config: ExperimentConfig, steps: int) -> None:
     tc.steps = steps
 
 
+def _earlier_forms(d: dict) -> dict:
+    """Write fields that were split or retyped the way earlier versions wrote them, so
+    a stage recorded then keeps its fingerprint: ``data.color_jitter`` "mild" / "none"
+    was ``True`` / ``False``; equal ``data.flip_left_right`` and ``flip_up_down`` were
+    one ``data.flip``. (``upgrade_legacy_fields`` is the opposite direction.)"""
+    data = d.get("data")
+    if not isinstance(data, dict):
+        return d
+    if data.get("color_jitter") in ("mild", "none"):
+        data["color_jitter"] = data["color_jitter"] == "mild"
+    if "flip_left_right" in data and data["flip_left_right"] == data.get("flip_up_down"):
+        data["flip"] = data.pop("flip_left_right")
+        data.pop("flip_up_down")
+    return d
+
+
 def _fingerprint_dict(config_dict: dict) -> dict:
-    d = json.loads(json.dumps(config_dict))
+    d = _earlier_forms(upgrade_legacy_fields(config_dict))
     dropped = [(path, None) for path in _NOT_FINGERPRINTED] + list(_ADDED_LATER.items())
     for path, earlier in dropped:
         target = d
@@ -173,7 +194,7 @@ class Runner:
 
     def __init__(self, out: str, scale: str, data: DataSource, seeds: Sequence[int],
                  steps: Optional[int] = None, rerun: bool = False, export: bool = False,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, deterministic: bool = False):
         if scale not in SCALES:
             raise ConfigError(f"unknown scale {scale!r}; choose one of {SCALES}")
         if not seeds:
@@ -182,6 +203,7 @@ class Runner:
             raise ConfigError(f"--steps must be >= 1, got {steps}")
         self.out, self.scale, self.data = os.path.abspath(out), scale, data
         self.seeds, self.steps, self.rerun, self.export = list(seeds), steps, rerun, export
+        self.deterministic = deterministic
         self.log = log
         self._rerun_done: set = set()
         self._finished = self._index_finished()
@@ -208,7 +230,8 @@ class Runner:
         return {"row": row, "seeds": seeds}
 
     def _row_seed(self, row: str, seed: int, train: bool, progress: str) -> dict:
-        stages = prepare_stages(row, self.scale, self.data, seed, self.out, self.steps)
+        stages = prepare_stages(row, self.scale, self.data, seed, self.out, self.steps,
+                                self.deterministic)
         records, upstream, t0 = [], "", time.perf_counter()
         for stage in stages:
             if records:
@@ -273,9 +296,8 @@ class Runner:
         from coopseg.training.loop import TrainingDiverged
 
         config = stage.config
+        # A fresh Keras state per stage; train() seeds everything from train.seed (= seed).
         tf.keras.backend.clear_session()
-        # train.seed fixes data order/augmentation; this fixes weight initialisation too.
-        tf.keras.utils.set_random_seed(seed)
         logging.info("Training %s (stage %s, seed %d) into %s", row, stage.name, seed,
                      config.train.model_dir)
         t0 = time.perf_counter()

@@ -25,10 +25,22 @@ def model_config(scale: str, **overrides) -> ModelConfig:
     return dataclasses.replace(cfg, **overrides)
 
 
+# Colour jitter of the classifier agent per scale. ``paper``: TEFLA's distort_color.
+# CPU scales: "mild" (WORKSPACE.md: Deviations, measured there).
+COLOR_JITTER = {"paper": "tefla", "small": "mild", "tiny": "mild"}
+
+
 def data_config(scale: str, **overrides) -> DataConfig:
     size = {"paper": 256, "small": 144, "tiny": 108}[scale]
     pad = {"paper": 16, "small": 8, "tiny": 4}[scale]
-    return dataclasses.replace(DataConfig(resize_size=size, random_pad=pad), **overrides)
+    return dataclasses.replace(DataConfig(resize_size=size, random_pad=pad,
+                                          color_jitter=COLOR_JITTER[scale]), **overrides)
+
+
+# The polynomial LR decay of the CPU scales: linear (power 1) to 1e-5 instead of TEFLA's
+# power 10 to 0, which spends most of a few-hundred-step run at a negligible rate
+# (WORKSPACE.md: Deviations, measured there). ``paper`` keeps TEFLA's (AgentConfig).
+CPU_DECAY = dict(decay_power=1.0, end_learning_rate=1e-5)
 
 
 def train_config(scale: str, **overrides) -> TrainConfig:
@@ -44,14 +56,16 @@ def train_config(scale: str, **overrides) -> TrainConfig:
                           batch_ratio=32, eval_every=1000, checkpoint_every=1000)
     elif scale == "small":
         cfg = TrainConfig(steps=400, seg=AgentConfig(learning_rate=0.1, batch_size=4,
-                                                     warmup_steps=40),
-                          clf=AgentConfig(warmup_steps=40), lr_ratio=1.5, batch_ratio=4,
+                                                     warmup_steps=40, **CPU_DECAY),
+                          clf=AgentConfig(warmup_steps=40, **CPU_DECAY), lr_ratio=1.5,
+                          batch_ratio=4,
                           log_every=20, eval_every=200, checkpoint_every=200,
                           seg_class_weighting="inverse_sqrt_frequency")
     else:
         cfg = TrainConfig(steps=40, seg=AgentConfig(learning_rate=0.1, batch_size=2,
-                                                    warmup_steps=5),
-                          clf=AgentConfig(warmup_steps=5), lr_ratio=1.5, batch_ratio=2,
+                                                    warmup_steps=5, **CPU_DECAY),
+                          clf=AgentConfig(warmup_steps=5, **CPU_DECAY), lr_ratio=1.5,
+                          batch_ratio=2,
                           log_every=10, eval_every=40,
                           checkpoint_every=20, image_summaries=1,
                           seg_class_weighting="inverse_sqrt_frequency")

@@ -7,7 +7,7 @@ makes about those rows, which ``experiments.results`` checks against our numbers
 
 Numbers are the paper's (Haloi et al. 2017, Sec. III-A, Tables I-IV), in percent.
 The paper does not say whether its mIoU counts the background class; we report our
-mIoU *with* background next to it (the usual definition; DESIGN.md §5) and add mIoU
+mIoU *with* background next to it (the usual definition) and add mIoU
 without background. It reports no QWK and no numbers for the ablations.
 """
 from __future__ import annotations
@@ -108,6 +108,7 @@ ROWS: Dict[str, Row] = {r.name: r for r in (
     Row("ablation_pag_concat", "JointSeg, PAG concat"),
     Row("ablation_lr_ratio_1", "JointSeg, LR ratio 1"),
     Row("ablation_lr_ratio_10", "JointSeg, LR ratio 10"),
+    Row("ablation_lr_ratio_30", "JointSeg, LR ratio 30 (paper)"),
     Row("ablation_batch_ratio_1", "JointSeg, batch ratio 1"),
     Row("ablation_batch_ratio_mid", "JointSeg, batch ratio mid"),
     Row("ablation_labels_20", "JointSeg, 20 % true grades"),
@@ -201,11 +202,17 @@ _SUITES: Tuple[Suite, ...] = (
                      "Sec. II-B", "first_eval_miou", "jointseg", "ablation_pag_none")),
               "Ablation: partial attention gate (none | concat | gated)"),
     _ablation("ablation_lr_ratio", "train.lr_ratio", "LR ratio (clf / seg)",
-              ("ablation_lr_ratio_1", "ablation_lr_ratio_10", "jointseg"),
-              (Claim("The default LR ratio (paper: 30) beats ratio 1 in mIoU",
-                     "Sec. III (its choice)", "miou", "jointseg", "ablation_lr_ratio_1"),
-               Claim("The default LR ratio (paper: 30) beats ratio 10 in mIoU",
-                     "Sec. III (its choice)", "miou", "jointseg", "ablation_lr_ratio_10")),
+              ("ablation_lr_ratio_1", "ablation_lr_ratio_10", "ablation_lr_ratio_30",
+               "jointseg"),
+              # The paper's claim is about its ratio, 30, whatever the scale's default is
+              # (the jointseg row: 30 at paper scale, 1.5 on the CPU scales).
+              (Claim("The paper's LR ratio 30 beats ratio 1 in mIoU", "Sec. III (its choice)",
+                     "miou", "ablation_lr_ratio_30", "ablation_lr_ratio_1"),
+               Claim("The paper's LR ratio 30 beats ratio 10 in mIoU", "Sec. III (its choice)",
+                     "miou", "ablation_lr_ratio_30", "ablation_lr_ratio_10"),
+               Claim("The paper's LR ratio 30 gives a better classifier than ratio 1 (top-1)",
+                     "Sec. III (its choice)", "top1_accuracy", "ablation_lr_ratio_30",
+                     "ablation_lr_ratio_1")),
               "Ablation: classifier / segmentation learning-rate ratio"),
     _ablation("ablation_batch_ratio", "train.batch_ratio", "batch ratio (clf / seg)",
               ("ablation_batch_ratio_1", "ablation_batch_ratio_mid", "jointseg"),

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from coopseg.config import DataConfig
+from coopseg.config import ConfigError, DataConfig
 from data_pipelines import augment
 
 AFFINE = augment.AffineRanges()
@@ -41,7 +42,8 @@ def _interior(mask, radius=2):
 def _geometry(image, mask, seed, affine):
     out_image, out_mask = augment.random_geometry(
         tf.constant(image), tf.constant(mask), tf.constant([seed, 7], tf.int64),
-        crop_size=48, flip=True, random_pad=6, affine=affine)
+        crop_size=48, flip_left_right=True, flip_up_down=True, random_pad=6,
+        affine=affine)
     return out_image.numpy(), out_mask.numpy()
 
 
@@ -98,7 +100,8 @@ def test_segmentation_view_is_standardised_geometry_without_colour():
         tf.constant(image.astype(np.uint8)), tf.constant(mask), seed, crop_size=48, data=data)
     geo_image, geo_mask = augment.random_geometry(
         tf.constant(image.astype(np.uint8).astype(np.float32)), tf.constant(mask), seed,
-        crop_size=48, flip=True, random_pad=6, affine=augment.AffineRanges())
+        crop_size=48, flip_left_right=True, flip_up_down=True, random_pad=6,
+        affine=augment.AffineRanges())
     assert out_image.dtype == tf.float32 and out_mask.dtype == tf.int32
     np.testing.assert_allclose(out_image, augment.standardize(geo_image), atol=1e-5)
     np.testing.assert_array_equal(out_mask, geo_mask)
@@ -108,15 +111,15 @@ def test_colour_jitter_only_for_classifier():
     rng = np.random.default_rng(2)
     image = tf.constant(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
     mask = tf.zeros((32, 32), tf.uint8)
-    still = dict(flip=False, random_pad=0, affine=False)  # geometry becomes the identity
+    still = dict(flip_left_right=False, flip_up_down=False, random_pad=0, affine=False)  # geometry becomes the identity
     plain = augment.standardize(image).numpy()
     seed = tf.constant([3, 3], tf.int64)
     jittered = augment.augment_for_classifier(
-        image, seed, crop_size=32, data=DataConfig(color_jitter=True, **still)).numpy()
+        image, seed, crop_size=32, data=DataConfig(color_jitter="mild", **still)).numpy()
     unjittered = augment.augment_for_classifier(
-        image, seed, crop_size=32, data=DataConfig(color_jitter=False, **still)).numpy()
+        image, seed, crop_size=32, data=DataConfig(color_jitter="none", **still)).numpy()
     segmented, _ = augment.augment_for_segmentation(
-        image, mask, seed, crop_size=32, data=DataConfig(color_jitter=True, **still))
+        image, mask, seed, crop_size=32, data=DataConfig(color_jitter="mild", **still))
     np.testing.assert_allclose(unjittered, plain, atol=1e-4)
     np.testing.assert_allclose(segmented.numpy(), plain, atol=1e-4)
     assert np.abs(jittered - plain).mean() > 0.02
@@ -154,3 +157,102 @@ def test_affine_rotation_turns_about_the_centre():
     mapped = params[:6].reshape(2, 3) @ centre
     np.testing.assert_allclose(mapped, [16.0, 16.0], atol=1e-3)
     assert abs(params[1]) > 1e-3  # a real rotation was drawn
+
+
+# ------------------------------------------------------------- colour presets, flip switches
+
+def _pixels(seed=5, size=24):
+    rng = np.random.default_rng(seed)
+    return tf.constant(rng.uniform(0.05, 0.95, (size, size, 3)), tf.float32)
+
+
+def test_tefla_preset_is_teflas_distort_color():
+    # tefla/da/preprocessor.py, InceptionPreprocessor.distort_color(fast_mode=False).
+    tefla = augment.COLOR_JITTER_PRESETS["tefla"]
+    assert tefla.brightness == 32.0 / 255.0 and tefla.hue == 0.2
+    assert tefla.saturation == (0.5, 1.5) and tefla.contrast == (0.5, 1.5)
+    assert tefla.orderings == (
+        ("brightness", "saturation", "hue", "contrast"),
+        ("saturation", "brightness", "contrast", "hue"),
+        ("contrast", "hue", "brightness", "saturation"),
+        ("hue", "saturation", "contrast", "brightness"))
+    paper = augment.COLOR_JITTER_PRESETS["paper"]  # the three the paper names, no brightness
+    assert paper.brightness == 0.0 and {op for o in paper.orderings for op in o} == {
+        "saturation", "hue", "contrast"}
+    assert augment.COLOR_JITTER_PRESETS["none"] is None
+
+
+def _by_hand(image, seed, jitter, ordering):
+    """The operations of ``ordering`` with the per-operation seeds random_color uses."""
+    seeds = dict(zip(("brightness", "saturation", "hue", "contrast"),
+                     tf.unstack(tf.random.experimental.stateless_split(seed, 4))))
+    for op in ordering:
+        if op == "brightness":
+            image = tf.image.stateless_random_brightness(image, jitter.brightness, seeds[op])
+        elif op == "saturation":
+            image = tf.image.stateless_random_saturation(image, *jitter.saturation, seed=seeds[op])
+        elif op == "hue":
+            image = tf.image.stateless_random_hue(image, jitter.hue, seeds[op])
+        else:
+            image = tf.image.stateless_random_contrast(image, *jitter.contrast, seed=seeds[op])
+    return tf.clip_by_value(image, 0.0, 1.0).numpy()
+
+
+def test_mild_preset_draws_what_the_single_ordering_jitter_drew():
+    # Same seed, same augmentation as before presets existed: runs stay comparable.
+    image, seed = _pixels(), tf.constant([9, 4], tf.int64)
+    mild = augment.COLOR_JITTER_PRESETS["mild"]
+    expected = _by_hand(image, seed, mild, ("brightness", "saturation", "hue", "contrast"))
+    np.testing.assert_array_equal(augment.random_color(image, seed, mild).numpy(), expected)
+
+
+def test_tefla_preset_draws_one_of_its_four_orderings_per_image():
+    image = _pixels()
+    tefla = augment.COLOR_JITTER_PRESETS["tefla"]
+    seen = set()
+    for s in range(24):
+        seed = tf.constant([s, 1], tf.int64)
+        out = augment.random_color(image, seed, tefla).numpy()
+        matches = [i for i, o in enumerate(tefla.orderings)
+                   if np.allclose(out, _by_hand(image, seed, tefla, o), atol=1e-6)]
+        assert matches, s  # always exactly one of TEFLA's orderings, with TEFLA's ranges
+        seen.add(matches[0])
+    assert seen == {0, 1, 2, 3}
+
+
+def test_unknown_colour_preset_is_a_config_error():
+    with pytest.raises(ConfigError, match="color_jitter='strong'.*tefla"):
+        DataConfig(color_jitter="strong").validate()
+
+
+@pytest.mark.parametrize("left_right,up_down", [(True, False), (False, True), (False, False)])
+def test_each_flip_has_its_own_switch(left_right, up_down):
+    image = _pixels(size=16)
+    seen = set()
+    for s in range(16):
+        out, _ = augment.random_geometry(
+            image, None, tf.constant([s, 3], tf.int64), crop_size=16,
+            flip_left_right=left_right, flip_up_down=up_down, random_pad=0)
+        out = out.numpy()
+        for name, flipped in (("none", image.numpy()), ("lr", image.numpy()[:, ::-1]),
+                              ("ud", image.numpy()[::-1]), ("both", image.numpy()[::-1, ::-1])):
+            if np.array_equal(out, flipped):
+                seen.add(name)
+    allowed = {"none"} | ({"lr"} if left_right else set()) | ({"ud"} if up_down else set()) \
+        | ({"both"} if left_right and up_down else set())
+    assert seen == allowed
+
+
+def test_turning_one_flip_off_keeps_the_other_flips_draw():
+    image = _pixels(size=16)
+    for s in range(8):
+        seed = tf.constant([s, 5], tf.int64)
+        both, _ = augment.random_geometry(image, None, seed, crop_size=16, flip_left_right=True,
+                                          flip_up_down=True, random_pad=0)
+        lr_only, _ = augment.random_geometry(image, None, seed, crop_size=16,
+                                             flip_left_right=True, flip_up_down=False,
+                                             random_pad=0)
+        # lr_only is "both" with any vertical flip undone.
+        undone = both.numpy() if np.array_equal(lr_only.numpy(), both.numpy()) else \
+            both.numpy()[::-1]
+        np.testing.assert_array_equal(lr_only.numpy(), undone)

@@ -21,9 +21,9 @@ def test_override_coerces_and_rejects():
     cfg = ExperimentConfig()
     override(cfg, "train.seg.learning_rate", "0.5")
     override(cfg, "model.encoder_filters", "8,16")
-    override(cfg, "data.flip", "false")
+    override(cfg, "data.flip_up_down", "false")
     assert cfg.train.seg.learning_rate == 0.5 and cfg.model.encoder_filters == (8, 16)
-    assert cfg.data.flip is False
+    assert cfg.data.flip_up_down is False
     with pytest.raises(ConfigError, match="unknown config field 'train.nope'"):
         override(cfg, "train.nope", "1")
     with pytest.raises(ConfigError, match="cannot set train.steps='many'"):

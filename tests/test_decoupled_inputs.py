@@ -111,7 +111,8 @@ def _config(root_train: str, mode: str, per_class: int, method: str = "decoupled
     cfg.model.num_seg_classes = len(CLASSES)
     cfg.data = dataclasses.replace(cfg.data, class_names=CLASSES, mask_priority=("cat", "dog"),
                                    masks_format="generic", masks_train=root_train, masks_val="",
-                                   flip=False, color_jitter=False)
+                                   flip_left_right=False, flip_up_down=False,
+                                   color_jitter="none")
     return cfg.validate()
 
 

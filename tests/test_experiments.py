@@ -100,9 +100,11 @@ def test_ablation_rows_change_only_the_ablated_knob(scale, suite):
     for row in SUITES[suite].rows:
         if row != "jointseg":
             diffs = _differences(_final(row, scale), joint)
-            # batch_ratio 1 equals the tiny scale's mid value, so "no difference" is allowed.
+            # batch_ratio 1 equals the tiny scale's mid value, and the paper's LR ratio 30
+            # is the paper scale's default, so there "no difference" is allowed.
             assert diffs <= {knob}, (row, diffs)
-            assert diffs or (suite, scale) == ("ablation_batch_ratio", "tiny"), row
+            assert diffs or (suite, scale) in (("ablation_batch_ratio", "tiny"),
+                                               ("ablation_lr_ratio", "paper")), row
 
 
 @pytest.mark.parametrize("scale", SCALES)
@@ -184,6 +186,63 @@ def test_runs_from_before_a_new_config_field_keep_their_fingerprint():
     config.model.sync_batch_norm = False
     config.train.profile_steps = "2,3"  # observing a run does not change what it learns
     assert fingerprint_of_dict(older) == fingerprint(config)
+
+
+def test_runs_from_before_split_and_retyped_fields_keep_their_fingerprint():
+    """config.json files written when ``data.flip`` was one switch and
+    ``data.color_jitter`` a bool still load, and still name the same stage."""
+    from coopseg.config import from_dict
+    from experiments.runner import fingerprint, fingerprint_of_dict
+
+    config = _final("jointseg", "small")
+    older = to_dict(config)
+    data = older["data"]
+    del data["flip_left_right"], data["flip_up_down"]
+    data["flip"], data["color_jitter"] = True, True  # "mild" today
+    for field in ("deterministic", "backbone_weights"):
+        del older["train"][field]
+    del older["model"]["vgg_batch_norm"]
+    assert fingerprint_of_dict(older) == fingerprint(config)
+    loaded = from_dict(older)
+    assert (loaded.data.flip_left_right, loaded.data.flip_up_down) == (True, True)
+    assert loaded.data.color_jitter == "mild"
+    config.data.flip_up_down = False  # now a different stage
+    assert fingerprint_of_dict(older) != fingerprint(config)
+
+
+def test_poly_decay_is_teflas_at_paper_scale_and_linear_on_the_cpu_scales():
+    # TEFLA's PolyDecayPolicy: lr0 * (1 - t/T) ** 10, down to 0.
+    for scale in SCALES:
+        tc = _final("jointseg", scale).train
+        for agent in (tc.seg, tc.clf_agent()):
+            expected = (10.0, 0.0) if scale == "paper" else (1.0, agent.learning_rate * 1e-4)
+            assert agent.decay_power == expected[0], (scale, agent)
+            assert agent.end_learning_rate == pytest.approx(expected[1]), (scale, agent)
+    assert _final("jointseg", "paper").data.color_jitter == "tefla"
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_decouplednet_rows_use_hong_et_als_augmentation(scale):
+    """Random crops and left/right mirroring only, in both stages (not JointSeg's TEFLA
+    augmentation); and DecoupledNet's own (Caffe) schedule, not TEFLA's power 10."""
+    decoupled = [r for r in ROWS if r.startswith("decouplednet_")]
+    assert len(decoupled) == 12
+    for row in decoupled:
+        for stage in prepare_stages(row, scale, FAKE_DATA, 0, "/out"):
+            d, tc = stage.config.data, stage.config.train
+            assert (d.flip_left_right, d.flip_up_down, d.color_jitter, d.random_pad,
+                    d.affine) == (True, False, "none", 0, False), (row, stage.name)
+            assert tc.seg.decay_power == tc.clf.decay_power == 1.0
+
+
+def test_lr_ratio_ablation_has_the_papers_ratio_and_claims_name_it():
+    suite = SUITES["ablation_lr_ratio"]
+    for scale in SCALES:
+        assert _final("ablation_lr_ratio_30", scale).train.lr_ratio == 30.0
+    assert _final("jointseg", "paper").train.lr_ratio == 30.0
+    assert _final("jointseg", "small").train.lr_ratio == 1.5
+    for claim in suite.claims:  # about ratio 30 itself, whatever the scale's default is
+        assert claim.a == "ablation_lr_ratio_30" and "30" in claim.text, claim
 
 
 def test_claims_are_computed_from_the_numbers():

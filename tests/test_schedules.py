@@ -27,3 +27,11 @@ def test_bad_arguments():
         PolynomialDecayWithWarmup(0.1, 0)
     with pytest.raises(ValueError, match="warmup_steps"):
         PolynomialDecayWithWarmup(0.1, 10, warmup_steps=10)
+
+
+def test_defaults_are_teflas_poly_decay_policy():
+    # TEFLA: base_lr * (1 - iter_idx / (max_epoch * n_iters_per_epoch)) ** power, power=10.
+    s = PolynomialDecayWithWarmup(0.03, 1000)
+    for t in (0, 1, 100, 500, 999, 1000):
+        assert float(s(t)) == pytest.approx(0.03 * (1 - t / 1000) ** 10.0, rel=1e-5, abs=1e-12)
+    assert float(s(1000)) == 0.0
