@@ -1,4 +1,4 @@
-"""The embedded synthetic fundus data set: DR-graded images and lesion masks (DESIGN §3).
+"""The embedded synthetic fundus data set: DR-graded images and lesion masks.
 
 No real DR data can be downloaded here, so the demo and the tests train on retina-like
 images (``synthetic_draw``) whose lesion kinds and counts follow the DR grade the way
@@ -34,6 +34,8 @@ from typing import Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 from absl import app, flags, logging
+
+from coopseg.console import start_program
 
 from coopseg.config import LESION_CLASSES, LESION_PRIORITY, NUM_GRADES, ConfigError
 from coopseg.progress import ProgressBar
@@ -319,6 +321,7 @@ def _main(argv: List[str]) -> None:
 def run() -> None:
     """Console script ``coopseg-synth``."""
     _define_flags()
+    start_program(__name__)
     app.run(_main)
 
 

@@ -32,6 +32,8 @@ import cv2
 import numpy as np
 from absl import app, flags, logging
 
+from coopseg.console import start_program
+
 from coopseg.config import ConfigError
 from coopseg.progress import ProgressBar
 from data_pipelines import imageio
@@ -242,6 +244,7 @@ def _main(argv: List[str]) -> None:
 def run() -> None:
     """Command-line entry point."""
     _define_flags()
+    start_program(__name__)
     app.run(_main)
 
 

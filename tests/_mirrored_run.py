@@ -10,6 +10,9 @@ joint steps of the tiny JointSeg run under the default strategy and under
 - ``plain``: per-replica BN statistics (expected to differ);
 - ``wrong_scale``: sync BN, but each agent's loss divided by the per-replica batch
   instead of the global one (gradients twice too large: expected to differ).
+
+Each variant also records the logged ``*_grad_norm`` of every step (``grad_norms``):
+with sync BN they must equal one device's, the norm of the global-batch gradient.
 """
 from __future__ import annotations
 
@@ -91,15 +94,17 @@ def _run(strategy, cfg, init: dict, batches, wrong_scale: bool = False):
         for agent in trainer.agents:  # read at trace time: the per-replica batch
             agent.batch_size //= strategy.num_replicas_in_sync
     replicas_equal = True
+    grad_norms = []
     for clf, seg in batches:
         if strategy.num_replicas_in_sync > 1:
             clf, seg = _split(strategy, clf), _split(strategy, seg)
-        trainer.step_fn(clf, seg)
+        out = trainer.step_fn(clf, seg)
+        grad_norms.append({k: float(v) for k, v in out.items() if k.endswith("grad_norm")})
     for part in system.parts.values():
         for v in part.weights:
             local = [x.numpy() for x in strategy.experimental_local_results(v)]
             replicas_equal &= all(np.array_equal(local[0], x) for x in local[1:])
-    return _weights(system), replicas_equal
+    return _weights(system), replicas_equal, grad_norms
 
 
 def _max_diff(a: dict, b: dict) -> tuple:
@@ -118,6 +123,10 @@ def _compare(dist: dict, single: dict, init: dict, trainable: set) -> dict:
             "trainable_diff_over_update": float(d / u)}
 
 
+def name_of(sync: bool) -> str:
+    return "sync" if sync else "plain"
+
+
 def main(out_path: str) -> None:
     t0 = time.perf_counter()
     mirrored = make_strategy("mirrored")
@@ -134,12 +143,13 @@ def main(out_path: str) -> None:
             trainable = {f"{n}/{v.name}" for n, p in system.parts.items()
                          for v in p.trainable_weights}
         batches = _batches(cfg, STEPS)
-        single, _ = _run(default, cfg, init, batches)
+        single, _, single_norms = _run(default, cfg, init, batches)
+        result[f"single_{name_of(sync)}_grad_norms"] = single_norms
         for name, wrong in variants:
             t = time.perf_counter()
-            dist, replicas_equal = _run(mirrored, cfg, init, batches, wrong_scale=wrong)
+            dist, replicas_equal, norms = _run(mirrored, cfg, init, batches, wrong_scale=wrong)
             result[name] = dict(_compare(dist, single, init, trainable),
-                                replicas_equal=bool(replicas_equal),
+                                replicas_equal=bool(replicas_equal), grad_norms=norms,
                                 seconds=time.perf_counter() - t)
     result["seconds"] = time.perf_counter() - t0
     with open(out_path, "w") as f:

@@ -210,3 +210,19 @@ def test_predict_throughput_times_every_case_against_predict():
     for row in result["rows"]:
         _check_stats(row["stats"], rounds=1, images_per_op=2)
     assert "serving_bytes" in predict_throughput.format_predict(result)
+
+
+def test_determinism_benchmark_restores_the_process_state(tmp_path):
+    from benchmarks import determinism
+    from coopseg.training.reproducibility import op_determinism_enabled
+
+    result = determinism.measure_determinism(
+        "tiny", rounds=1, steps_per_round=1, warmup_steps=1, data_dir=str(tmp_path / "data"),
+        model={"input_size": 32, "encoder_filters": (8,), "encoder_blocks": (1,)})
+    assert not op_determinism_enabled()  # it switched determinism on only for its case
+    assert set(result["steps"]) == {"default", "deterministic"}
+    for stats in result["steps"].values():
+        _check_stats(stats, rounds=1, images_per_op=6)
+    assert QUARTILE_KEYS <= set(result["ratio"]) and len(result["ratio"]["samples"]) == 1
+    assert isinstance(result["same_losses"], bool)
+    assert "deterministic / default" in determinism.format_determinism(result)

@@ -59,12 +59,26 @@ def test_tpu_without_a_tpu_is_a_config_error(monkeypatch):
         make_strategy("tpu")
 
 
+def _device_ids(names):
+    """(type, index) of device names, whatever their job/replica/task prefix."""
+    specs = [tf.DeviceSpec.from_string(n) for n in names]
+    return sorted((s.device_type, s.device_index) for s in specs)
+
+
 def test_default_and_single_machine_strategies_are_chief():
     default = make_strategy("default")
+    # No distribution whatever the hardware: the process-wide default, one replica.
     assert default is tf.distribute.get_strategy() and is_chief(default)
-    mirrored = make_strategy("mirrored")  # one CPU, no GPU here: one replica
+    assert default.num_replicas_in_sync == 1
+    mirrored = make_strategy("mirrored")
     assert isinstance(mirrored, tf.distribute.MirroredStrategy)
-    assert mirrored.num_replicas_in_sync == len(tf.config.list_logical_devices("CPU"))
+    # strategy.py: one replica per visible GPU; only without GPUs one per logical CPU
+    # device (one here unless a test split the CPU). So the expectation follows the
+    # machine, and the test holds on a GPU host as well as on this CPU-only one.
+    gpus = tf.config.list_logical_devices("GPU")
+    expected = gpus or tf.config.list_logical_devices("CPU")
+    assert mirrored.num_replicas_in_sync == len(expected) >= 1
+    assert _device_ids(mirrored.extended.worker_devices) == _device_ids(d.name for d in expected)
     assert is_chief(mirrored)
 
 
@@ -152,6 +166,12 @@ def test_mirrored_two_replicas_equal_one_device(tmp_path):
     assert wrong["trainable_diff_over_update"] > 0.3, wrong
     assert plain["trainable_diff_over_update"] > 0.1, plain
     assert not plain["replicas_equal"]  # per-replica BN moving statistics drift apart
+    # The logged gradient norm is that of the global-batch gradient: with sync BN it
+    # equals one device's (a sum of per-replica norms would not).
+    for single, dist in zip(r["single_sync_grad_norms"], sync["grad_norms"]):
+        assert set(single) == {"clf_grad_norm", "seg_grad_norm"}
+        for key, value in single.items():
+            assert dist[key] == pytest.approx(value, rel=1e-4), (key, single, dist)
 
 
 def _free_port() -> int:

@@ -1,4 +1,4 @@
-"""coopseg-convert: a dataset folder -> sharded TFRecords, preprocessed once (DESIGN §3, §4).
+"""coopseg-convert: a dataset folder -> sharded TFRecords, preprocessed once.
 
     coopseg-convert --format=eyepacs --input=/data/eyepacs --output=/data/eyepacs_tfr \\
         --split=train --size=256 --crop_retina --nograham --encoding=png --workers=8
@@ -18,6 +18,7 @@ from typing import List, Tuple
 from absl import app, flags
 
 from coopseg.config import ConfigError
+from coopseg.console import start_program
 from data_pipelines.conversion import FORMATS, ConvertOptions, convert_split
 from data_pipelines.records import DataError
 
@@ -101,6 +102,7 @@ def main(argv: List[str]) -> None:
 def run() -> None:
     """Console-script entry point (``coopseg-convert``)."""
     define_flags()
+    start_program(__name__)
     app.run(main)
 
 

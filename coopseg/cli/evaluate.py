@@ -4,7 +4,7 @@
     coopseg-evaluate --model_dir=runs/demo --masks_val=/data/lesions/val --output=val.json
     coopseg-evaluate --model_dir=runs/demo --report=runs/demo/report
 
-``--report DIR`` writes everything DESIGN §5 lists (``coopseg.evaluation_report``):
+``--report DIR`` writes the full set of segmentation and grading metrics (``coopseg.evaluation_report``):
 metrics.json, report.md and PNG figures, also logged to TensorBoard.
 """
 from __future__ import annotations
@@ -14,6 +14,8 @@ import os
 import sys
 
 from absl import app, flags, logging
+
+from coopseg.console import start_program
 
 FLAGS = flags.FLAGS
 
@@ -131,6 +133,7 @@ def _report_main() -> None:
 def run() -> None:
     """Console-script entry point."""
     _define_flags()
+    start_program(__name__)
     app.run(main)
 
 

@@ -9,6 +9,8 @@ import sys
 
 from absl import app, flags
 
+from coopseg.console import start_program
+
 FLAGS = flags.FLAGS
 
 
@@ -41,6 +43,7 @@ def main(argv) -> None:
 def run() -> None:
     """Console-script entry point."""
     _define_flags()
+    start_program(__name__)
     app.run(main)
 
 

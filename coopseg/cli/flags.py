@@ -34,6 +34,8 @@ FIELD_FLAGS: Dict[str, str] = {
     "strategy": "train.strategy",
     "sync_batch_norm": "model.sync_batch_norm",
     "init_encoder_from": "train.init_encoder_from",
+    "backbone_weights": "train.backbone_weights",
+    "deterministic": "train.deterministic",
     "pag_mode": "model.pag_mode",
     "input_size": "model.input_size",
     "graded_format": "data.graded_format",
@@ -63,8 +65,10 @@ def define_experiment_flags() -> None:
     flags.DEFINE_string("model_dir", None, "Run directory (checkpoints, logs, metrics, export).")
     flags.DEFINE_integer("steps", None, "Training steps (both agents step once per step).")
     flags.DEFINE_enum("mode", None, ["joint", "seg_only", "clf_only"], "Which agents train.")
-    flags.DEFINE_integer("seed", None, "Seed of data order, augmentation and init.")
-    flags.DEFINE_float("lr_ratio", None, "Classifier LR / segmentation LR (paper: 30).")
+    flags.DEFINE_integer("seed", None, "Seed of weight initialisation, data order and "
+                         "augmentation.")
+    flags.DEFINE_float("lr_ratio", None, "Classifier LR / segmentation LR (paper: 30; "
+                       "small and tiny scales: 1.5).")
     flags.DEFINE_integer("batch_ratio", None, "Classifier batch / segmentation batch (paper: 32).")
     flags.DEFINE_float("seg_learning_rate", None, "Segmentation agent's initial LR.")
     flags.DEFINE_integer("seg_batch_size", None, "Segmentation agent's batch size.")
@@ -81,6 +85,11 @@ def define_experiment_flags() -> None:
     flags.DEFINE_bool("sync_batch_norm", None, "BatchNorm statistics over all replicas "
                       "(multi-replica training then equals one device on the global batch).")
     flags.DEFINE_string("init_encoder_from", None, "Two-step init: a trained classifier's run dir.")
+    flags.DEFINE_string("backbone_weights", None, "Start the backbone from a Keras ImageNet "
+                        "weights file (.h5) on disk: VGG-16 (fcn8s, vgg16, decouplednet, "
+                        "deconvnet), VGG-19 or InceptionV3. Nothing is downloaded.")
+    flags.DEFINE_bool("deterministic", None, "TensorFlow op determinism: the same command "
+                      "gives bit-identical results (slower; see benchmarks/determinism.py).")
     flags.DEFINE_enum("pag_mode", None, ["none", "concat", "gated"], "Partial attention gate mode.")
     flags.DEFINE_integer("input_size", None, "Model input size (divisible by 2**(levels+1)).")
     flags.DEFINE_string("graded_format", None, "eyepacs | aptos | idrid | tfrecord")

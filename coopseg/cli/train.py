@@ -9,10 +9,13 @@ Re-running with the same --model_dir resumes from the last checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
 from absl import app, flags, logging
+
+from coopseg.console import start_program
 
 from coopseg.cli.flags import config_from_flags, define_experiment_flags
 
@@ -54,18 +57,36 @@ def use_synthetic_data(config, data_dir: str, scale: str, graded_train: int = No
 def train(config, export: bool = True, strategy=None) -> dict:
     """Build, restore or initialise, train, evaluate, export. Returns a summary dict.
 
-    ``train.mixed_precision`` is the global Keras policy while the models are built,
-    trained and exported, and the previous policy is restored afterwards (even on error).
-    ``strategy`` defaults to ``make_strategy(config.train.strategy)``; a multi-worker
-    strategy must be made before TensorFlow runs any op (``main`` does so). The system,
-    the trainer and the restore are built inside its scope. Every worker runs all of
-    it; only the chief writes ``metrics.json``, checkpoints, logs and the export into
-    ``model_dir`` (the others write to a temporary directory, deleted at the end).
+    ``train.seed`` seeds weight initialisation, data order and augmentation;
+    ``train.deterministic`` turns on TensorFlow's op determinism for the run
+    (``training/reproducibility.py``). ``train.mixed_precision`` is the global Keras
+    policy while the models are built, trained and exported, and the previous policy is
+    restored afterwards (even on error). ``strategy`` defaults to
+    ``make_strategy(config.train.strategy)``; a multi-worker strategy must be made
+    before TensorFlow runs any op (``main`` does so). The system, the trainer and the
+    restore are built inside its scope. Every worker runs all of it; only the chief
+    writes ``metrics.json``, checkpoints, logs and the export into ``model_dir`` (the
+    others write to a temporary directory, deleted at the end), and only the chief
+    holds ``model_dir``'s lock: a second process training into it is refused
+    (``training/run_lock.py``).
     """
     from coopseg.training.precision import use_precision
+    from coopseg.training.reproducibility import reproducible_run
+    from coopseg.training.strategy import make_strategy
 
-    with use_precision(config):
+    strategy = strategy or make_strategy(config.train.strategy)
+    with _model_dir_lock(config, strategy), use_precision(config), reproducible_run(config):
         return _train(config, export, strategy)
+
+
+def _model_dir_lock(config, strategy):
+    """The run directory's lock on the chief; nothing on other workers."""
+    from coopseg.training.run_lock import run_directory_lock
+    from coopseg.training.strategy import is_chief
+
+    if not is_chief(strategy):
+        return contextlib.nullcontext()
+    return run_directory_lock(config.train.model_dir)
 
 
 def _train(config, export: bool, strategy) -> dict:
@@ -74,10 +95,8 @@ def _train(config, export: bool, strategy) -> dict:
     from coopseg.training.init import encoder_init_fn
     from coopseg.training.inputs import build_inputs
     from coopseg.training.loop import CooperativeTrainer, summarize
-    from coopseg.training.strategy import make_strategy
     from data_pipelines.decode import DecodeReport
 
-    strategy = strategy or make_strategy(config.train.strategy)
     replicas = strategy.num_replicas_in_sync
     logging.info("Creating model %s (%s, policy %s) under %s with %d replica(s)...",
                  config.method, config.name, config.train.mixed_precision or "float32",
@@ -150,11 +169,14 @@ def main(argv) -> None:
         config = config_from_flags()
         # First: a multi-worker strategy must exist before TensorFlow runs any op.
         strategy = make_strategy(config.train.strategy)
-        d = config.data
-        if not (d.graded_train or d.masks_train):
-            logging.info("No data given: using the synthetic fundus set in %s", FLAGS.data_dir)
-            use_synthetic_data(config, FLAGS.data_dir, FLAGS.scale, FLAGS.synthetic_images)
-        out = train(config, export=FLAGS.export, strategy=strategy)
+        # Then the run directory's lock, so a second run on it stops before any work.
+        with _model_dir_lock(config, strategy):
+            d = config.data
+            if not (d.graded_train or d.masks_train):
+                logging.info("No data given: using the synthetic fundus set in %s",
+                             FLAGS.data_dir)
+                use_synthetic_data(config, FLAGS.data_dir, FLAGS.scale, FLAGS.synthetic_images)
+            out = train(config, export=FLAGS.export, strategy=strategy)
     except (ConfigError, DataError, TrainingDiverged) as err:
         exit_now("coopseg-train", str(err))
     except tf.errors.InvalidArgumentError as err:
@@ -165,6 +187,7 @@ def main(argv) -> None:
 def run() -> None:
     """Console-script entry point."""
     _define_flags()
+    start_program(__name__, "coopseg.cli.flags")
     app.run(main)
 
 

@@ -64,7 +64,11 @@ class CooperativeStep(tf.Module):
 
     def _distributed_step(self, clf_batch, seg_batch) -> Dict[str, tf.Tensor]:
         per_replica = self.strategy.run(self._replica_step, args=(clf_batch, seg_batch))
-        metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+        # Losses are per-replica shares of the global-batch mean (summed); a gradient norm
+        # is already the global one on every replica (taken after the all-reduce).
+        metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN
+                                           if k.endswith("grad_norm") else
+                                           tf.distribute.ReduceOp.SUM, v, axis=None)
                    for k, v in per_replica.items()}
         finite = tf.reduce_all([tf.math.is_finite(v) for k, v in metrics.items()
                                 if k.endswith(("total_loss", "grad_norm"))])
@@ -80,13 +84,18 @@ class CooperativeStep(tf.Module):
             if agent is None:
                 continue
             task_loss, total_loss, grads = _agent_update(agent, *batch)
-            updates.append((agent, grads))
+            grads_and_vars = list(zip(grads, agent.variables))
+            if self.strategy.num_replicas_in_sync > 1:
+                # The all-reduce apply_gradients would do, done here so the logged norm
+                # is that of the global-batch gradient, not a sum of replica norms.
+                grads_and_vars = agent.optimizer.aggregate_gradients(grads_and_vars)
+            updates.append((agent, grads_and_vars))
             metrics[f"{key}_loss"] = task_loss
             metrics[f"{key}_total_loss"] = total_loss
             # A NaN input can leave the loss finite (CPU softmax kernels) while the
             # gradients are NaN: the finiteness latch watches both.
-            metrics[f"{key}_grad_norm"] = tf.linalg.global_norm(grads)
+            metrics[f"{key}_grad_norm"] = tf.linalg.global_norm([g for g, _ in grads_and_vars])
         # Both gradients exist before either update is applied: simultaneous updates.
-        for agent, grads in updates:
-            agent.optimizer.apply_gradients(zip(grads, agent.variables))
+        for agent, grads_and_vars in updates:
+            agent.optimizer.apply_gradients(grads_and_vars, skip_gradients_aggregation=True)
         return metrics

@@ -1,0 +1,146 @@
+"""One writer per run directory: an exclusive lock held while a run writes into it.
+
+Two ``coopseg-train`` processes on one ``--model_dir`` would interleave checkpoints and
+overwrite each other's metrics and export. The first takes ``<model_dir>/.lock`` with
+``flock`` (the kernel releases it when the process dies, however it dies) and writes
+its pid, host, start time and command into it; a second process fails at once with
+a ``RunDirectoryLocked`` error naming the directory and that process. A lock file
+still holding a record while nobody holds the kernel lock was left by a run that was
+killed: it is taken over with a warning. Nothing here ever waits.
+
+The file is emptied, never deleted, on release: deleting it would let a process that
+opened the old file and one that creates a new one both "hold" the lock.
+
+Filesystems without ``flock`` (some network mounts) fall back to the record alone: a
+record of a live process on this host refuses; a record of a process on another host
+refuses too (we cannot see whether it runs), naming the file to delete if it does not.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from typing import Dict, Iterator, Optional
+
+from absl import logging
+
+from coopseg.config import ConfigError
+
+LOCK_NAME = ".lock"
+# Locks this process holds, by lock-file path: nested acquisitions (the CLI locks, then
+# calls ``train()``, which locks again) share one kernel lock. flock locks belong to an
+# open file, so a second open + flock in the same process would refuse itself.
+_held: Dict[str, list] = {}
+
+
+class RunDirectoryLocked(ConfigError):
+    """Another live process is writing into the run directory."""
+
+
+def _read_record(fd: int) -> Optional[dict]:
+    os.lseek(fd, 0, os.SEEK_SET)
+    text = os.read(fd, 65536).decode("utf-8", "replace").strip()
+    if not text:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return {"unreadable": text[:80]}
+    return record if isinstance(record, dict) else {"unreadable": text[:80]}
+
+
+def _write_record(fd: int, record: Optional[dict]) -> None:
+    os.ftruncate(fd, 0)
+    if record is not None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, (json.dumps(record) + "\n").encode("utf-8"))
+        os.fsync(fd)
+
+
+def describe_holder(record: Optional[dict]) -> str:
+    """``pid 123 on host, since <time>: <command>`` for a lock record."""
+    if not record:
+        return "an unknown process"
+    if "unreadable" in record:
+        return f"an unknown process (lock file reads {record['unreadable']!r})"
+    text = f"pid {record.get('pid')} on {record.get('host')}"
+    if record.get("started"):
+        text += f", since {record['started']}"
+    if record.get("command"):
+        text += f": {record['command']}"
+    return text
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def _check_record_only(path: str, model_dir: str, previous: Optional[dict]) -> None:
+    """The no-flock fallback: refuse unless the recorded holder is provably gone."""
+    if not previous or "unreadable" in previous or previous.get("pid") == os.getpid():
+        return
+    if previous.get("host") != socket.gethostname():
+        raise RunDirectoryLocked(
+            f"{model_dir} is in use by {describe_holder(previous)} (this filesystem has no "
+            f"file locks, so it cannot be checked from here); if that run is gone, delete {path}")
+    if _pid_alive(int(previous.get("pid", -1))):
+        raise RunDirectoryLocked(f"{model_dir} is in use by {describe_holder(previous)}; "
+                                 "wait for it to finish, stop it, or choose another --model_dir")
+
+
+@contextlib.contextmanager
+def run_directory_lock(model_dir: str) -> Iterator[None]:
+    """Hold ``model_dir``'s lock for the block; RunDirectoryLocked if another live
+    process holds it. Re-entrant within one process."""
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(os.path.realpath(model_dir), LOCK_NAME)
+    if path in _held:
+        _held[path][1] += 1
+        try:
+            yield
+        finally:
+            _held[path][1] -= 1
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            kernel_lock = True
+        except BlockingIOError:
+            raise RunDirectoryLocked(
+                f"{model_dir} is in use by {describe_holder(_read_record(fd))}; wait for it to "
+                "finish, stop it, or choose another --model_dir") from None
+        except OSError as err:
+            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            kernel_lock = False
+        previous = _read_record(fd)
+        if not kernel_lock:
+            _check_record_only(path, model_dir, previous)
+        elif previous:
+            logging.warning("%s: taking over the lock left by %s, which is no longer running",
+                            model_dir, describe_holder(previous))
+        _write_record(fd, {"pid": os.getpid(), "host": socket.gethostname(),
+                           "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                           "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])})
+        _held[path] = [fd, 1]
+        try:
+            yield
+        finally:
+            del _held[path]
+            _write_record(fd, None)
+            if kernel_lock:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
