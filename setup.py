@@ -1,8 +1,8 @@
 """coopseg: cooperative segmentation + classification learning (JointSeg, DecoupledNet)."""
 from setuptools import find_packages, setup
 
-# Pinned as ../shared/DESIGN.md §0: TFA cannot be imported on TF >= 2.16, and
-# opencv 4.12 needs numpy 2, which TF 2.15 does not support.
+# Pinned to the newest set in which all of these work together: TFA cannot be imported
+# on TF >= 2.16, and opencv 4.12 needs numpy 2, which TF 2.15 does not support.
 INSTALL_REQUIRES = [
     "tensorflow==2.15.1",
     "tensorflow-addons==0.23.0",

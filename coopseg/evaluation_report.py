@@ -1,4 +1,4 @@
-"""Everything DESIGN §5 lists, for one trained system: ``coopseg-evaluate --report DIR``.
+"""The full evaluation report of one trained system: ``coopseg-evaluate --report DIR``.
 
 ``build_report`` runs the data passes (``coopseg.evaluation_passes``: the same
 streaming metrics and predictions as ``coopseg.evaluation.evaluate_system``, plus

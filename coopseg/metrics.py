@@ -1,4 +1,4 @@
-"""Streaming validation metrics (DESIGN §5), updated per batch inside ``tf.function``.
+"""Streaming validation metrics, updated per batch inside ``tf.function``.
 
 - ``SegmentationConfusion``: a confusion matrix accumulated over the whole validation
   set (not a mean of per-batch IoUs), giving per-class IoU/Dice and mIoU with and
@@ -12,7 +12,8 @@ outside ``tf.function``, and ``result()`` returns tensors. ``result_dict()`` (ea
 only) returns plain Python types for ``json.dump``, with ``None`` for undefined
 values. The offline NumPy counterparts live in ``coopseg.metrics_report``.
 
-This module is the only place that uses TensorFlow Addons (DESIGN §0), for
+This module is one of the two places that use TensorFlow Addons (end-of-life; kept
+to a minimum so a move to Keras 3 touches two files), for
 ``CohenKappa``; a move to Keras 3 replaces it here.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ from coopseg.config import IGNORE_LABEL, NUM_GRADES, ConfigError
 from coopseg.metrics_report import to_jsonable
 
 with warnings.catch_warnings():
-    # TFA warns on import that it is end-of-life; DESIGN §0 accepts that and confines it here.
+    # TFA warns on import that it is end-of-life; it is confined to this module and augment.
     warnings.filterwarnings("ignore", message=r"[\s\S]*TensorFlow Addons", category=UserWarning)
     import tensorflow_addons as tfa
 

@@ -1,4 +1,4 @@
-"""Offline NumPy metrics for evaluation reports (DESIGN §5), and JSON/table output.
+"""Offline NumPy metrics for evaluation reports, and JSON/table output.
 
 These work on arrays gathered after a run (no TensorFlow, no scikit-learn) and are
 the reference the streaming metrics in ``coopseg.metrics`` are checked against.

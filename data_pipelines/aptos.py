@@ -1,4 +1,4 @@
-"""APTOS 2019 Blindness Detection reader (DESIGN §3).
+"""APTOS 2019 Blindness Detection reader.
 
 Layout (Kaggle's own names): ``root/train.csv`` (``id_code,diagnosis``, grade 0-4) and
 ``root/train_images/<id_code>.png``. APTOS publishes no patient ids, so every image is

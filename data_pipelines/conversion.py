@@ -1,4 +1,4 @@
-"""Offline conversion of a dataset split into sharded TFRecords (DESIGN §3, §4).
+"""Offline conversion of a dataset split into sharded TFRecords (``coopseg-convert``).
 
 The library behind ``coopseg-convert`` (``coopseg/cli/convert.py`` holds its flags).
 Per image, with OpenCV: decode (``data_pipelines.imageio``, the same reader the

@@ -1,4 +1,4 @@
-"""One entry point per agent: a format name and a path -> reader records (DESIGN §3).
+"""One entry point per agent: a format name and a path -> reader records.
 
 ``DataConfig.graded_format`` / ``masks_format`` name the format; keyword arguments
 pass through to the reader (e.g. ``usage="public"`` for EyePACS, ``split="val"`` for

@@ -1,4 +1,4 @@
-"""Stage 1 of the input pipelines: records -> decoded uint8 examples (DESIGN §3).
+"""Stage 1 of the input pipelines: records -> decoded uint8 examples.
 
 ``graded_source`` and ``mask_source`` turn the record lists the readers produce
 (``records.GradedExample`` / ``records.MaskExample``) into ``tf.data`` datasets of
@@ -73,7 +73,7 @@ class DecodeReport:
 def _source_options() -> tf.data.Options:
     options = tf.data.Options()
     # Decoding is a pure function of the record index, so an iterator checkpoint that
-    # ignores the Python function's "external state" restores exactly (DESIGN §4).
+    # ignores the Python function's "external state" restores exactly.
     options.experimental_external_state_policy = (
         tf.data.experimental.ExternalStatePolicy.IGNORE)
     return options

@@ -1,6 +1,6 @@
 """DecoupledNet's inputs: image-level labels (stage 1) and (image, class) pairs (stage 2).
 
-Hong et al. 2015 train their two networks on different annotations (Sec. 2.2, DESIGN §2):
+Hong et al. 2015 (arXiv:1506.04924) train their two networks on different annotations (Sec. 2.2):
 
 - stage 1, the classification network, on *image-level* labels: a multi-hot vector
   over the foreground classes (``data.class_names[1:]``) per image. They come from

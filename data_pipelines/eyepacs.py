@@ -1,4 +1,4 @@
-"""EyePACS / Kaggle Diabetic Retinopathy Detection reader (DESIGN §3).
+"""EyePACS / Kaggle Diabetic Retinopathy Detection reader.
 
 Layouts accepted (Kaggle's own file names):
 - ``root/trainLabels.csv`` (``image,level``) with images in ``root/train/`` when that

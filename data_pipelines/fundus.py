@@ -1,6 +1,6 @@
 """Fundus-specific preprocessing: retina crop, square resize, Graham normalisation.
 
-Used once, offline, by the converter (``coopseg-convert``, DESIGN §3): crop the black
+Used once, offline, by the converter (``coopseg-convert``): crop the black
 camera border to the retina disc, pad to a centred square so resizing does not
 distort the disc, resize, and optionally apply Ben Graham's local colour
 normalisation (Kaggle DR 2015 winner). Masks go through the same crop box and are
@@ -130,7 +130,7 @@ def prepare_fundus(image: np.ndarray, mask: Optional[np.ndarray], size: int,
                    ) -> Tuple[np.ndarray, Optional[np.ndarray], bool]:
     """Retina crop, centred square padding, resize to ``size``, optional Graham.
 
-    The converter's per-image preprocessing (DESIGN §3); use it wherever raw fundus
+    The converter's per-image preprocessing; use it wherever raw fundus
     photos must look like converted ones (e.g. predicting on a folder). The mask, if
     any, gets the same box and nearest-neighbour resizing, and its padding is
     IGNORE_LABEL: those pixels were never photographed. Returns ``(image, mask,

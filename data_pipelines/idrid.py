@@ -1,4 +1,4 @@
-"""IDRiD reader: lesion segmentation (part A) and disease grading (part B) (DESIGN §3).
+"""IDRiD reader: lesion segmentation (part A) and disease grading (part B).
 
 IDRiD is the public analogue of the paper's lesion mask set. Its zip unpacks to
 folder names with spaces and dots, which are accepted as they are::
@@ -9,7 +9,7 @@ folder names with spaces and dots, which are accepted as they are::
     B. Disease Grading/2. Groundtruths/a. IDRiD_Disease Grading_Training Labels.csv
 
 (``b. Testing Set`` / ``b. ..._Testing Labels.csv`` for ``split="test"``). The
-simplified layout of DESIGN §3 is accepted too: ``images/IDRiD_NN.jpg`` plus one
+simplified layout is accepted too: ``images/IDRiD_NN.jpg`` plus one
 folder per lesion holding ``IDRiD_NN_MA.tif`` etc. Mask files are found by their
 suffix (``_MA``, ``_HE``, ``_EX``, ``_SE``, ``_OD``), not their folder name, so both
 layouts read the same way. A missing mask file means "no lesion of that kind" (IDRiD

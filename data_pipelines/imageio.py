@@ -1,4 +1,4 @@
-"""Reading image, label-map and mask files into numpy arrays (DESIGN §3).
+"""Reading image, label-map and mask files into numpy arrays.
 
 The one place that turns files into pixels; the tf.data sources (``decode``), the
 offline converter (``conversion``) and the VOC reader all call it, so every path

@@ -1,6 +1,6 @@
 """Generic mask-set reader: any lesion (or other) segmentation set in a plain layout.
 
-DESIGN §3 layout, one of two annotation forms::
+The layout, with one of two annotation forms::
 
     root/images/<id>.<ext>
     root/masks/<class_name>/<id>.png    binary, one folder per foreground class;

@@ -1,4 +1,4 @@
-"""Stage 3: the batched input pipelines of the two agents (DESIGN §1, §3).
+"""Stage 3: the batched input pipelines of the two agents.
 
     source (decode.py or tfrecords.py) -> resize -> [cache] -> [shuffle] -> [repeat]
         -> per-example seed -> augment (training) / standardise (eval) -> batch -> prefetch

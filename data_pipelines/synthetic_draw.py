@@ -1,4 +1,4 @@
-"""How a healthy synthetic retina looks: fundus, optic disc, macula, vessels, optics (DESIGN §3).
+"""How a healthy synthetic retina looks: fundus, optic disc, macula, vessels, optics.
 
 ``data_pipelines.synthetic_lesions`` draws the lesions on top and
 ``data_pipelines.synthetic`` puts the two together for a DR grade. Images are float32

@@ -1,4 +1,4 @@
-"""How the lesions of the synthetic fundus set look, and how many a DR grade has (DESIGN §3).
+"""How the lesions of the synthetic fundus set look, and how many a DR grade has.
 
 ``data_pipelines.synthetic_draw`` draws the healthy retina; this module draws the
 paper's lesion classes on it (microaneurysms, haemorrhages, hard and soft exudates,

@@ -1,4 +1,4 @@
-"""PASCAL VOC 2012 segmentation reader, for DecoupledNet (DESIGN §2, §3).
+"""PASCAL VOC 2012 segmentation reader, for DecoupledNet.
 
 Layout (the devkit's own)::
 

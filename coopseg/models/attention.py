@@ -8,7 +8,7 @@ before it is downsampled):
 The switch s_ij is on only when a_ij >= 1, i.e. E_j is at least as large as U_i;
 then E_j is max-pooled with window and stride a_ij (identity when a_ij == 1), which
 "ensures maximally activated features". The figure that shows how the pooled maps
-join U_i is lost, so the combination is a documented option (DESIGN §1):
+join U_i is lost, so the combination is a documented option:
 
 - ``none``:   U_i alone (ablation: no encoder information).
 - ``concat``: U_i ⊕ pooled E_j; the decoder's conv block that follows fuses them.

@@ -1,6 +1,6 @@
 """DecoupledNet's bridging layers: class-specific saliency at pool5, combined with pool5.
 
-Hong et al. 2015, Sec. 2.1 ("Bridging Layers"), DESIGN §2. The segmentation network
+Hong et al. 2015 (arXiv:1506.04924), Sec. 2.1 ("Bridging Layers"). The segmentation network
 sees one class at a time through g_l = phi(f_spat ⊕ f_cls^l):
 - f_spat: the classification network's pool5 activations (spatial, class-agnostic);
 - f_cls^l: the class score of class l back-propagated through fc8 -> fc7 -> fc6 to
@@ -123,7 +123,7 @@ def bridging_layers(f_spat: tf.Tensor, f_cls: tf.Tensor, filters: int, *,
                     name: str = "bridge") -> tf.Tensor:
     """g_l = relu(BN(1x1 conv(f_spat ⊕ BN(f_cls^l)))) with ``filters`` channels at pool5 size.
 
-    f_cls is batch-normalised before the concatenation (DESIGN §2) because
+    f_cls is batch-normalised before the concatenation because
     back-propagated saliency and pool5 activations live on unrelated scales.
     """
     f_cls = layers.BatchNormalization(name=f"{name}_cls_bn")(f_cls)
