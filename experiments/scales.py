@@ -7,10 +7,20 @@ from __future__ import annotations
 
 import dataclasses
 
-from coopseg.config import AgentConfig, DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from coopseg.config import (AgentConfig, ConfigError, DataConfig, ExperimentConfig,
+                            ModelConfig, TrainConfig)
+
+
+SCALE_NAMES = ("paper", "small", "tiny")
+
+
+def _check_scale(scale: str) -> None:
+    if scale not in SCALE_NAMES:
+        raise ConfigError(f"unknown scale {scale!r}; choose one of {SCALE_NAMES}")
 
 
 def model_config(scale: str, **overrides) -> ModelConfig:
+    _check_scale(scale)
     if scale == "paper":
         cfg = ModelConfig()
     elif scale == "small":
@@ -31,6 +41,7 @@ COLOR_JITTER = {"paper": "tefla", "small": "mild", "tiny": "mild"}
 
 
 def data_config(scale: str, **overrides) -> DataConfig:
+    _check_scale(scale)
     size = {"paper": 256, "small": 144, "tiny": 108}[scale]
     pad = {"paper": 16, "small": 8, "tiny": 4}[scale]
     return dataclasses.replace(DataConfig(resize_size=size, random_pad=pad,
@@ -51,6 +62,7 @@ def train_config(scale: str, **overrides) -> TrainConfig:
     because the classifier does not learn at all at 30 x 0.05; and a class-weighted
     segmentation loss, because with plain cross-entropy every segmenter predicts only
     background in a few hundred steps. Every setting is per scale, never per method."""
+    _check_scale(scale)
     if scale == "paper":
         cfg = TrainConfig(steps=20000, seg=AgentConfig(learning_rate=1e-3, batch_size=1),
                           batch_ratio=32, eval_every=1000, checkpoint_every=1000)
