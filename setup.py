@@ -21,7 +21,7 @@ setup(
     packages=find_packages(include=["coopseg", "coopseg.*", "data_pipelines", "data_pipelines.*",
                                     "experiments", "experiments.*"]),
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3.5"]},
     entry_points={
         "console_scripts": [
             "coopseg-train=coopseg.cli.train:run",
