@@ -43,6 +43,10 @@ PAG_MODES = ("none", "concat", "gated")
 # ranges that keep lesion colours, "none" = off.
 COLOR_JITTER_PRESETS = ("tefla", "paper", "mild", "none")
 TRAIN_MODES = ("joint", "seg_only", "clf_only")
+# How the classifier agent's gradient on the shared encoder is reconciled with the
+# segmentation agent's (coopseg/training/cooperation.py). "none" = the paper: each agent
+# applies its own gradient.
+GRADIENT_BALANCE = ("none", "normalize", "pcgrad")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
@@ -83,6 +87,11 @@ class ModelConfig:
     # strategy instead of each replica's share of the batch. Needed for N-replica
     # training to equal single-device training on the global batch (WORKSPACE.md §7).
     sync_batch_norm: bool = False
+    # JointSeg only: the classifier agent's forward passes keep their own BatchNorm moving
+    # statistics in the shared encoder (γ/β and every conv stay shared). The agents' batches
+    # come from different sets with different augmentation; one set of statistics, the
+    # mean of both, describes neither at evaluation (models/agent_batch_norm.py).
+    per_agent_batch_norm: bool = False
 
     @property
     def num_levels(self) -> int:
@@ -124,6 +133,9 @@ class ModelConfig:
                 raise ConfigError(f"model.{name} must be >= 1")
         if not 0.0 <= self.classifier_dropout < 1.0:
             raise ConfigError("model.classifier_dropout must be in [0, 1)")
+        if self.per_agent_batch_norm and self.sync_batch_norm:
+            raise ConfigError("model.per_agent_batch_norm does not support "
+                              "model.sync_batch_norm yet; switch one off")
 
 
 @dataclass
@@ -172,6 +184,10 @@ class DataConfig:
     masks_format: str = "generic"  # generic | idrid | voc | tfrecord
     masks_train: str = ""
     masks_val: str = ""
+    # Train the segmentation agent on this many mask images only (0 = all): a fixed
+    # seeded order of the set, so the subsets of a learning curve nest (10 of the 30 are
+    # the first 10) and every seed and method sees the same images (data_pipelines/subsets.py).
+    masks_train_count: int = 0
     class_names: Tuple[str, ...] = LESION_CLASSES
     mask_priority: Tuple[str, ...] = LESION_PRIORITY
     resize_size: int = 256  # paper: resize to 256 then random crop 224
@@ -198,9 +214,49 @@ class DataConfig:
             raise ConfigError("data.resize_size must be >= 8 and data.random_pad >= 0")
         if len(self.class_names) < 2:
             raise ConfigError("data.class_names needs background plus at least one class")
+        if self.masks_train_count < 0:
+            raise ConfigError(f"data.masks_train_count must be >= 0 (0 = all), got "
+                              f"{self.masks_train_count}")
+        if self.masks_train_count and self.masks_format == "tfrecord":
+            raise ConfigError("data.masks_train_count needs a folder format (the subset is "
+                              "chosen from the file list), not tfrecord")
         if self.color_jitter not in COLOR_JITTER_PRESETS:
             raise ConfigError(f"data.color_jitter={self.color_jitter!r}; choose one of "
                               f"{COLOR_JITTER_PRESETS}")
+
+
+@dataclass
+class CooperationConfig:
+    """How the two agents share the encoder θ1 in joint training. The defaults are the
+    paper's Eq. 2: each agent applies its whole gradient with its own optimizer.
+
+    The options act on the gradients of the shared encoder variables only, after both
+    agents' gradients exist and before either update (``training/cooperation.py``).
+    """
+
+    # The classifier agent's step on θ1 is this fraction of its step on its head θ2
+    # (the paper: the encoder is learned by both agents "at a different rate"). Exact
+    # for SGD with momentum: scaling a gradient scales that variable's learning rate.
+    clf_encoder_lr_scale: float = 1.0
+    # none | normalize (the classifier's θ1 gradient rescaled to ``balance_target`` x
+    # the segmenter's θ1 gradient norm) | pcgrad (Yu et al. 2020, arXiv:2001.06782:
+    # where the two θ1 gradients conflict, each loses its component along the other).
+    gradient_balance: str = "none"
+    balance_target: float = 1.0
+
+    def is_paper(self) -> bool:
+        return self == CooperationConfig()
+
+    def validate(self) -> None:
+        if self.clf_encoder_lr_scale < 0:
+            raise ConfigError("train.cooperation.clf_encoder_lr_scale must be >= 0, got "
+                              f"{self.clf_encoder_lr_scale}")
+        if self.gradient_balance not in GRADIENT_BALANCE:
+            raise ConfigError(f"train.cooperation.gradient_balance={self.gradient_balance!r}; "
+                              f"choose one of {GRADIENT_BALANCE}")
+        if self.balance_target <= 0:
+            raise ConfigError("train.cooperation.balance_target must be > 0, got "
+                              f"{self.balance_target}")
 
 
 @dataclass
@@ -217,6 +273,7 @@ class TrainConfig:
     # ``derive_clf_from_ratios`` is False (the baselines train a classifier alone).
     clf: AgentConfig = field(default_factory=AgentConfig)
     derive_clf_from_ratios: bool = True
+    cooperation: CooperationConfig = field(default_factory=CooperationConfig)
     model_dir: str = "runs/default"
     log_every: int = 20
     eval_every: int = 500
@@ -279,6 +336,10 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 1")
         self.seg.validate("train.seg")
         self.clf_agent().validate("train.clf")
+        self.cooperation.validate()
+        if not self.cooperation.is_paper() and self.mode != "joint":
+            raise ConfigError(f"train.cooperation options act between two agents; "
+                              f"train.mode={self.mode!r} trains one (use joint)")
         for name, agent in (("seg", self.seg), ("clf", self.clf)):
             if agent.warmup_steps >= self.steps:
                 raise ConfigError(f"train.{name}.warmup_steps={agent.warmup_steps} must be smaller "
@@ -325,6 +386,13 @@ class ExperimentConfig:
             raise ConfigError(
                 f"data.class_names has {len(self.data.class_names)} classes but "
                 f"model.num_seg_classes={self.model.num_seg_classes}")
+        if self.method != "jointseg":
+            if not self.train.cooperation.is_paper():
+                raise ConfigError(f"train.cooperation options need a shared encoder: method "
+                                  f"{self.method!r} has none (use jointseg)")
+            if self.model.per_agent_batch_norm:
+                raise ConfigError(f"model.per_agent_batch_norm is JointSeg's shared encoder; "
+                                  f"method {self.method!r} has none (use jointseg)")
         if self.train.backbone_weights:
             # Method, init_encoder_from and file checks live beside the loader; imported
             # here only, so configs without backbone weights load nothing more.
@@ -424,6 +492,7 @@ def from_dict(data: dict) -> ExperimentConfig:
             value = values[f.name]
             sub = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig,
                    "seg": AgentConfig, "clf": AgentConfig,
+                   "cooperation": CooperationConfig,
                    "decoupled": DecoupledConfig}.get(f.name)
             if sub is not None and isinstance(value, dict):
                 value = build(sub, value)

@@ -42,6 +42,8 @@ class Curve:
     y: Sequence[float]
     colour: Optional[Colour] = None
     dashed: bool = False
+    # Error bars: ± yerr[i] around y[i] (e.g. std over seeds); None = none.
+    yerr: Optional[Sequence[float]] = None
 
 
 @dataclass
@@ -113,8 +115,12 @@ class PlotArea:
 def line_chart(curves: Sequence[Curve], title: str, xlabel: str, ylabel: str,
                markers: Sequence[Marker] = (), xlim: Tuple[float, float] = (0.0, 1.0),
                ylim: Tuple[float, float] = (0.0, 1.0), plot_size: Tuple[int, int] = (400, 400),
-               ticks: int = 5) -> np.ndarray:
+               ticks: int = 5,
+               xticks: Optional[Sequence[Tuple[float, str]]] = None) -> np.ndarray:
     """Curves and markers in a ``plot_size`` (width, height) box; legend on the right.
+
+    ``xticks``: (position, label) pairs instead of ``ticks`` evenly spaced numbers (e.g.
+    a log axis: positions log10(N), labels N).
 
     Points with a non-finite coordinate are dropped; a curve left with no point is
     listed in the legend only. Returns the figure as uint8 RGB.
@@ -130,17 +136,20 @@ def line_chart(curves: Sequence[Curve], title: str, xlabel: str, ylabel: str,
     area = PlotArea(margin_left, margin_top, plot_size[0], plot_size[1], xlim, ylim)
 
     # Grid and ticks.
-    for i in range(ticks + 1):
-        fx = xlim[0] + (xlim[1] - xlim[0]) * i / ticks
-        fy = ylim[0] + (ylim[1] - ylim[0]) * i / ticks
+    bottom = area.top + area.height
+    x_ticks = (list(xticks) if xticks is not None else
+               [(xlim[0] + (xlim[1] - xlim[0]) * i / ticks,
+                 f"{xlim[0] + (xlim[1] - xlim[0]) * i / ticks:.1f}") for i in range(ticks + 1)])
+    for fx, text in x_ticks:
         (gx, _), = area.to_pixels([fx], [ylim[0]])
-        (_, gy), = area.to_pixels([xlim[0]], [fy])
-        cv2.line(canvas, (gx, area.top), (gx, area.top + area.height), GRID, 1)
-        cv2.line(canvas, (area.left, gy), (area.left + area.width, gy), GRID, 1)
-        bottom = area.top + area.height
+        cv2.line(canvas, (gx, area.top), (gx, bottom), GRID, 1)
         cv2.line(canvas, (gx, bottom), (gx, bottom + 5), BLACK, 1)
+        _put(canvas, text, gx, bottom + 20, 0.4, anchor="centre")
+    for i in range(ticks + 1):
+        fy = ylim[0] + (ylim[1] - ylim[0]) * i / ticks
+        (_, gy), = area.to_pixels([xlim[0]], [fy])
+        cv2.line(canvas, (area.left, gy), (area.left + area.width, gy), GRID, 1)
         cv2.line(canvas, (area.left - 5, gy), (area.left, gy), BLACK, 1)
-        _put(canvas, f"{fx:.1f}", gx, bottom + 20, 0.4, anchor="centre")
         _put(canvas, f"{fy:.1f}", area.left - 8, gy + 5, 0.4, anchor="right")
     cv2.rectangle(canvas, (area.left, area.top), (area.left + area.width, area.top + area.height),
                   BLACK, 1)
@@ -165,6 +174,14 @@ def line_chart(curves: Sequence[Curve], title: str, xlabel: str, ylabel: str,
             _dashed_polyline(plot, points, colour, 1)
         elif len(points) > 1:
             cv2.polylines(plot, [points.reshape(-1, 1, 2)], False, colour, 2, cv2.LINE_AA)
+        if curve.yerr is not None:
+            err = np.asarray(curve.yerr, np.float64)[keep]
+            for xi, yi, ei in zip(x[keep], y[keep], err):
+                if np.isfinite(ei) and ei > 0:
+                    (bx, lo), (_, hi) = area.to_pixels([xi, xi], [yi - ei, yi + ei]) - offset
+                    cv2.line(plot, (int(bx), int(lo)), (int(bx), int(hi)), colour, 1, cv2.LINE_AA)
+                    for cap in (lo, hi):
+                        cv2.line(plot, (int(bx) - 4, int(cap)), (int(bx) + 4, int(cap)), colour, 1)
     for marker in markers:
         if np.isfinite(marker.x) and np.isfinite(marker.y):
             (px, py), = area.to_pixels([marker.x], [marker.y]) - offset

@@ -13,7 +13,7 @@ from coopseg.config import ConfigError, ExperimentConfig
 
 SCALES = ("paper", "small", "tiny")
 _NOT_EXPERIMENTS = {"registry", "run", "runner", "common", "scales", "suites", "results",
-                    "decouplednet_suite"}
+                    "decouplednet_suite", "data_efficiency", "learning_curve"}
 
 
 def list_experiments() -> List[str]:

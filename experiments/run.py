@@ -10,7 +10,11 @@
         --masks_train=/data/lesions/train --masks_val=/data/lesions/val
 
 Suites: table1 | table2 | table3 (Tables III and IV) | ablation_pag | ablation_lr_ratio |
-ablation_batch_ratio | ablation_labels | decouplednet_table1 | all (see ``experiments.suites``).
+ablation_batch_ratio | ablation_labels | decouplednet_table1 | all (see ``experiments.suites``),
+and data_efficiency (learning curves over mask-set size, ``experiments.data_efficiency``;
+not part of ``all``: it has its own data and budget):
+
+    python -m experiments.run --suite=data_efficiency --scale=small --seeds=0,1,2
 
 Every stage of every row trains into ``<out>/<row>/seed<k>/<stage>/``. A second run
 skips finished stages, continues interrupted ones and reuses identical stages of other
@@ -32,8 +36,10 @@ from typing import Dict, List, Optional, Sequence
 
 from absl import app, flags
 
-from coopseg.config import ConfigError
+from coopseg.config import LESION_CLASSES, ConfigError
 from coopseg.console import start_program
+from experiments import data_efficiency as de
+from experiments import learning_curve
 from experiments import results as results_lib
 from experiments.registry import SCALES
 from experiments.runner import DataSource, Runner
@@ -122,7 +128,8 @@ FLAGS = flags.FLAGS
 
 
 def _define_flags() -> None:
-    flags.DEFINE_string("suite", None, f"Which suite to run: {' | '.join(suite_names())}.")
+    flags.DEFINE_string("suite", None, "Which suite to run: "
+                        f"{' | '.join(suite_names() + (de.NAME,))}.")
     flags.DEFINE_enum("scale", "small", SCALES, "Size of every row: paper | small | tiny.")
     flags.DEFINE_string("out", "runs/experiments", "Where rows train and results are written.")
     flags.DEFINE_list("seeds", ["0"], "Seeds; several give mean ± std over seeds.")
@@ -138,7 +145,10 @@ def _define_flags() -> None:
     flags.DEFINE_string("data_dir", "data/synthetic", "Synthetic fundus set (generated or "
                         "reused) when no --graded_train/--masks_train is given.")
     flags.DEFINE_integer("synthetic_images", None, "Graded training images to generate "
-                         "(the other splits scale with it); default: the scale's size.")
+                         "(the other splits scale with it); default: the scale's size "
+                         f"(data_efficiency: {de.GRADED_IMAGES['small']} at small).")
+    flags.DEFINE_list("mask_counts", [], "data_efficiency: the mask-training subset sizes N "
+                      f"(default at small: {','.join(map(str, de.MASK_COUNTS['small']))}).")
     flags.DEFINE_string("graded_format", "eyepacs", "eyepacs | aptos | idrid | tfrecord")
     flags.DEFINE_string("graded_train", None, "Graded (classification) training data.")
     flags.DEFINE_string("graded_val", None, "Graded validation data.")
@@ -163,8 +173,12 @@ def main(argv) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from data_pipelines.records import DataError
     try:
+        if FLAGS.suite == de.NAME:
+            _run_data_efficiency()
+            return
         if not FLAGS.suite:
-            raise ConfigError(f"--suite is required; choose one of: {', '.join(suite_names())}")
+            raise ConfigError("--suite is required; choose one of: "
+                              f"{', '.join(suite_names() + (de.NAME,))}")
         suites = get_suites(FLAGS.suite)  # fail on a bad name before generating any data
         if FLAGS.graded_train or FLAGS.masks_train or FLAGS.graded_val or FLAGS.masks_val:
             data = real_data(FLAGS.graded_format, FLAGS.graded_train, FLAGS.graded_val,
@@ -178,6 +192,26 @@ def main(argv) -> None:
         run_suites(FLAGS.suite, runner, FLAGS.rows)
     except (ConfigError, DataError) as err:
         sys.exit(f"experiments.run: error: {err}")
+
+
+def _run_data_efficiency() -> None:
+    counts = de.mask_counts(FLAGS.scale, FLAGS.mask_counts)
+    bases = [r for r, _ in de.BASE_ROWS]
+    unknown = [r for r in FLAGS.rows if r not in bases]
+    if unknown:
+        raise ConfigError(f"--rows: {', '.join(unknown)} not in suite {de.NAME}; its rows: "
+                          f"{', '.join(bases)}")
+    if FLAGS.graded_train or FLAGS.masks_train or FLAGS.graded_val or FLAGS.masks_val:
+        data = real_data(FLAGS.graded_format, FLAGS.graded_train, FLAGS.graded_val,
+                         FLAGS.masks_format, FLAGS.masks_train, FLAGS.masks_val,
+                         class_names=FLAGS.class_names)
+        de.check_mask_set(data.masks_train, data.masks_format, counts,
+                          data.class_names or LESION_CLASSES)
+    else:
+        data = de.synthetic_source(FLAGS.data_dir, FLAGS.scale, counts, FLAGS.synthetic_images)
+    runner = Runner(FLAGS.out, FLAGS.scale, data, _seeds(FLAGS.seeds), FLAGS.steps,
+                    FLAGS.rerun, FLAGS.export, deterministic=FLAGS.deterministic, report=True)
+    learning_curve.run(runner, counts, FLAGS.rows)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 
-from coopseg.config import (ConfigError, ExperimentConfig, to_dict, upgrade_legacy_fields,
-                            use_class_names)
+from coopseg.config import (ConfigError, CooperationConfig, ExperimentConfig, to_dict,
+                            upgrade_legacy_fields, use_class_names)
 from experiments import results as results_lib
 from experiments.common import Stage
 from experiments.registry import SCALES
@@ -45,7 +45,9 @@ _NOT_FINGERPRINTED = (("name",), ("train", "model_dir"), ("train", "init_encoder
 # at that value they are left out of the fingerprint, so finished runs stay valid when
 # coopseg gains a config field. Add every new field that changes learning here.
 _ADDED_LATER = {("model", "sync_batch_norm"): False, ("model", "vgg_batch_norm"): True,
-                ("train", "deterministic"): False, ("train", "backbone_weights"): ""}
+                ("train", "deterministic"): False, ("train", "backbone_weights"): "",
+                ("model", "per_agent_batch_norm"): False, ("data", "masks_train_count"): 0,
+                ("train", "cooperation"): to_dict(CooperationConfig())}
 
 
 @dataclass
@@ -189,12 +191,36 @@ def validation_curve(run_dir: str) -> Dict[str, list]:
     return {tag: sorted(points.items()) for tag, points in curve.items()}
 
 
+def report_metrics(run_dir: str) -> dict:
+    """Per-lesion AUPR and the referable/any-DR ROC-AUC of a finished run on its own
+    validation sets (``coopseg.evaluation_report``), without figures' files."""
+    from coopseg.cli.run_dir import load_run
+    from coopseg.evaluation_report import ReportOptions, build_report
+    from coopseg.training.inputs import build_eval_inputs
+
+    config, system = load_run(run_dir)
+    inputs = build_eval_inputs(config)
+    # Only the heads this run trained (JointSeg's seg_only run has an untrained classifier).
+    mode = config.train.mode
+    grades = system.clf_model is not None and mode in ("joint", "clf_only")
+    masks = system.seg_model is not None and mode in ("joint", "seg_only")
+    report = build_report(system, inputs.clf_val if grades else None,
+                          inputs.seg_val if masks else None,
+                          config.model.num_grades, config.data.class_names,
+                          ReportOptions(grid_images=0, curve_points=2)).metrics
+    seg, clf = report.get("segmentation", {}), report.get("classification", {})
+    return {"mean_lesion_aupr": seg.get("mean_aupr"), "lesion_aupr": seg.get("aupr"),
+            "referable_roc_auc": (clf.get("referable_dr") or {}).get("roc_auc"),
+            "any_dr_roc_auc": (clf.get("any_dr") or {}).get("roc_auc")}
+
+
 class Runner:
     """Trains rows stage by stage into ``out``, skipping what is already finished."""
 
     def __init__(self, out: str, scale: str, data: DataSource, seeds: Sequence[int],
                  steps: Optional[int] = None, rerun: bool = False, export: bool = False,
-                 log: Callable[[str], None] = print, deterministic: bool = False):
+                 log: Callable[[str], None] = print, deterministic: bool = False,
+                 report: bool = False):
         if scale not in SCALES:
             raise ConfigError(f"unknown scale {scale!r}; choose one of {SCALES}")
         if not seeds:
@@ -204,6 +230,7 @@ class Runner:
         self.out, self.scale, self.data = os.path.abspath(out), scale, data
         self.seeds, self.steps, self.rerun, self.export = list(seeds), steps, rerun, export
         self.deterministic = deterministic
+        self.report = report
         self.log = log
         self._rerun_done: set = set()
         self._finished = self._index_finished()
@@ -306,11 +333,12 @@ class Runner:
             metrics = train(config, export=self.export)["metrics"]
         except TrainingDiverged as err:
             status, error = "diverged", str(err)
+        extra = report_metrics(config.train.model_dir) if self.report and status == "ok" else {}
         record = {"row": row, "seed": seed, "stage": stage.name, "status": status,
                   "error": error, "fingerprint": fp, "run_dir": config.train.model_dir,
                   "reused_from": None, "method": config.method, "mode": config.train.mode,
                   "config": to_dict(config), "metrics": metrics,
-                  "curve": validation_curve(config.train.model_dir),
+                  "curve": validation_curve(config.train.model_dir), "report": extra,
                   "wall_time_s": time.perf_counter() - t0,
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         self._write_record(config.train.model_dir, record)

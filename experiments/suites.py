@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from coopseg.config import ConfigError
+from experiments import data_efficiency
 from experiments import decouplednet_suite as decoupled
 from experiments.common import Stage, single_stage
 from experiments.registry import SCALES, get_experiment
@@ -264,11 +265,15 @@ def row_stages(row: str, scale: str) -> List[Stage]:
     """The ordered stages of ``row`` at ``scale`` (fresh configs, names set, validated)."""
     if scale not in SCALES:
         raise ConfigError(f"unknown scale {scale!r}; choose one of {SCALES}")
-    module = importlib.import_module(f"experiments.{row}")
+    # "<row>__masks<N>": the row on N mask images (the data-efficiency suite).
+    base, mask_count = data_efficiency.split_variant(row)
+    module = importlib.import_module(f"experiments.{base}")
     if hasattr(module, "get_stages"):
         stages = module.get_stages(scale)
     else:
-        stages = single_stage(get_experiment(row, scale))
+        stages = single_stage(get_experiment(base, scale))
+    if mask_count is not None:
+        data_efficiency.apply_variant(stages, mask_count)
     for stage in stages:
         stage.config.name = f"{row}.{stage.name}" if len(stages) > 1 else row
         stage.config.validate()

@@ -10,8 +10,8 @@ from typing import Dict
 
 from absl import flags
 
-from coopseg.config import (STRATEGIES, ConfigError, ExperimentConfig, override,
-                            use_class_names)
+from coopseg.config import (GRADIENT_BALANCE, STRATEGIES, ConfigError, ExperimentConfig,
+                            override, use_class_names)
 from experiments.registry import SCALES, get_experiment
 
 FLAGS = flags.FLAGS
@@ -37,6 +37,11 @@ FIELD_FLAGS: Dict[str, str] = {
     "backbone_weights": "train.backbone_weights",
     "deterministic": "train.deterministic",
     "pag_mode": "model.pag_mode",
+    "per_agent_batch_norm": "model.per_agent_batch_norm",
+    "clf_encoder_lr_scale": "train.cooperation.clf_encoder_lr_scale",
+    "gradient_balance": "train.cooperation.gradient_balance",
+    "balance_target": "train.cooperation.balance_target",
+    "masks_train_count": "data.masks_train_count",
     "input_size": "model.input_size",
     "graded_format": "data.graded_format",
     "graded_train": "data.graded_train",
@@ -91,6 +96,16 @@ def define_experiment_flags() -> None:
     flags.DEFINE_bool("deterministic", None, "TensorFlow op determinism: the same command "
                       "gives bit-identical results (slower; see benchmarks/determinism.py).")
     flags.DEFINE_enum("pag_mode", None, ["none", "concat", "gated"], "Partial attention gate mode.")
+    flags.DEFINE_bool("per_agent_batch_norm", None, "JointSeg: the classifier agent keeps its "
+                      "own BatchNorm moving statistics in the shared encoder.")
+    flags.DEFINE_float("clf_encoder_lr_scale", None, "JointSeg: the classifier agent's LR on "
+                       "the shared encoder as a fraction of its LR on its head (1 = paper).")
+    flags.DEFINE_enum("gradient_balance", None, list(GRADIENT_BALANCE),
+                      "JointSeg: reconcile the agents' shared-encoder gradients: none (paper) "
+                      "| normalize (classifier's norm = --balance_target x segmenter's) | "
+                      "pcgrad (project away conflicting components).")
+    flags.DEFINE_float("balance_target", None, "--gradient_balance=normalize: the classifier's "
+                       "encoder-gradient norm as a multiple of the segmenter's.")
     flags.DEFINE_integer("input_size", None, "Model input size (divisible by 2**(levels+1)).")
     flags.DEFINE_string("graded_format", None, "eyepacs | aptos | idrid | tfrecord")
     flags.DEFINE_string("graded_train", None, "Graded (classification) training data.")
@@ -98,6 +113,8 @@ def define_experiment_flags() -> None:
     flags.DEFINE_string("masks_format", None, "generic | idrid | voc | tfrecord")
     flags.DEFINE_string("masks_train", None, "Mask-annotated (segmentation) training data.")
     flags.DEFINE_string("masks_val", None, "Mask-annotated validation data.")
+    flags.DEFINE_integer("masks_train_count", None, "Train the segmenter on this many mask "
+                         "images (a fixed seeded subset; subsets nest); 0 = all.")
     flags.DEFINE_list("class_names", None, "Classes of the mask set, background first, when "
                       "they are not the fundus lesions (default for --masks_format=voc: VOC's 21).")
     flags.DEFINE_float("clf_true_label_fraction", None,

@@ -6,16 +6,19 @@ Eq. 2) is simply ``model.trainable_variables``:
     y_common = M(x);  y_clf = C(M(x));  y_seg = S(M(x), encoder skips)      (Eq. 1)
 
 ``build_jointseg`` also wires them into two end-to-end models (classifier and
-segmenter) that share the encoder's layers, for evaluation and export.
+segmenter) that share the encoder's layers, for evaluation and export. With
+``model.per_agent_batch_norm`` the classifier runs the encoder through a view with its
+own BatchNorm moving statistics (``coopseg.models.agent_batch_norm``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import tensorflow as tf
 
 from coopseg.config import ModelConfig
+from coopseg.models.agent_batch_norm import encoder_view_with_own_statistics
 from coopseg.models.attention import partial_attention_gate
 from coopseg.models.blocks import (conv_bn, factorized_residual_inception_block,
                                    residual_inception_block, upsample_conv_bn)
@@ -109,24 +112,43 @@ class JointSegModels:
     decoder: tf.keras.Model
     clf_model: tf.keras.Model  # image -> grade logits  (C ∘ M)
     seg_model: tf.keras.Model  # image -> class logits  (S ∘ M)
-    joint_model: tf.keras.Model  # image -> {grade_logits, seg_logits}, one encoder pass
+    # image -> {grade_logits, seg_logits}: one encoder pass, two with per-agent statistics
+    joint_model: tf.keras.Model
+    # per_agent_batch_norm: M as the classifier agent runs it (the encoder's layers and
+    # weights, its own BN moving statistics); None otherwise.
+    clf_encoder_view: Optional[tf.keras.Model] = None
 
     @property
     def shared_variables(self) -> list:
+        """θ1: the encoder's trainable variables (the view's are the same objects)."""
         return self.encoder.trainable_variables
 
 
 def build_jointseg(config: ModelConfig) -> JointSegModels:
-    """Build M, C and S and the end-to-end views that share them."""
+    """Build M, C and S and the end-to-end views that share them.
+
+    With ``config.per_agent_batch_norm`` the classifier path (``clf_model`` and the
+    grade head of ``joint_model``) runs M through ``clf_encoder_view``: the same layers
+    and weights, its own BN moving statistics. ``joint_model`` then runs the encoder
+    twice (once per set of statistics); the segmenter path is unchanged.
+    """
     encoder = build_encoder(config)
     classifier = build_classifier(config)
     decoder = build_decoder(config)
     image = layers.Input((config.input_size, config.input_size, 3), name="image")
     feats = encoder(image)
-    grade_logits = classifier(feats[0])
+    clf_encoder_view = None
+    clf_feats = feats
+    if config.per_agent_batch_norm:
+        # Built after M, C and S: their layers, names and initial weights are those of
+        # the shared-statistics model (the view adds only zeros/ones statistics).
+        clf_encoder_view = encoder_view_with_own_statistics(encoder)
+        clf_feats = clf_encoder_view(image)
+    grade_logits = classifier(clf_feats[0])
     seg_logits = decoder(feats)
     clf_model = tf.keras.Model(image, grade_logits, name="jointseg_classifier")
     seg_model = tf.keras.Model(image, seg_logits, name="jointseg_segmenter")
     joint_model = tf.keras.Model(image, {"grade_logits": grade_logits, "seg_logits": seg_logits},
                                  name="jointseg")
-    return JointSegModels(encoder, classifier, decoder, clf_model, seg_model, joint_model)
+    return JointSegModels(encoder, classifier, decoder, clf_model, seg_model, joint_model,
+                          clf_encoder_view)

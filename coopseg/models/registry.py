@@ -47,6 +47,9 @@ class ModelSystem:
     # scored as image-level labels (mAP, and P/R/F1 at this score threshold) instead.
     evaluate_grades: bool = True
     image_label_threshold: Optional[float] = None
+    # The variables both agents train (JointSeg's encoder θ1): the cooperation options
+    # (train.cooperation) act on the two agents' gradients of exactly these.
+    shared_variables: list = field(default_factory=list)
 
     def require(self, mode: str) -> None:
         """Raise ConfigError if ``mode`` needs a head this method does not have."""
@@ -64,10 +67,13 @@ def build_system(config: ExperimentConfig) -> ModelSystem:
     if method == "jointseg":
         from coopseg.models.jointseg import build_jointseg
         m = build_jointseg(config.model)
-        return ModelSystem(method, m.clf_model, m.seg_model,
-                           parts={"encoder": m.encoder, "classifier": m.classifier,
-                                  "decoder": m.decoder},
-                           joint_model=m.joint_model)
+        parts = {"encoder": m.encoder, "classifier": m.classifier, "decoder": m.decoder}
+        if m.clf_encoder_view is not None:
+            # The classifier agent's BN moving statistics live only in the view; its
+            # other weights are the encoder's and are checkpointed once.
+            parts["clf_encoder_statistics"] = m.clf_encoder_view
+        return ModelSystem(method, m.clf_model, m.seg_model, parts=parts,
+                           joint_model=m.joint_model, shared_variables=m.shared_variables)
     if method in SEG_BASELINES or method in CLF_BASELINES:
         from coopseg.models.baselines import build_baseline
         kwargs = ({"width_multiplier": config.model.vgg_width_multiplier,

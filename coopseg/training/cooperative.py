@@ -18,6 +18,7 @@ from typing import Dict, Optional, Tuple
 import tensorflow as tf
 
 from coopseg.training.agents import Agent
+from coopseg.training.cooperation import EncoderGradientPolicy
 from coopseg.training.losses import l2_penalty
 
 
@@ -45,12 +46,16 @@ class CooperativeStep(tf.Module):
 
     def __init__(self, clf_agent: Optional[Agent], seg_agent: Optional[Agent],
                  jit_compile: bool = False,
-                 strategy: Optional[tf.distribute.Strategy] = None):
+                 strategy: Optional[tf.distribute.Strategy] = None,
+                 encoder_policy: Optional[EncoderGradientPolicy] = None):
         super().__init__(name="cooperative_step")
         if clf_agent is None and seg_agent is None:
             raise ValueError("CooperativeStep needs at least one agent")
         self.clf_agent = clf_agent
         self.seg_agent = seg_agent
+        # Only meaningful between two agents; a one-agent step has nothing to reconcile.
+        self.encoder_policy = (encoder_policy if clf_agent is not None and seg_agent is not None
+                               else None)
         self.strategy = strategy or tf.distribute.get_strategy()
         self.all_finite = tf.Variable(True, trainable=False, name="all_finite")
         # XLA compiles the per-replica body; the outer function only distributes it.
@@ -64,10 +69,10 @@ class CooperativeStep(tf.Module):
 
     def _distributed_step(self, clf_batch, seg_batch) -> Dict[str, tf.Tensor]:
         per_replica = self.strategy.run(self._replica_step, args=(clf_batch, seg_batch))
-        # Losses are per-replica shares of the global-batch mean (summed); a gradient norm
-        # is already the global one on every replica (taken after the all-reduce).
+        # Losses are per-replica shares of the global-batch mean (summed); gradient norms
+        # and cosines are already global on every replica (taken after the all-reduce).
         metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN
-                                           if k.endswith("grad_norm") else
+                                           if k.endswith(("grad_norm", "cosine")) else
                                            tf.distribute.ReduceOp.SUM, v, axis=None)
                    for k, v in per_replica.items()}
         finite = tf.reduce_all([tf.math.is_finite(v) for k, v in metrics.items()
@@ -78,7 +83,7 @@ class CooperativeStep(tf.Module):
     def _train_step(self, clf_batch, seg_batch) -> Dict[str, tf.Tensor]:
         # Python-level branches: resolved once at trace time, never in the graph.
         metrics: Dict[str, tf.Tensor] = {}
-        updates = []
+        updates = {}
         for key, agent, batch in (("clf", self.clf_agent, clf_batch),
                                   ("seg", self.seg_agent, seg_batch)):
             if agent is None:
@@ -89,13 +94,18 @@ class CooperativeStep(tf.Module):
                 # The all-reduce apply_gradients would do, done here so the logged norm
                 # is that of the global-batch gradient, not a sum of replica norms.
                 grads_and_vars = agent.optimizer.aggregate_gradients(grads_and_vars)
-            updates.append((agent, grads_and_vars))
+            updates[key] = grads_and_vars
             metrics[f"{key}_loss"] = task_loss
             metrics[f"{key}_total_loss"] = total_loss
             # A NaN input can leave the loss finite (CPU softmax kernels) while the
             # gradients are NaN: the finiteness latch watches both.
             metrics[f"{key}_grad_norm"] = tf.linalg.global_norm([g for g, _ in grads_and_vars])
+        if self.encoder_policy is not None:
+            updates["clf"], updates["seg"], policy_metrics = self.encoder_policy(
+                updates["clf"], updates["seg"])
+            metrics.update(policy_metrics)
         # Both gradients exist before either update is applied: simultaneous updates.
-        for agent, grads_and_vars in updates:
-            agent.optimizer.apply_gradients(grads_and_vars, skip_gradients_aggregation=True)
+        for key, agent in (("clf", self.clf_agent), ("seg", self.seg_agent)):
+            if agent is not None:
+                agent.optimizer.apply_gradients(updates[key], skip_gradients_aggregation=True)
         return metrics

@@ -18,6 +18,7 @@ from data_pipelines import datasets, pipeline
 from data_pipelines.decode import DecodeReport, graded_source, mask_source, validate_files
 from data_pipelines.labels import partial_random_labels
 from data_pipelines.records import DataError, GradedExample, MaskExample
+from data_pipelines.subsets import nested_subset
 
 
 def load_graded_examples(fmt: str, path: str, strict: bool) -> List[GradedExample]:
@@ -58,6 +59,8 @@ def _mask_source(config: ExperimentConfig, path: str, split: str, training: bool
         return mask_source_from_tfrecords(path, split, class_names=d.class_names)
     examples = load_mask_examples(d.masks_format, path, d.class_names,
                                   strict=not d.skip_bad_images)
+    if training:
+        examples = nested_subset(examples, d.masks_train_count, source=path)
     if d.validate_files:
         examples = validate_files(examples, class_names=d.class_names,
                                   mask_priority=d.mask_priority,

@@ -37,6 +37,7 @@ from coopseg.progress import ProgressBar
 from coopseg.training.agents import make_agent
 from coopseg.training.class_weights import (class_weights_from_frequencies,
                                             estimate_class_frequencies, log_weights)
+from coopseg.training.cooperation import EncoderGradientPolicy
 from coopseg.training.cooperative import CooperativeStep
 from coopseg.training.strategy import is_chief, remove_worker_dir, worker_dir
 from coopseg.training.losses import classification_loss, segmentation_loss
@@ -112,8 +113,9 @@ class CooperativeTrainer:
         for agent in self.agents:
             # Create slot variables now so a restore fills them immediately (not lazily).
             agent.optimizer.build(agent.variables)
-        self.step_fn = CooperativeStep(self.clf_agent, self.seg_agent, jit_compile=tc.jit_compile,
-                                       strategy=self.strategy)
+        self.step_fn = CooperativeStep(
+            self.clf_agent, self.seg_agent, jit_compile=tc.jit_compile, strategy=self.strategy,
+            encoder_policy=EncoderGradientPolicy(tc.cooperation, system.shared_variables))
         trackables = dict(system.parts)
         trackables.update({f"{a.name}_optimizer": a.optimizer for a in self.agents})
         self.checkpoint = tf.train.Checkpoint(step=self.global_step,
@@ -242,7 +244,8 @@ class CooperativeTrainer:
         values = {k: float(v) for k, v in out.items()}
         with writer.as_default(step=step):
             for k, v in values.items():
-                tf.summary.scalar(f"{'gradients' if k.endswith('grad_norm') else 'loss'}/{k}", v)
+                group = "gradients" if k.endswith(("grad_norm", "cosine")) else "loss"
+                tf.summary.scalar(f"{group}/{k}", v)
             for agent in self.agents:
                 tf.summary.scalar(f"learning_rate/{agent.name}", agent.learning_rate())
             tf.summary.scalar("speed/steps_per_second", steps_per_s)

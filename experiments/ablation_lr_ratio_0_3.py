@@ -1,0 +1,13 @@
+"""LR-ratio ablation below 1: the classifier agent's LR = 0.3 x the segmentation agent's,
+the opposite direction from the paper's 30. On a real lesion set this one-seed setting
+segmented as well as the segmenter alone and graded better, so the data-efficiency
+suite measures it over seeds and mask-set sizes.
+
+    python -m experiments.run --suite=data_efficiency --rows=ablation_lr_ratio_0_3 --scale=small
+    coopseg-train --experiment=ablation_lr_ratio_0_3 --scale=small
+"""
+from experiments.common import jointseg_row
+
+
+def get_config(scale: str = "paper"):
+    return jointseg_row(scale, train={"lr_ratio": 0.3})
