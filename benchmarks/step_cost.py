@@ -14,6 +14,12 @@ Rounds interleave the modes (``common.run_interleaved``): each round times
 within each round before the median over rounds, so load from other jobs on the
 machine cancels out. A ratio near 1.0 means cooperation costs nothing beyond running
 both agents; issue 6 sets the goal at <= 1.1.
+
+``--cooperation`` instead prices the cooperation options: the joint step with each
+option (``train.cooperation``, per-agent BatchNorm) against the paper's joint step, on
+the same batches, interleaved the same way:
+
+    python -m benchmarks.step_cost --scale=small --cooperation
 """
 from __future__ import annotations
 
@@ -265,6 +271,73 @@ def format_step_cost(result: dict) -> str:
     return "\n".join(lines)
 
 
+# --- the cooperation options --------------------------------------------------------------
+
+# Each option as the config overrides that switch it on (experiments/coop_*.py).
+COOPERATION_OPTIONS: Dict[str, Tuple[str, ...]] = {
+    "clf_encoder_lr_scale=0.1": ("train.cooperation.clf_encoder_lr_scale=0.1",),
+    "normalize": ("train.cooperation.gradient_balance=normalize",),
+    "pcgrad": ("train.cooperation.gradient_balance=pcgrad",),
+    "per_agent_batch_norm": ("model.per_agent_batch_norm=true",),
+}
+PAPER_JOINT = "joint (paper)"
+
+
+def measure_cooperation_cost(options: StepOptions = StepOptions(), *, rounds: int = 5,
+                             steps_per_round: int = 3,
+                             on_round: Optional[Callable[[int, Dict[str, float]], None]] = None
+                             ) -> dict:
+    """Time the joint step with each cooperation option next to the paper's joint step.
+
+    Keys: ``machine``, ``load_after``, ``config``, ``rounds``, ``steps_per_round``,
+    ``steps`` (per case, as in ``measure_step_cost``), ``ratio`` / ``cpu_ratio`` (per
+    option: quartiles of the per-round option / paper step time).
+    """
+    if steps_per_round < 1:
+        raise ValueError(f"steps_per_round must be >= 1, got {steps_per_round}")
+    machine = machine_info()
+    variants = {PAPER_JOINT: options}
+    variants.update({name: dataclasses.replace(options, overrides=options.overrides + sets)
+                     for name, sets in COOPERATION_OPTIONS.items()})
+    with tempfile.TemporaryDirectory(prefix="step_cost_") as model_dir:
+        benches = {name: build_step_bench(opt.config(model_dir), modes=("joint",))
+                   for name, opt in variants.items()}
+        for bench in benches.values():
+            warm_up(bench, options.warmup_steps)
+        cases = [step_case(bench, "joint", steps_per_round, name=name)
+                 for name, bench in benches.items()]
+        samples = run_interleaved(cases, rounds, on_round)
+        by_name = {case.name: case for case in cases}
+
+        def ratios(seconds: Dict[str, List[float]]) -> Dict[str, dict]:
+            paper = per_op(seconds, by_name[PAPER_JOINT])
+            return {name: paired_ratios(per_op(seconds, by_name[name]), paper)
+                    for name in COOPERATION_OPTIONS}
+
+        result = {"machine": machine, "config": describe_config(benches[PAPER_JOINT], options),
+                  "rounds": rounds, "steps_per_round": steps_per_round,
+                  "steps": {case.name: case_stats(case, samples) for case in cases},
+                  "ratio": ratios(samples.wall), "cpu_ratio": ratios(samples.cpu),
+                  "all_finite": all(b.all_finite() for b in benches.values())}
+    result["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+def format_cooperation_cost(result: dict) -> str:
+    steps = result["steps"]
+    rows = [step_row(name, stats) for name, stats in steps.items()]
+    lines = [f"step_cost --cooperation: {describe_step_setting(result['config'])}; "
+             f"{result['rounds']} rounds x {result['steps_per_round']} joint steps per case",
+             describe_machine(result["machine"], result.get("load_after")), "",
+             format_table(STEP_TABLE_HEADER, rows), ""]
+    for name in COOPERATION_OPTIONS:
+        lines.append(f"{name} / {PAPER_JOINT}: "
+                     f"{format_ratios(result['ratio'][name], result['cpu_ratio'][name])}")
+    if not result["all_finite"]:
+        lines.append("note: a loss became NaN/Inf during the benchmark (timings still valid)")
+    return "\n".join(lines)
+
+
 # --- command line ----------------------------------------------------------------------
 
 def define_step_flags(flag_values: flags.FlagValues = flags.FLAGS, rounds: int = 5,
@@ -313,12 +386,16 @@ def log_round(r: int, seconds: Dict[str, float]) -> None:
 def main(argv: List[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    result = measure_step_cost(step_options_from_flags(), rounds=flags.FLAGS.rounds,
-                               steps_per_round=flags.FLAGS.steps_per_round, on_round=log_round)
-    print(format_step_cost(result))
+    measure, fmt = ((measure_cooperation_cost, format_cooperation_cost)
+                    if flags.FLAGS.cooperation else (measure_step_cost, format_step_cost))
+    result = measure(step_options_from_flags(), rounds=flags.FLAGS.rounds,
+                     steps_per_round=flags.FLAGS.steps_per_round, on_round=log_round)
+    print(fmt(result))
     write_json(flags.FLAGS.output_json, result)
 
 
 if __name__ == "__main__":
     define_step_flags()
+    flags.DEFINE_bool("cooperation", False, "Time the joint step with each cooperation "
+                      "option against the paper's joint step instead.")
     app.run(main)

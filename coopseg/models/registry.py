@@ -26,7 +26,8 @@ class ModelSystem:
     clf_model: Optional[tf.keras.Model]  # image -> grade logits
     seg_model: Optional[tf.keras.Model]  # image -> segmentation logits
     parts: Dict[str, tf.keras.Model] = field(default_factory=dict)  # checkpointed groups
-    # image -> {"grade_logits", "seg_logits"} in one encoder pass (export, prediction)
+    # image -> {"grade_logits", "seg_logits"} (export, prediction): one encoder pass, two
+    # with JointSeg's per-agent BatchNorm statistics (each head needs its own statistics)
     joint_model: Optional[tf.keras.Model] = None
     # Hooks for methods that differ from "softmax grades + per-pixel softmax" (DecoupledNet).
     # Each loss is (labels, logits, global_batch_size) -> scalar; None = the JointSeg loss.
