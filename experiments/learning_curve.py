@@ -99,16 +99,18 @@ def steps_to_reach(curve: Sequence[Tuple[int, float]], target: float) -> Optiona
 
 
 # ------------------------------------------------------------------------------ run
-def run(runner, counts: Sequence[int], base_rows: Sequence[str] = ()) -> dict:
+def run(runner, counts: Sequence[int], base_rows: Sequence[str] = (),
+        train: bool = True) -> dict:
     """Train every row at every N, seed by seed (a whole one-seed curve first), then
-    write the results into ``<out>/data_efficiency/``."""
+    write the results into ``<out>/data_efficiency/``. ``train=False`` only reports
+    the stages that have finished."""
     bases = list(base_rows) or [r for r, _ in de.BASE_ROWS]
     if de.REFERENCE_ROW not in bases:
         bases.insert(0, de.REFERENCE_ROW)  # every verdict is relative to it
     names = de.rows(counts, bases)
     seeds = list(runner.seeds)
     try:
-        for s, seed in enumerate(seeds, 1):
+        for s, seed in enumerate(seeds if train else [], 1):
             runner.seeds = [seed]
             for i, row in enumerate(names, 1):
                 runner.row(row, train=True,

@@ -93,12 +93,15 @@ def real_data(graded_format: str, graded_train: str, graded_val: str, masks_form
 
 
 # ----------------------------------------------------------------------------- suites
-def run_suite(suite: Suite, runner: Runner, rows: Optional[Sequence[str]] = None) -> dict:
-    """Train the suite's rows (``rows``: only these), then write its results files."""
+def run_suite(suite: Suite, runner: Runner, rows: Optional[Sequence[str]] = None,
+              train: bool = True) -> dict:
+    """Train the suite's rows (``rows``: only these), then write its results files
+    (``train=False``: only write them, from the stages that have finished)."""
     selected = list(suite.rows) if not rows else [r for r in suite.rows if r in rows]
     trained = {}
     for i, row in enumerate(selected, 1):
-        trained[row] = runner.row(row, train=True, progress=f"[{suite.name} {i}/{len(selected)}] ")
+        trained[row] = runner.row(row, train=train,
+                                  progress=f"[{suite.name} {i}/{len(selected)}] ")
     # Rows not selected, and rows of other suites the claims compare, are reported
     # when they already finished in this --out; they are never trained here.
     others = [r for r in dict.fromkeys(suite.rows + claim_rows(suite)) if r not in trained]
@@ -111,7 +114,8 @@ def run_suite(suite: Suite, runner: Runner, rows: Optional[Sequence[str]] = None
     return result
 
 
-def run_suites(suite: str, runner: Runner, rows: Optional[Sequence[str]] = None) -> Dict[str, dict]:
+def run_suites(suite: str, runner: Runner, rows: Optional[Sequence[str]] = None,
+               train: bool = True) -> Dict[str, dict]:
     """Run ``suite`` (or every suite for ``all``); returns suite name -> results."""
     suites = get_suites(suite)
     if rows:
@@ -120,7 +124,7 @@ def run_suites(suite: str, runner: Runner, rows: Optional[Sequence[str]] = None)
         if unknown:
             raise ConfigError(f"--rows: {', '.join(unknown)} not in suite {suite!r}; its rows: "
                               f"{', '.join(sorted(known))}")
-    return {s.name: run_suite(s, runner, rows) for s in suites}
+    return {s.name: run_suite(s, runner, rows, train) for s in suites}
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -138,6 +142,8 @@ def _define_flags() -> None:
     flags.DEFINE_list("rows", [], "Only train these rows of the suite (others are reported "
                       "if they already finished).")
     flags.DEFINE_bool("rerun", False, "Retrain the selected rows from scratch.")
+    flags.DEFINE_bool("report_only", False, "Train nothing: write the results of the stages "
+                      "that have finished (e.g. while another process is still training).")
     flags.DEFINE_bool("deterministic", False, "TensorFlow op determinism in every stage "
                       "(bit-identical reruns on any device; ~7 % slower on a CPU). A "
                       "seeded CPU run repeats exactly without it too.")
@@ -189,7 +195,7 @@ def main(argv) -> None:
             data = synthetic_data(FLAGS.data_dir, FLAGS.scale, FLAGS.synthetic_images)
         runner = Runner(FLAGS.out, FLAGS.scale, data, _seeds(FLAGS.seeds), FLAGS.steps,
                         FLAGS.rerun, FLAGS.export, deterministic=FLAGS.deterministic)
-        run_suites(FLAGS.suite, runner, FLAGS.rows)
+        run_suites(FLAGS.suite, runner, FLAGS.rows, train=not FLAGS.report_only)
     except (ConfigError, DataError) as err:
         sys.exit(f"experiments.run: error: {err}")
 
@@ -211,7 +217,7 @@ def _run_data_efficiency() -> None:
         data = de.synthetic_source(FLAGS.data_dir, FLAGS.scale, counts, FLAGS.synthetic_images)
     runner = Runner(FLAGS.out, FLAGS.scale, data, _seeds(FLAGS.seeds), FLAGS.steps,
                     FLAGS.rerun, FLAGS.export, deterministic=FLAGS.deterministic, report=True)
-    learning_curve.run(runner, counts, FLAGS.rows)
+    learning_curve.run(runner, counts, FLAGS.rows, train=not FLAGS.report_only)
 
 
 if __name__ == "__main__":

@@ -226,3 +226,19 @@ def test_determinism_benchmark_restores_the_process_state(tmp_path):
     assert QUARTILE_KEYS <= set(result["ratio"]) and len(result["ratio"]["samples"]) == 1
     assert isinstance(result["same_losses"], bool)
     assert "deterministic / default" in determinism.format_determinism(result)
+
+
+@pytest.mark.slow  # five step functions to trace (~20-40 s); the step_cost smoke above is fast
+def test_cooperation_cost_times_every_option_against_the_papers_step():
+    result = step_cost.measure_cooperation_cost(TINY, rounds=1, steps_per_round=1)
+    names = {step_cost.PAPER_JOINT, *step_cost.COOPERATION_OPTIONS}
+    assert set(result["steps"]) == names
+    images = result["config"]["clf_batch"] + result["config"]["seg_batch"]
+    for stats in result["steps"].values():
+        _check_stats(stats, rounds=1, images_per_op=images)
+    for ratios in (result["ratio"], result["cpu_ratio"]):
+        assert set(ratios) == set(step_cost.COOPERATION_OPTIONS)
+        assert all(r["median"] > 0 and len(r["samples"]) == 1 for r in ratios.values())
+    table = step_cost.format_cooperation_cost(result)
+    assert all(f"{name} / {step_cost.PAPER_JOINT}" in table
+               for name in step_cost.COOPERATION_OPTIONS)

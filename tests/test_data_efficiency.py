@@ -185,3 +185,43 @@ def test_a_missing_row_is_reported_as_not_run():
                               {"scale": "tiny", "seeds": [0, 1, 2], "data": {}})
     assert result["cells"]["jointseg"]["30"]["verdict"] == "not run"
     assert "not run" in lc.render_markdown(result)
+
+
+def test_report_only_trains_nothing_and_reports_what_finished(tmp_path):
+    from experiments.runner import Runner
+
+    runner = Runner(str(tmp_path / "out"), "tiny", FAKE_DATA, [0, 1], log=lambda *_: None)
+    result = lc.run(runner, (4, 8), ["jointseg_seg_only", "jointseg"], train=False)
+    assert result["cells"]["jointseg"]["4"]["verdict"] == "not run"
+    assert sorted(os.listdir(tmp_path / "out")) == [de.NAME]  # no run directory made
+    assert runner.seeds == [0, 1]
+
+
+@pytest.mark.slow  # ~22 tiny training stages, a few minutes on 2 cores
+def test_tiny_suite_end_to_end(tmp_path):
+    from experiments.runner import Runner
+
+    counts = de.MASK_COUNTS["tiny"]
+    data = de.synthetic_source(str(tmp_path / "data"), "tiny", counts)
+    assert data.counts["graded_train"] >= 10 * max(counts)
+    rows = ["jointseg_seg_only", "jointseg", "jointseg_two_step", "coop_pcgrad",
+            "coop_per_agent_bn"]
+    runner = Runner(str(tmp_path / "out"), "tiny", data, [0, 1], log=lambda *_: None,
+                    report=True)
+    result = lc.run(runner, counts, rows)
+    for row in rows:
+        for n in counts:
+            cell = result["cells"][row][str(n)]
+            assert set(cell["per_seed"]) == {0, 1}
+            stats = cell["stats"]
+            assert stats["lesion_miou"]["n"] == 2 and stats["mean_lesion_aupr"]["n"] == 2
+            assert all(len(c) == de.EVALS_PER_RUN for c in cell["curves"].values())
+            if row != de.REFERENCE_ROW:
+                assert cell["vs_reference"]["lesion_miou"]["low"] is not None
+                assert cell["verdict"] in ("helps", "hurts", "within noise")
+    # The grader stage of the two-step row trained once per seed, reused at the other N.
+    records = [json.load(open(tmp_path / "out" / de.variant("jointseg_two_step", n) / "seed0"
+                              / "pretrain" / "stage.json")) for n in counts]
+    assert sum(bool(r.get("reused_from")) for r in records) == 1
+    out = tmp_path / "out" / de.NAME
+    assert (out / "results.md").is_file() and (out / "learning_curves.png").is_file()
