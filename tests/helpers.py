@@ -34,3 +34,31 @@ def built_system_with_bn_statistics(cfg, batch: int = 3):
     images = np.random.default_rng(0).uniform(0, 255, (batch, s, s, 3)).astype("float32")
     system.joint_model(tf.image.per_image_standardization(images), training=True)
     return system, images
+
+
+def logged_scalar(run_dir: str, tag: str) -> list:
+    """The values of a scalar the trainer logged to TensorBoard, in step order."""
+    import tensorflow as tf
+
+    events = os.path.join(run_dir, "logs", "train")
+    points = []
+    for name in os.listdir(events):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(events, name)):
+            points += [(event.step, float(tf.make_ndarray(v.tensor)))
+                       for v in event.summary.value if v.tag == tag]
+    return [value for _, value in sorted(points)]
+
+
+def random_agent_batches(cfg, seed: int = 0):
+    """Random ``(images, grades)`` and ``(images, masks)`` batches of the agents' sizes."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    s = cfg.model.input_size
+    nc, ns = cfg.train.clf_agent().batch_size, cfg.train.seg.batch_size
+    clf = (tf.constant(rng.normal(size=(nc, s, s, 3)), tf.float32),
+           tf.constant(rng.integers(0, 5, nc), tf.int32))
+    seg = (tf.constant(rng.normal(size=(ns, s, s, 3)), tf.float32),
+           tf.constant(rng.integers(0, cfg.model.num_seg_classes, (ns, s, s)), tf.int32))
+    return clf, seg

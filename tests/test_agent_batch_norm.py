@@ -1,5 +1,4 @@
 """model.per_agent_batch_norm: the classifier agent's own BN statistics in the shared encoder."""
-import os
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ import tensorflow as tf
 from coopseg.models.agent_batch_norm import AgentBatchNormalization
 from coopseg.models.registry import build_system
 from experiments.scales import experiment
-from tests.helpers import built_system_with_bn_statistics
+from tests.helpers import built_system_with_bn_statistics, logged_scalar
 
 BN = tf.keras.layers.BatchNormalization
 
@@ -221,17 +220,6 @@ def test_export_serves_the_classifier_statistics(built, tmp_path):
     assert np.abs(tf.nn.softmax(_shared_path(system, x)).numpy() - want).max() > 1e-3
 
 
-def _logged(run_dir: str, tag: str) -> list:
-    """The values of a scalar the trainer logged to TensorBoard, in step order."""
-    events = os.path.join(run_dir, "logs", "train")
-    points = []
-    for name in os.listdir(events):
-        for event in tf.compat.v1.train.summary_iterator(os.path.join(events, name)):
-            points += [(event.step, float(tf.make_ndarray(v.tensor)))
-                       for v in event.summary.value if v.tag == tag]
-    return [value for _, value in sorted(points)]
-
-
 @pytest.mark.slow  # ~40 s; the mechanics are covered by the fast tests above
 def test_tiny_joint_run_with_per_agent_statistics(tmp_path):
     from coopseg.cli.train import train
@@ -245,7 +233,7 @@ def test_tiny_joint_run_with_per_agent_statistics(tmp_path):
     out = train(cfg.validate(), export=False)
     assert out["metrics"]["classification"]["count"] == 16
     assert "segmentation" in out["metrics"]
-    clf, seg = _logged(run_dir, "loss/clf_loss"), _logged(run_dir, "loss/seg_loss")
+    clf, seg = logged_scalar(run_dir, "loss/clf_loss"), logged_scalar(run_dir, "loss/seg_loss")
     assert len(clf) == len(seg) == 30 and np.all(np.isfinite(clf + seg))
     # Single-batch losses are noisy: compare the means of the first and last ten steps.
     # Measured: segmentation 1.72 -> 1.25, classification 1.43 -> 1.37 (30 tiny steps

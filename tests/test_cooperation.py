@@ -9,6 +9,7 @@ from coopseg.training import cooperation as co
 from coopseg.training.loop import CooperativeTrainer
 from coopseg.training.losses import l2_penalty
 from experiments.scales import experiment
+from tests.helpers import random_agent_batches
 
 
 def _vec(*parts):
@@ -97,24 +98,13 @@ def _trainer(tmp_path, mode="joint", **cooperation):
     return cfg, system, CooperativeTrainer(cfg, system)
 
 
-def _batches(cfg):
-    rng = np.random.default_rng(0)
-    s = cfg.model.input_size
-    nc, ns = cfg.train.clf_agent().batch_size, cfg.train.seg.batch_size
-    clf = (tf.constant(rng.normal(size=(nc, s, s, 3)), tf.float32),
-           tf.constant(rng.integers(0, 5, nc), tf.int32))
-    seg = (tf.constant(rng.normal(size=(ns, s, s, 3)), tf.float32),
-           tf.constant(rng.integers(0, cfg.model.num_seg_classes, (ns, s, s)), tf.int32))
-    return clf, seg
-
-
 def test_zero_classifier_encoder_rate_moves_the_encoder_as_the_segmenter_alone(tmp_path):
     """clf_encoder_lr_scale=0 through the real trainer: the joint step's encoder update
     is exactly the seg_only step's (same weights, same batch); the classifier head still
     learns. The control with the paper's policy is the next test."""
     cfg, system, joint = _trainer(tmp_path / "j", clf_encoder_lr_scale=0.0)
     _, seg_system, alone = _trainer(tmp_path / "s", mode="seg_only")
-    clf, seg = _batches(cfg)
+    clf, seg = random_agent_batches(cfg)
     pairs = list(zip(system.parts["encoder"].trainable_variables,
                      seg_system.parts["encoder"].trainable_variables))
     for a, b in pairs:

@@ -7,6 +7,7 @@ from coopseg.models.registry import build_system
 from coopseg.training.loop import CooperativeTrainer
 from coopseg.training.losses import segmentation_loss
 from experiments.scales import experiment
+from tests.helpers import random_agent_batches
 
 
 def _setup(tmp_path, mode, **train):
@@ -14,17 +15,6 @@ def _setup(tmp_path, mode, **train):
     cfg.validate()
     system = build_system(cfg)
     return cfg, system, CooperativeTrainer(cfg, system)
-
-
-def _batches(cfg, seed=0):
-    rng = np.random.default_rng(seed)
-    s = cfg.model.input_size
-    nc, ns = cfg.train.clf_agent().batch_size, cfg.train.seg.batch_size
-    clf = (tf.constant(rng.normal(size=(nc, s, s, 3)), tf.float32),
-           tf.constant(rng.integers(0, 5, nc), tf.int32))
-    seg = (tf.constant(rng.normal(size=(ns, s, s, 3)), tf.float32),
-           tf.constant(rng.integers(0, cfg.model.num_seg_classes, (ns, s, s)), tf.int32))
-    return clf, seg
 
 
 def _snapshot(model):
@@ -41,7 +31,7 @@ def test_each_agent_updates_only_its_parameters(tmp_path, mode, clf_changes, dec
     cfg, system, trainer = _setup(tmp_path, mode)
     parts = system.parts
     before = {k: _snapshot(m) for k, m in parts.items()}
-    clf, seg = _batches(cfg)
+    clf, seg = random_agent_batches(cfg)
     trainer.step_fn(clf if trainer.clf_agent else None, seg if trainer.seg_agent else None)
     changed = {k: _changed(before[k], m) for k, m in parts.items()}
     # θ1 is shared: every agent moves the encoder's trainable weights
@@ -63,7 +53,7 @@ def test_lr_ratio_is_applied_to_the_updates(tmp_path):
     seg_lr = cfg.train.seg.learning_rate
     assert trainer.clf_agent.learning_rate() == pytest.approx(30 * seg_lr, rel=1e-6)
     assert trainer.seg_agent.learning_rate() == pytest.approx(seg_lr, rel=1e-6)
-    clf, seg = _batches(cfg)
+    clf, seg = random_agent_batches(cfg)
     clf_bias = next(v for v in system.clf_model.trainable_variables if "classifier_logits/bias" in v.name)
     seg_bias = next(v for v in system.seg_model.trainable_variables if "decoder_logits/bias" in v.name)
     with tf.GradientTape(persistent=True) as tape:
@@ -100,7 +90,7 @@ def test_nan_loss_latches_and_blocks_checkpoint(tmp_path):
     from coopseg.training.loop import TrainingDiverged
     cfg, system, trainer = _setup(tmp_path, "seg_only")
     trainer.save()
-    clf, seg = _batches(cfg)
+    clf, seg = random_agent_batches(cfg)
     bad = (tf.fill(tf.shape(seg[0]), np.nan), seg[1])
     trainer.step_fn(None, bad)
     assert not bool(trainer.step_fn.all_finite.numpy())

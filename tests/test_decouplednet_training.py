@@ -21,6 +21,7 @@ from coopseg.training.init import encoder_init_fn
 from coopseg.training.loop import CooperativeTrainer
 from experiments.decouplednet_suite import (CLAIMS, ROWS, SUITES, decoupled_experiment,
                                            row_stages, run_row, wired_stages)
+from tests.helpers import logged_scalar
 
 NUM_CLASSES = 6  # the fundus lesion classes (LESION_CLASSES[1:])
 
@@ -240,17 +241,6 @@ def test_table1_rows_chain_their_stages(tmp_path):
     assert stages[1].config.decoupled.classifier_run == ""
 
 
-def _logged(run_dir: str, tag: str) -> list:
-    """The values of a scalar the trainer logged to TensorBoard, in step order."""
-    events = os.path.join(run_dir, "logs", "train")
-    points = []
-    for name in os.listdir(events):
-        for event in tf.compat.v1.train.summary_iterator(os.path.join(events, name)):
-            points += [(event.step, float(tf.make_ndarray(v.tensor)))
-                       for v in event.summary.value if v.tag == tag]
-    return [value for _, value in sorted(points)]
-
-
 def _random_ranking_maps(labels: np.ndarray, draws: int, seed: int = 0) -> np.ndarray:
     """mAP (over classes with a positive) of ``draws`` uniformly random image rankings."""
     rng = np.random.default_rng(seed)
@@ -325,7 +315,7 @@ def test_two_stage_row_end_to_end_on_synthetic_fundus(tmp_path):
     assert stage2_cfg.decoupled.classifier_run == stage1_dir
 
     # Stage 1 learnt. Its loss (mean sigmoid cross-entropy per label) falls ...
-    clf_losses = _logged(stage1_dir, "loss/clf_loss")
+    clf_losses = logged_scalar(stage1_dir, "loss/clf_loss")
     assert len(clf_losses) == E2E_STEPS["clf_only"] // 5
     fifth = len(clf_losses) // 5
     assert np.mean(clf_losses[-fifth:]) < 0.85 * np.mean(clf_losses[:5]), clf_losses
@@ -351,7 +341,7 @@ def test_two_stage_row_end_to_end_on_synthetic_fundus(tmp_path):
 
     # Stage 2 learnt. Its loss (class-weighted fg/bg cross-entropy of (image, class)
     # pairs) falls ...
-    seg_losses = _logged(stage2_dir, "loss/seg_loss")
+    seg_losses = logged_scalar(stage2_dir, "loss/seg_loss")
     fifth = len(seg_losses) // 5
     assert np.mean(seg_losses[-fifth:]) < 0.7 * np.mean(seg_losses[:2]), seg_losses
     # ... and for every validation image (stage 1's 64) and class it contains, the

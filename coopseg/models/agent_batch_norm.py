@@ -125,7 +125,7 @@ class AgentBatchNormalization(tf.keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config: dict):
-        raise NotImplementedError(
+        raise TypeError(
             f"AgentBatchNormalization shares the γ/β of layer {config.get('shared_layer')!r} "
             "and cannot be rebuilt from a config; rebuild the model (build_jointseg) and "
             "restore its checkpoint")
