@@ -253,9 +253,11 @@ def render_markdown(result: dict) -> str:
         texts = []
         for n in counts:
             reach = cells[str(n)]["steps_to_reach"]["per_seed"]
-            texts.append(" / ".join("—" if r is None else str(r) for r in reach) or "—")
+            texts.append(" / ".join("—" if r is None else str(r) for r in reach)
+                         if cells[str(n)]["per_seed"] else "not run")
         lines.append(f"| {labels.get(base, base)} | " + " | ".join(texts) + " |")
-    lines += ["", "## Train time per run (mean)", "", f"| row | {n_header} |", rule]
+    lines += ["", "## Train time per run (mean; two-step includes its grader stage, "
+              "trained once per seed)", "", f"| row | {n_header} |", rule]
     for base in bases:
         cells = result["cells"][base]
         lines.append(f"| {labels.get(base, base)} | " + " | ".join(
