@@ -137,8 +137,10 @@ def curve_results(records: Dict[str, dict], bases: Sequence[str], counts: Sequen
         cells[base] = {}
         for n in counts:
             record = records.get(de.variant(base, n), {"seeds": []})
-            per_seed = {s["seed"]: seed_metrics(s) for s in record["seeds"]}
-            curves = {s["seed"]: lesion_curve(s) for s in record["seeds"]}
+            # A seed that has not run is absent; one that ran and diverged counts (no numbers).
+            ran = [s for s in record["seeds"] if s.get("status") != "not run"]
+            per_seed = {s["seed"]: seed_metrics(s) for s in ran}
+            curves = {s["seed"]: lesion_curve(s) for s in ran}
             cells[base][str(n)] = {
                 "per_seed": per_seed, "curves": curves,
                 "stats": {k: mean_std([m.get(k) for m in per_seed.values()])

@@ -193,6 +193,8 @@ def test_report_only_trains_nothing_and_reports_what_finished(tmp_path):
     runner = Runner(str(tmp_path / "out"), "tiny", FAKE_DATA, [0, 1], log=lambda *_: None)
     result = lc.run(runner, (4, 8), ["jointseg_seg_only", "jointseg"], train=False)
     assert result["cells"]["jointseg"]["4"]["verdict"] == "not run"
+    assert result["cells"]["jointseg"]["4"]["per_seed"] == {}
+    assert "| JointSeg (this scale's recipe) | not run | not run |" in lc.render_markdown(result)
     assert sorted(os.listdir(tmp_path / "out")) == [de.NAME]  # no run directory made
     assert runner.seeds == [0, 1]
 
