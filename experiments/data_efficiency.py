@@ -44,7 +44,7 @@ BASE_ROWS: Tuple[Tuple[str, str], ...] = (
     ("coop_per_agent_bn", "JointSeg + per-agent BN stats"),
 )
 LABELS: Dict[str, str] = dict(BASE_ROWS)
-# Mask-training subset sizes per scale. ``small``: the 10-300 on a 4000-image
+# Mask-training subset sizes per scale. ``small``: 10 to 300 masks on a 4000-image
 # graded set (>= 10x the largest subset); ``tiny``: tests.
 MASK_COUNTS: Dict[str, Tuple[int, ...]] = {"paper": (10, 30, 100, 300),
                                            "small": (10, 30, 100, 300), "tiny": (4, 8)}
