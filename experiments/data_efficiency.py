@@ -108,22 +108,29 @@ def mask_counts(scale: str, given: Sequence[str] = ()) -> Tuple[int, ...]:
 def synthetic_source(data_dir: str, scale: str, counts: Sequence[int],
                      graded_images: Optional[int] = None):
     """Generate (or reuse) the suite's synthetic set: ``graded_images`` graded training
-    images (default ``GRADED_IMAGES``), as many mask images as the largest N, and the
-    validation sets of ``VAL_IMAGES``. It lives in ``<data_dir>_data_efficiency`` so it
-    never replaces the other suites' set."""
+    images (default ``GRADED_IMAGES``), a mask pool of the scale's largest default N (or
+    the largest of ``counts`` if that is bigger), and the validation sets of
+    ``VAL_IMAGES``. It lives in ``<data_dir>_data_efficiency`` so it never replaces the
+    other suites' set.
+
+    The pool does not shrink with ``counts`` on purpose: the subset of N masks is drawn
+    from the pool in a fixed order, so a run of only ``--mask_counts=10,30`` must see the
+    same pool (and hence the same 10 and 30 images) as the full suite, and must not
+    regenerate the set under stages that have already trained on it."""
     from data_pipelines.synthetic import ensure_dataset
     from experiments.runner import DataSource
     from experiments.scales import data_config
 
     graded = graded_images or GRADED_IMAGES[scale]
-    if graded < 10 * max(counts):
+    pool = max(max(counts), max(MASK_COUNTS[scale]))
+    if graded < 10 * pool:
         raise ConfigError(f"--synthetic_images={graded}: the grade-rich regime needs at least "
-                          f"10 x the largest mask set ({10 * max(counts)})")
+                          f"10 x the mask pool of {pool} images ({10 * pool})")
     graded_val, masks_val = VAL_IMAGES[scale]
     root = os.path.abspath(data_dir).rstrip(os.sep) + f"_{NAME}"
     d = data_config(scale)
     manifest = ensure_dataset(root, num_graded_train=graded, num_graded_val=graded_val,
-                              num_masks_train=max(counts), num_masks_val=masks_val,
+                              num_masks_train=pool, num_masks_val=masks_val,
                               image_size=d.resize_size, seed=d.seed)
     return DataSource("eyepacs", os.path.join(root, "graded_train"),
                       os.path.join(root, "graded_val"), "generic",

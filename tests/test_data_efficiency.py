@@ -108,6 +108,18 @@ def test_mask_counts_flag_and_graded_set_size_are_checked(tmp_path):
         de.synthetic_source(str(tmp_path / "d"), "tiny", (4, 8), graded_images=50)
 
 
+def test_a_subrange_of_mask_counts_reuses_the_full_pool(tmp_path):
+    """Running only N=4 must neither shrink the set nor change which 4 images train."""
+    first = de.synthetic_source(str(tmp_path / "d"), "tiny", (4,), graded_images=80)
+    pool = max(de.MASK_COUNTS["tiny"])
+    assert first.counts["lesions_train"] == pool
+    stamp = os.stat(os.path.join(first.masks_train, os.listdir(first.masks_train)[0])).st_mtime_ns
+    again = de.synthetic_source(str(tmp_path / "d"), "tiny", (4, pool), graded_images=80)
+    assert again.counts == first.counts
+    assert os.stat(os.path.join(again.masks_train,
+                                os.listdir(again.masks_train)[0])).st_mtime_ns == stamp
+
+
 # ------------------------------------------------------------------------- statistics
 def test_paired_difference_is_the_t_interval_of_the_per_seed_differences():
     a, b = [0.30, 0.34, 0.32], [0.25, 0.26, 0.30]
