@@ -26,18 +26,17 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import app, flags
 from tensorflow.python.framework import config as tf_config
 
 from benchmarks.common import (Case, case_stats, describe_machine, format_ratios, format_table,
                                machine_info, paired_ratios, per_op, run_interleaved)
-from benchmarks.step_cost import (SCALES, STEP_TABLE_HEADER, log_round, step_row,
-                                  write_json)
-from coopseg.cli.train import use_synthetic_data
+from benchmarks.step_cost import SCALES, STEP_TABLE_HEADER, log_round, step_row, write_json
 from coopseg.models.registry import build_system
 from coopseg.training.inputs import build_inputs
 from coopseg.training.loop import CooperativeTrainer
 from data_pipelines.decode import DecodeReport
+from data_pipelines.synthetic import use_synthetic_data
 from experiments.scales import experiment
 
 CASES = ("default", "deterministic")

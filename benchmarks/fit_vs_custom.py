@@ -13,7 +13,7 @@ Keras keeps its compiled ``train_function`` across ``fit`` calls, so a timed blo
 pays only ``fit``'s per-call set-up (iterator, callbacks), spread over k steps.
 
 The ratio fit / custom is taken within each round (``common.paired_ratios``); >= 1.0
-means the custom step is not slower than Keras' own loop (issue 6's goal).
+means the custom step is not slower than Keras' own loop.
 """
 from __future__ import annotations
 

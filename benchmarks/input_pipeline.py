@@ -1,4 +1,4 @@
-"""Can the input pipelines keep up with the cooperative step? (issue 3, Throughput)
+"""Can the input pipelines keep up with the cooperative step?
 
     python -m benchmarks.input_pipeline --scale=small
     python -m benchmarks.input_pipeline --scale=small --data_dir=data/synthetic  # demo's set

@@ -33,11 +33,19 @@ from absl import app, flags, logging
 from benchmarks.common import (Case, case_stats, describe_machine, format_ratios, format_table,
                                machine_info, paired_ratios, per_op, run_interleaved)
 from benchmarks.step_cost import log_round, write_json
+from coopseg.config import override
+from coopseg.models.registry import build_system
+from coopseg.serving.export import BYTES_SIGNATURE, export_saved_model
+from coopseg.serving.photo_preprocessing import PhotoPreprocessing
+from coopseg.serving.predict_folder import (PredictOptions, list_inputs, predict_folder,
+                                            prepare_photo)
+from coopseg.serving.predictor import load_predictor
+from data_pipelines.synthetic import render_fundus
+from experiments.scales import experiment
 
 
 def write_photos(folder: str, count: int, photo_size: int) -> List[str]:
     """``count`` synthetic fundus JPEGs: the disc in a 4:3 black frame."""
-    from data_pipelines.synthetic import render_fundus
     paths = []
     for i in range(count):
         disc, _ = render_fundus(i, i % 5, photo_size)
@@ -54,13 +62,6 @@ def measure_predict(scale: str = "small", photos: int = 16, photo_size: int = 51
                     batch_size: int = 8, rounds: int = 3, overrides=(),
                     on_round: Optional[Callable[[int, Dict[str, float]], None]] = None) -> dict:
     """Time the five cases of the module docstring; returns rows and per-round ratios."""
-    from coopseg.config import override
-    from coopseg.export import BYTES_SIGNATURE, export_saved_model
-    from coopseg.models.registry import build_system
-    from coopseg.photo_preprocessing import PhotoPreprocessing
-    from coopseg.predict_folder import PredictOptions, list_inputs, predict_folder, prepare_photo
-    from coopseg.predictor import load_predictor
-    from experiments.scales import experiment
 
     machine = machine_info()
     config = experiment(scale)

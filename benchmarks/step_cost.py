@@ -13,7 +13,7 @@ Rounds interleave the modes (``common.run_interleaved``): each round times
 ``--steps_per_round`` steps of every mode, and the ratio joint / (seg + clf) is taken
 within each round before the median over rounds, so load from other jobs on the
 machine cancels out. A ratio near 1.0 means cooperation costs nothing beyond running
-both agents; issue 6 sets the goal at <= 1.1.
+both agents; the goal is <= 1.1.
 
 ``--cooperation`` instead prices the cooperation options: the joint step with each
 option (``train.cooperation``, per-agent BatchNorm) against the paper's joint step, on

@@ -4,14 +4,15 @@ Configs are plain dataclasses so an experiment is data (see ``experiments/``) an
 absl flags at the edge only override fields (see ``coopseg/cli/flags.py``).
 Defaults are the paper's setup where the paper states it (224 px input, lr ratio
 30, batch ratio 32, Nesterov momentum 0.9, polynomial decay); everything the
-paper leaves open is documented in WORKSPACE.md.
+paper leaves open is documented in docs/method.md.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 # The paper's mask set (Sec. III): background + five pathological features + artifacts.
 LESION_CLASSES: Tuple[str, ...] = (
@@ -54,6 +55,48 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and the problem."""
 
 
+# Which ImageNet backbone each method's train.backbone_weights file must hold (the
+# loader is coopseg/models/backbone_weights.py).
+BACKBONE_OF_METHOD: Dict[str, str] = {
+    "fcn8s": "vgg16", "vgg16": "vgg16", "decouplednet": "vgg16", "deconvnet": "vgg16",
+    "vgg19": "vgg19", "inceptionv3": "inceptionv3",
+}
+
+
+def backbone_of(method: str) -> str:
+    """The ImageNet backbone family of ``method``; ConfigError for methods without one."""
+    if method not in BACKBONE_OF_METHOD:
+        raise ConfigError(
+            f"train.backbone_weights is not supported for method {method!r}: it has no "
+            f"ImageNet backbone; supported methods: {', '.join(BACKBONE_OF_METHOD)}")
+    return BACKBONE_OF_METHOD[method]
+
+
+def restores_stage1(config: "ExperimentConfig") -> bool:
+    """True for a DecoupledNet stage 2, whose classifier comes from the stage-1 run: there
+    ``backbone_weights`` only says that stage 1 started from it (input adapter), the file
+    is not read again."""
+    return config.method == "decouplednet" and config.train.mode == "seg_only"
+
+
+def check_backbone_config(config: "ExperimentConfig") -> None:
+    """The checks ``ExperimentConfig.validate`` runs when ``train.backbone_weights`` is set:
+    a method with an ImageNet backbone, not together with ``train.init_encoder_from``
+    (two initialisations of one backbone), and an existing file."""
+    path = config.train.backbone_weights
+    if not path:
+        return
+    backbone_of(config.method)
+    if restores_stage1(config):
+        return
+    if config.train.init_encoder_from:
+        raise ConfigError(
+            f"train.backbone_weights={path!r} and train.init_encoder_from="
+            f"{config.train.init_encoder_from!r} both initialise the backbone; set one of them")
+    if not os.path.isfile(path):
+        raise ConfigError(f"train.backbone_weights={path!r}: no such file")
+
+
 @dataclass
 class ModelConfig:
     """Shape of the JointSeg model (encoder M, classifier C, decoder S)."""
@@ -85,7 +128,7 @@ class ModelConfig:
     bn_epsilon: float = 1e-3
     # Synchronised BatchNorm: batch statistics over all replicas of a tf.distribute
     # strategy instead of each replica's share of the batch. Needed for N-replica
-    # training to equal single-device training on the global batch (WORKSPACE.md §7).
+    # training to equal single-device training on the global batch (docs/speed.md, Multi-GPU).
     sync_batch_norm: bool = False
     # JointSeg only: the classifier agent's forward passes keep their own BatchNorm moving
     # statistics in the shared encoder (γ/β and every conv stay shared). The agents' batches
@@ -285,7 +328,7 @@ class TrainConfig:
     # TensorFlow op determinism (tf.config.experimental.enable_op_determinism) for the
     # run: the same command gives bit-identical weights, also on a GPU.
     deterministic: bool = False
-    jit_compile: bool = False  # XLA; measured slower on CPU (WORKSPACE.md, Speed)
+    jit_compile: bool = False  # XLA; measured slower on CPU (docs/speed.md)
     mixed_precision: str = ""  # "" | mixed_float16 | mixed_bfloat16
     # "START,END": a TensorBoard profiler trace of steps START..END (1-based, inclusive)
     # into <model_dir>/logs/profile; "" = no profiling.
@@ -394,9 +437,6 @@ class ExperimentConfig:
                 raise ConfigError(f"model.per_agent_batch_norm is JointSeg's shared encoder; "
                                   f"method {self.method!r} has none (use jointseg)")
         if self.train.backbone_weights:
-            # Method, init_encoder_from and file checks live beside the loader; imported
-            # here only, so configs without backbone weights load nothing more.
-            from coopseg.models.backbone_weights import check_backbone_config
             check_backbone_config(self)
         return self
 

@@ -1,6 +1,6 @@
 """Plumbing shared by the dataset readers: label CSVs and skip-and-count file checks.
 
-Every reader follows the same input policy (the decisions are listed in WORKSPACE.md):
+Every reader follows the same input policy (the decisions are listed in docs/data.md):
 - a missing root/folder/CSV, a CSV without the required columns, a bad label or two
   disagreeing rows for one id is a data bug -> ``DataError`` naming the file (and line);
 - a labelled example whose image (or mask) file is missing or zero bytes is noise in a

@@ -35,10 +35,10 @@ import cv2
 import numpy as np
 from absl import app, flags, logging
 
-from coopseg.console import start_program
-
-from coopseg.config import LESION_CLASSES, LESION_PRIORITY, NUM_GRADES, ConfigError
-from coopseg.progress import ProgressBar
+from coopseg.config import (LESION_CLASSES, LESION_PRIORITY, NUM_GRADES, ConfigError,
+                            ExperimentConfig)
+from coopseg.utils.console import start_program
+from coopseg.utils.progress import ProgressBar
 from data_pipelines import synthetic_draw as draw
 from data_pipelines import synthetic_lesions as lesions
 from data_pipelines.atomic_dir import write_directory_atomically
@@ -282,6 +282,30 @@ def ensure_dataset(out_dir: str, *, num_graded_train: int, num_graded_val: int,
                             num_graded_val=num_graded_val, num_masks_train=num_masks_train,
                             num_masks_val=num_masks_val, image_size=image_size, seed=seed,
                             workers=workers, progress=progress)
+
+
+SYNTHETIC_COUNTS = {"paper": (4000, 1000, 800, 200), "small": (640, 160, 192, 64),
+                    "tiny": (48, 16, 16, 8)}
+
+
+def use_synthetic_data(config: ExperimentConfig, data_dir: str, scale: str,
+                       graded_train: Optional[int] = None) -> dict:
+    """Generate (or reuse) the embedded synthetic set of ``scale`` in ``data_dir`` and point
+    ``config.data`` at it (``graded_train``: that many graded images, the others scaled)."""
+    gt, gv, mt, mv = SYNTHETIC_COUNTS[scale]
+    if graded_train:
+        factor = graded_train / gt
+        gt, gv, mt, mv = graded_train, max(8, int(gv * factor)), max(8, int(mt * factor)), max(4, int(mv * factor))
+    manifest = ensure_dataset(data_dir, num_graded_train=gt, num_graded_val=gv,
+                              num_masks_train=mt, num_masks_val=mv,
+                              image_size=config.data.resize_size, seed=config.data.seed)
+    d = config.data
+    d.graded_format, d.masks_format = "eyepacs", "generic"
+    d.graded_train = os.path.join(data_dir, "graded_train")
+    d.graded_val = os.path.join(data_dir, "graded_val")
+    d.masks_train = os.path.join(data_dir, "lesions_train")
+    d.masks_val = os.path.join(data_dir, "lesions_val")
+    return manifest
 
 
 # ---------------------------------------------------------------- command line

@@ -32,10 +32,9 @@ import cv2
 import numpy as np
 from absl import app, flags, logging
 
-from coopseg.console import start_program
-
 from coopseg.config import ConfigError
-from coopseg.progress import ProgressBar
+from coopseg.utils.console import start_program
+from coopseg.utils.progress import ProgressBar
 from data_pipelines import imageio
 from data_pipelines import synthetic_voc_shapes as shapes
 from data_pipelines.atomic_dir import write_directory_atomically

@@ -27,6 +27,10 @@ import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from coopseg.config import ConfigError
+from data_pipelines import datasets
+from data_pipelines.synthetic import ensure_dataset
+from experiments.data_source import DataSource
+from experiments.scales import data_config
 
 NAME = "data_efficiency"
 REFERENCE_ROW = "jointseg_seg_only"
@@ -117,9 +121,6 @@ def synthetic_source(data_dir: str, scale: str, counts: Sequence[int],
     from the pool in a fixed order, so a run of only ``--mask_counts=10,30`` must see the
     same pool (and hence the same 10 and 30 images) as the full suite, and must not
     regenerate the set under stages that have already trained on it."""
-    from data_pipelines.synthetic import ensure_dataset
-    from experiments.runner import DataSource
-    from experiments.scales import data_config
 
     graded = graded_images or GRADED_IMAGES[scale]
     pool = max(max(counts), max(MASK_COUNTS[scale]))
@@ -142,7 +143,6 @@ def synthetic_source(data_dir: str, scale: str, counts: Sequence[int],
 def check_mask_set(masks_train: str, masks_format: str, counts: Sequence[int],
                    class_names: Sequence[str]) -> None:
     """Fail before any training when the mask set has fewer images than the largest N."""
-    from data_pipelines import datasets
 
     if masks_format == "tfrecord":
         raise ConfigError("the data-efficiency suite chooses mask subsets from a file list; "

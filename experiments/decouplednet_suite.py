@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence, Tuple
 
 from coopseg.config import AgentConfig, DecoupledConfig, ExperimentConfig
+from coopseg.training.train import train
+from data_pipelines.synthetic import use_synthetic_data
 from experiments.common import Stage
 from experiments.scales import data_config, model_config, train_config
 
@@ -213,12 +215,11 @@ def run_row(name: str, scale: str, run_root: str,
     """Train (or, when finished, just evaluate) each stage of a row; the last one's result.
 
     ``use_data(config)`` points a stage's config at the data (e.g.
-    ``coopseg.cli.train.use_synthetic_data``). Returns ``coopseg.cli.train.train``'s
+    ``data_pipelines.synthetic.use_synthetic_data``). Returns ``coopseg.training.train.train``'s
     summary of the final stage, plus ``row`` and ``paper_miou``.
     """
     import tensorflow as tf
 
-    from coopseg.cli.train import train
 
     out: dict = {}
     for stage in wired_stages(name, scale, run_root):
@@ -246,7 +247,6 @@ def table(results: Sequence[dict]) -> str:
 def _main(argv: List[str]) -> None:
     from absl import app, flags
 
-    from coopseg.cli.train import use_synthetic_data
 
     del argv
     flags_ = flags.FLAGS

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from coopseg.evaluation.figures import Curve, line_chart, write_png
 from experiments import data_efficiency as de
 from experiments.results import format_seconds, mean_std, row_metrics
 
@@ -273,7 +274,6 @@ def render_markdown(result: dict) -> str:
 def figure(result: dict) -> np.ndarray:
     """Lesion mIoU and mean lesion AUPR against N (log x), one line per row, error bars
     = std over seeds; the two panels side by side (uint8 RGB)."""
-    from coopseg.report_figures import Curve, line_chart
 
     counts = result["mask_counts"]
     xs = [math.log10(n) for n in counts]
@@ -320,7 +320,6 @@ def log_to_tensorboard(result: dict, logdir: str, image: Optional[np.ndarray]) -
 
 def write(result: dict, directory: str) -> Dict[str, str]:
     """``results.json``, ``results.md``, ``learning_curves.png`` and TensorBoard logs."""
-    from coopseg.report_figures import write_png
 
     os.makedirs(directory, exist_ok=True)
     paths = {"json": os.path.join(directory, "results.json"),

@@ -9,6 +9,7 @@ import importlib
 import pkgutil
 from typing import List
 
+import experiments
 from coopseg.config import ConfigError, ExperimentConfig
 
 SCALES = ("paper", "small", "tiny")
@@ -18,7 +19,6 @@ _NOT_EXPERIMENTS = {"registry", "run", "runner", "common", "scales", "suites", "
 
 def list_experiments() -> List[str]:
     """Names of all experiment modules in this package."""
-    import experiments
     return sorted(m.name for m in pkgutil.iter_modules(experiments.__path__)
                   if m.name not in _NOT_EXPERIMENTS and not m.name.startswith("_"))
 

@@ -37,19 +37,21 @@ from typing import Dict, List, Optional, Sequence
 from absl import app, flags
 
 from coopseg.config import LESION_CLASSES, ConfigError
-from coopseg.console import start_program
+from coopseg.utils.console import start_program
+from data_pipelines.records import DataError
+from data_pipelines.synthetic import use_synthetic_data
+from data_pipelines.voc import VOC_CLASSES
 from experiments import data_efficiency as de
 from experiments import learning_curve
 from experiments import results as results_lib
 from experiments.registry import SCALES
 from experiments.runner import DataSource, Runner
+from experiments.scales import experiment
 from experiments.suites import Suite, claim_rows, get_suites, suite_names
 
 
 def synthetic_data(data_dir: str, scale: str, graded_images: Optional[int] = None) -> DataSource:
     """Generate (or reuse) the synthetic fundus set for ``scale`` in ``data_dir``."""
-    from coopseg.cli.train import use_synthetic_data
-    from experiments.scales import experiment
 
     base = experiment(scale)
     manifest = use_synthetic_data(base, os.path.abspath(data_dir), scale, graded_images)
@@ -80,7 +82,6 @@ def real_data(graded_format: str, graded_train: str, graded_val: str, masks_form
     paths = {k: os.path.abspath(v) if v else "" for k, v in
              {"graded_train": graded_train, "graded_val": graded_val, **given}.items()}
     if not class_names and masks_format == "voc":
-        from data_pipelines.voc import VOC_CLASSES
         class_names = VOC_CLASSES
     if class_names and len(class_names) < 2:
         raise ConfigError(f"--class_names={','.join(class_names)}: need background plus at "
@@ -177,7 +178,6 @@ def _seeds(values: Sequence[str]) -> List[int]:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from data_pipelines.records import DataError
     try:
         if FLAGS.suite == de.NAME:
             _run_data_efficiency()

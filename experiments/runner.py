@@ -7,7 +7,7 @@ name and paths, plus its predecessor's fingerprint), so a later run can:
 
 1. skip a stage whose record has the same fingerprint (resumable suites; rows shared
    by several suites, e.g. ``jointseg``, train once);
-2. continue an interrupted stage from its last checkpoint (``coopseg.cli.train.train``
+2. continue an interrupted stage from its last checkpoint (``coopseg.training.train.train``
    restores it) when its ``config.json`` has the same fingerprint;
 3. reuse a finished stage of another row with the same fingerprint (no retraining);
 4. refuse, naming the differing fields, a directory that holds another configuration,
@@ -25,15 +25,20 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 from absl import logging
 
 from coopseg.config import (ConfigError, CooperationConfig, ExperimentConfig, to_dict,
-                            upgrade_legacy_fields, use_class_names)
+                            upgrade_legacy_fields)
+from coopseg.evaluation.report import ReportOptions, build_report
+from coopseg.runs.run_dir import load_run
+from coopseg.training.inputs import build_eval_inputs
+from coopseg.training.loop import TrainingDiverged
+from coopseg.training.train import train
 from experiments import results as results_lib
 from experiments.common import Stage
+from experiments.data_source import DataSource
 from experiments.registry import SCALES
 from experiments.suites import row_stages
 
@@ -48,35 +53,6 @@ _ADDED_LATER = {("model", "sync_batch_norm"): False, ("model", "vgg_batch_norm")
                 ("train", "deterministic"): False, ("train", "backbone_weights"): "",
                 ("model", "per_agent_batch_norm"): False, ("data", "masks_train_count"): 0,
                 ("train", "cooperation"): to_dict(CooperationConfig())}
-
-
-@dataclass
-class DataSource:
-    """The data every row of a suite trains and is validated on (any format of
-    ``data_pipelines.datasets``)."""
-
-    graded_format: str
-    graded_train: str
-    graded_val: str
-    masks_format: str
-    masks_train: str
-    masks_val: str
-    description: str = ""
-    counts: Optional[dict] = None
-    # The mask set's classes (background first) when they are not the fundus lesions
-    # of the configs (e.g. VOC's 21); empty = keep each config's own.
-    class_names: Tuple[str, ...] = ()
-
-    def apply(self, config: ExperimentConfig) -> None:
-        d = config.data
-        d.graded_format, d.masks_format = self.graded_format, self.masks_format
-        d.graded_train, d.graded_val = self.graded_train, self.graded_val
-        d.masks_train, d.masks_val = self.masks_train, self.masks_val
-        if self.class_names:
-            use_class_names(config, self.class_names)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def stage_dir(out: str, row: str, seed: int, stage: str) -> str:
@@ -193,10 +169,7 @@ def validation_curve(run_dir: str) -> Dict[str, list]:
 
 def report_metrics(run_dir: str) -> dict:
     """Per-lesion AUPR and the referable/any-DR ROC-AUC of a finished run on its own
-    validation sets (``coopseg.evaluation_report``), without figures' files."""
-    from coopseg.cli.run_dir import load_run
-    from coopseg.evaluation_report import ReportOptions, build_report
-    from coopseg.training.inputs import build_eval_inputs
+    validation sets (``coopseg.evaluation.report``), without figures' files."""
 
     config, system = load_run(run_dir)
     inputs = build_eval_inputs(config)
@@ -319,8 +292,6 @@ class Runner:
     def _train(self, row: str, seed: int, stage: Stage, fp: str) -> dict:
         import tensorflow as tf
 
-        from coopseg.cli.train import train
-        from coopseg.training.loop import TrainingDiverged
 
         config = stage.config
         # A fresh Keras state per stage; train() seeds everything from train.seed (= seed).

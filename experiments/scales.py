@@ -36,7 +36,7 @@ def model_config(scale: str, **overrides) -> ModelConfig:
 
 
 # Colour jitter of the classifier agent per scale. ``paper``: TEFLA's distort_color.
-# CPU scales: "mild" (WORKSPACE.md: Deviations, measured there).
+# CPU scales: "mild" (docs/method.md: Deviations, measured there).
 COLOR_JITTER = {"paper": "tefla", "small": "mild", "tiny": "mild"}
 
 
@@ -50,13 +50,13 @@ def data_config(scale: str, **overrides) -> DataConfig:
 
 # The polynomial LR decay of the CPU scales: linear (power 1) to 1e-5 instead of TEFLA's
 # power 10 to 0, which spends most of a few-hundred-step run at a negligible rate
-# (WORKSPACE.md: Deviations, measured there). ``paper`` keeps TEFLA's (AgentConfig).
+# (docs/method.md: Deviations, measured there). ``paper`` keeps TEFLA's (AgentConfig).
 CPU_DECAY = dict(decay_power=1.0, end_learning_rate=1e-5)
 
 
 def train_config(scale: str, **overrides) -> TrainConfig:
     """The paper's ratios (lr x30, batch x32) at ``paper`` scale. CPU scales deviate,
-    each for a measured reason (WORKSPACE.md §3): a smaller batch ratio to keep a step
+    each for a measured reason (docs/method.md, Deviations): a smaller batch ratio to keep a step
     affordable; a high segmentation LR (0.1 with warm-up), because SGD from scratch
     learns no lesion in a few hundred steps at 0.005; hence a lower LR ratio (1.5),
     because the classifier does not learn at all at 30 x 0.05; and a class-weighted

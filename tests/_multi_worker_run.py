@@ -3,7 +3,7 @@
     TF_CONFIG=... python tests/_multi_worker_run.py DATA_DIR MODEL_DIR OUT.npz
 
 Trains a cut-down tiny JointSeg (sync BN) for a few steps through the real
-``coopseg.cli.train.train`` under ``MultiWorkerMirroredStrategy`` and saves this
+``coopseg.training.train.train`` under ``MultiWorkerMirroredStrategy`` and saves this
 worker's local copy of every weight to OUT.npz.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ STEPS = 6
 
 def tiny_config(data_dir: str, model_dir: str):
     """The config both workers (and the parent test, to make the data) use."""
-    from coopseg.cli.train import use_synthetic_data
+    from data_pipelines.synthetic import use_synthetic_data
     from experiments.scales import experiment
     cfg = experiment("tiny", model=dict(sync_batch_norm=True, input_size=32,
                                         encoder_filters=(8, 16), encoder_blocks=(1, 1)),
@@ -37,18 +37,17 @@ def tiny_config(data_dir: str, model_dir: str):
 
 def main(data_dir: str, model_dir: str, out_path: str) -> None:
     strategy = make_strategy("multi_worker")  # before TensorFlow runs any op
-    import coopseg.models.registry as registry
-    from coopseg.cli.train import train
+    import coopseg.training.train as training
 
     built = []
-    build_system = registry.build_system
+    build_system = training.build_system
 
     def capture(config):  # keep a handle on the system train() builds
         built.append(build_system(config))
         return built[-1]
 
-    registry.build_system = capture
-    out = train(tiny_config(data_dir, model_dir), export=True, strategy=strategy)
+    training.build_system = capture
+    out = training.train(tiny_config(data_dir, model_dir), export=True, strategy=strategy)
     weights = {f"{name}/{v.name}": strategy.experimental_local_results(v)[0].numpy()
                for name, part in built[0].parts.items() for v in part.weights}
     np.savez(out_path, **weights)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from coopseg.cli.train import use_synthetic_data
+from data_pipelines.synthetic import use_synthetic_data
 from experiments.scales import experiment
 
 

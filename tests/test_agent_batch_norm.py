@@ -203,7 +203,7 @@ def test_checkpoint_of_the_parts_restores_the_classifier_statistics(built, tmp_p
 
 
 def test_export_serves_the_classifier_statistics(built, tmp_path):
-    from coopseg.export import export_saved_model
+    from coopseg.serving.export import export_saved_model
 
     cfg, system, images = built
     x = tf.image.per_image_standardization(images)
@@ -222,7 +222,7 @@ def test_export_serves_the_classifier_statistics(built, tmp_path):
 
 @pytest.mark.slow  # ~40 s; the mechanics are covered by the fast tests above
 def test_tiny_joint_run_with_per_agent_statistics(tmp_path):
-    from coopseg.cli.train import train
+    from coopseg.training.train import train
     from tests.helpers import tiny_synthetic_config
 
     run_dir = str(tmp_path / "run")
@@ -243,7 +243,7 @@ def test_tiny_joint_run_with_per_agent_statistics(tmp_path):
     assert last < 0.8 * first, seg
     assert np.mean(clf[-10:]) + last < 0.9 * (np.mean(clf[:10]) + first), (clf, seg)
     # The run's checkpoint holds the classifier's statistics, and they are not the encoder's.
-    from coopseg.training.init import load_trained_system
+    from coopseg.runs.run_dir import load_trained_system
     restored = load_trained_system(run_dir)
     view = restored.parts["clf_encoder_statistics"]
     own = view.get_layer("encoder_stem_bn_clf_stats").moving_mean.numpy()

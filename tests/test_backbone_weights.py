@@ -12,7 +12,6 @@ import tensorflow as tf
 
 from coopseg.config import (ConfigError, DecoupledConfig, ExperimentConfig, ModelConfig,
                             TrainConfig, to_dict)
-from coopseg.export import export_saved_model
 from coopseg.models.backbone_weights import load_backbone_weights
 from coopseg.models.decouplednet import build_decouplednet_classifier
 from coopseg.models.decouplednet_system import decouplednet_config, restore_stage1_classifier
@@ -20,6 +19,7 @@ from coopseg.models.fcn8s import VGG16_BLOCKS, scaled_width
 from coopseg.models.input_adapter import (IMAGENET_PIXEL_STD_RGB, LAYER_NAME, InputAdapter,
                                           input_adapter)
 from coopseg.models.registry import build_system
+from coopseg.serving.export import export_saved_model
 from coopseg.training.init import encoder_init_fn
 from coopseg.training.loop import CooperativeTrainer
 

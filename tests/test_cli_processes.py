@@ -16,7 +16,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from coopseg.training.run_lock import LOCK_NAME
+from coopseg.runs.lock import LOCK_NAME
 from coopseg.training.schedules import PolynomialDecayWithWarmup
 from experiments.scales import experiment
 

@@ -1,4 +1,4 @@
-"""DecoupledNet's inputs (data_pipelines/decoupled_inputs.py): labels, strong subsets, pairs."""
+"""DecoupledNet's inputs (coopseg/training/decoupled_inputs.py): labels, strong subsets, pairs."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 
 from coopseg.config import IGNORE_LABEL, ConfigError
-from data_pipelines.decoupled_inputs import (build_decoupled_inputs, class_pair_batches,
-                                             expand_class_pairs, image_label_source,
-                                             load_training_subset, with_image_labels)
+from coopseg.training.decoupled_inputs import (build_decoupled_inputs, class_pair_batches,
+                                               expand_class_pairs, image_label_source,
+                                               load_training_subset, with_image_labels)
 from data_pipelines.labels import strong_subset
 from data_pipelines.records import DataError, MaskExample
 from experiments.decouplednet_suite import decoupled_experiment

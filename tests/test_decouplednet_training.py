@@ -9,18 +9,18 @@ import pytest
 import tensorflow as tf
 
 from coopseg.config import IGNORE_LABEL, LESION_CLASSES, ConfigError, from_dict, to_dict
-from coopseg.evaluation import evaluate_image_labels
-from coopseg.export import export_saved_model
-from coopseg.multilabel_metrics import average_precision
+from coopseg.evaluation.evaluate import evaluate_image_labels
+from coopseg.evaluation.multilabel_metrics import average_precision
 from coopseg.models.decouplednet import foreground_segmentation_loss
 from coopseg.models.decouplednet_system import (foreground_loss, multilabel_loss,
                                                 restore_stage1_classifier,
                                                 stage1_classifier_init_fn)
 from coopseg.models.registry import build_system
+from coopseg.serving.export import export_saved_model
 from coopseg.training.init import encoder_init_fn
 from coopseg.training.loop import CooperativeTrainer
-from experiments.decouplednet_suite import (CLAIMS, ROWS, SUITES, decoupled_experiment,
-                                           row_stages, run_row, wired_stages)
+from experiments.decouplednet_suite import (CLAIMS, ROWS, SUITES, decoupled_experiment, row_stages,
+                                            run_row, wired_stages)
 from tests.helpers import logged_scalar
 
 NUM_CLASSES = 6  # the fundus lesion classes (LESION_CLASSES[1:])
@@ -272,9 +272,9 @@ E2E_MASKS_TRAIN, E2E_VAL_STAGE1, E2E_VAL_STAGE2 = 48, 64, 4
 
 
 def test_two_stage_row_end_to_end_on_synthetic_fundus(tmp_path):
+    from coopseg.training.decoupled_inputs import (build_decoupled_inputs, expand_class_pairs,
+                                                   with_image_labels)
     from data_pipelines.datasets import load_masks
-    from data_pipelines.decoupled_inputs import (build_decoupled_inputs, expand_class_pairs,
-                                                 with_image_labels)
     from data_pipelines.synthetic import ensure_dataset
     from experiments.scales import train_config
 

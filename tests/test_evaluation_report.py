@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from coopseg import evaluation_passes as passes
-from coopseg import evaluation_report as er
-from coopseg import metrics_report as mr
-from coopseg import pixel_ranking as pr
-from coopseg import report_output
 from coopseg.config import ConfigError
-from coopseg.evaluation import evaluate_system
-from coopseg.models.registry import ModelSystem
+from coopseg.evaluation import metric_tables as mr
+from coopseg.evaluation import passes as passes
+from coopseg.evaluation import pixel_ranking as pr
+from coopseg.evaluation import report as er
+from coopseg.evaluation import report_output
+from coopseg.evaluation.evaluate import evaluate_system
+from coopseg.models.system import ModelSystem
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ("background", "exudate", "haemorrhage")

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from coopseg.export import export_saved_model
 from coopseg.models.registry import build_system
+from coopseg.serving.export import export_saved_model
 from experiments.scales import experiment
 from tests.helpers import built_system_with_bn_statistics
 

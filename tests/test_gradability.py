@@ -5,11 +5,12 @@ import cv2
 import numpy as np
 import pytest
 
-from coopseg.photo_preprocessing import (CLIPPED_GREEN_LEVEL, MAX_CLIPPED_FRACTION,
-                                         MIN_MEAN_LUMINANCE, MIN_RETINA_SIDE_PER_INPUT,
-                                         PhotoPreprocessing, RetinaMeasure, assess_gradability,
-                                         gradability_reasons, measure_retina)
-from coopseg.predict_folder import prepare_photo
+from coopseg.serving.photo_preprocessing import (CLIPPED_GREEN_LEVEL, MAX_CLIPPED_FRACTION,
+                                                 MIN_MEAN_LUMINANCE, MIN_RETINA_SIDE_PER_INPUT,
+                                                 PhotoPreprocessing, RetinaMeasure,
+                                                 assess_gradability, gradability_reasons,
+                                                 measure_retina)
+from coopseg.serving.predict_folder import prepare_photo
 from data_pipelines import fundus
 from data_pipelines.synthetic import render_fundus
 

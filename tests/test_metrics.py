@@ -1,4 +1,4 @@
-"""Tests for coopseg.metrics (streaming, TF) and coopseg.metrics_report (offline, NumPy).
+"""Tests for coopseg.evaluation.metrics (streaming, TF) and coopseg.evaluation.metric_tables (offline, NumPy).
 
 Expected values are worked out by hand in the comments and written as fractions.
 """
@@ -13,11 +13,12 @@ import pytest
 import tensorflow as tf
 
 from coopseg.config import ConfigError
-from coopseg.metrics import ClassificationMetrics, SegmentationConfusion
-from coopseg.metrics_report import (average_precision, confusion_matrix, format_table,
-                                    grade_at_least_probability, iou_dice_from_confusion,
-                                    precision_recall_curve, quadratic_weighted_kappa, roc_auc,
-                                    roc_curve, sensitivity_specificity, to_jsonable)
+from coopseg.evaluation.metric_tables import (average_precision, confusion_matrix, format_table,
+                                              grade_at_least_probability, iou_dice_from_confusion,
+                                              precision_recall_curve, quadratic_weighted_kappa,
+                                              roc_auc, roc_curve, sensitivity_specificity,
+                                              to_jsonable)
+from coopseg.evaluation.metrics import ClassificationMetrics, SegmentationConfusion
 
 X = 255  # ignore label
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from coopseg.export import export_saved_model
 from coopseg.models.registry import build_system
+from coopseg.serving.export import export_saved_model
 from coopseg.training.agents import Agent
 from coopseg.training.cooperative import _agent_update
 from coopseg.training.loop import CooperativeTrainer
@@ -139,7 +139,7 @@ def test_float16_export_serves_float32(tmp_path):
 
 
 def test_policy_is_reset_after_train_even_when_it_fails(tmp_path):
-    from coopseg.cli.train import train
+    from coopseg.training.train import train
     from data_pipelines.records import DataError
 
     cfg = _config("mixed_float16", model_dir=str(tmp_path / "run"))

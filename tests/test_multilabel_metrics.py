@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from coopseg.config import ConfigError
-from coopseg.multilabel_metrics import MultiLabelMetrics, average_precision
+from coopseg.evaluation.multilabel_metrics import MultiLabelMetrics, average_precision
 
 
 def test_average_precision_by_hand():

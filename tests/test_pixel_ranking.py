@@ -1,12 +1,12 @@
-"""Per-lesion AUPR from streamed pixel-score histograms (coopseg.pixel_ranking)."""
+"""Per-lesion AUPR from streamed pixel-score histograms (coopseg.evaluation.pixel_ranking)."""
 import math
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from coopseg import metrics_report as mr
-from coopseg import pixel_ranking as pr
+from coopseg.evaluation import metric_tables as mr
+from coopseg.evaluation import pixel_ranking as pr
 
 
 def _two_class(scores, labels):

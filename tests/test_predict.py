@@ -11,10 +11,10 @@ import pytest
 import tensorflow as tf
 
 from coopseg.config import ConfigError, to_dict
-from coopseg.export import export_saved_model
-from coopseg.predict_folder import PredictOptions, list_inputs, predict_folder
-from coopseg.predictor import average_with_mirror, load_predictor
-from coopseg.visualize import LEGEND_WARNING_BAND
+from coopseg.evaluation.visualize import LEGEND_WARNING_BAND
+from coopseg.serving.export import export_saved_model
+from coopseg.serving.predict_folder import PredictOptions, list_inputs, predict_folder
+from coopseg.serving.predictor import average_with_mirror, load_predictor
 from data_pipelines.synthetic import render_fundus
 from experiments.scales import experiment
 from tests.helpers import built_system_with_bn_statistics
@@ -217,7 +217,7 @@ def test_cli_writes_the_csv_and_reports_unreadable_files(trained, tmp_path):
 
 
 def test_preprocessing_follows_the_training_data(tmp_path):
-    from coopseg.photo_preprocessing import PhotoPreprocessing, from_config
+    from coopseg.serving.photo_preprocessing import PhotoPreprocessing, from_config
     from data_pipelines.tfrecords import write_manifest
     cfg = experiment("tiny")
     cfg.data.graded_format, cfg.data.graded_train = "eyepacs", str(tmp_path / "folder")

@@ -4,11 +4,11 @@ import os
 
 import pytest
 
-from coopseg.cli.train import use_synthetic_data
 from coopseg.config import ConfigError
 from coopseg.models.registry import build_system
 from coopseg.training.inputs import build_inputs
 from coopseg.training.loop import CooperativeTrainer
+from data_pipelines.synthetic import use_synthetic_data
 from experiments.scales import experiment
 
 

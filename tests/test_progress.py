@@ -1,7 +1,7 @@
 """The progress bar off a terminal (CI logs, nohup): readable lines, never one per item."""
 import io
 
-from coopseg.progress import ProgressBar
+from coopseg.utils.progress import ProgressBar
 
 
 def test_known_total_logs_every_tenth_and_the_end():

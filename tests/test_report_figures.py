@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from coopseg import report_figures as rf
+from coopseg.evaluation import figures as rf
 
 RED = (214, 39, 40)
 GREEN = (0, 160, 0)

@@ -4,9 +4,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from coopseg.cli.train import train
 from coopseg.models.registry import build_system
 from coopseg.training.reproducibility import op_determinism_enabled, reproducible_run
+from coopseg.training.train import train
 from experiments.scales import experiment
 from tests.helpers import subdir, tiny_synthetic_config
 

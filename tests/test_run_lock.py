@@ -14,9 +14,8 @@ import time
 
 import pytest
 
-from coopseg.training import run_lock
-from coopseg.training.run_lock import (LOCK_NAME, RunDirectoryLocked, describe_holder,
-                                       run_directory_lock)
+from coopseg.runs import lock as run_lock
+from coopseg.runs.lock import LOCK_NAME, RunDirectoryLocked, describe_holder, run_directory_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,7 +31,7 @@ def _hold_in_subprocess(model_dir: str) -> subprocess.Popen:
     code = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {ROOT!r})
-        from coopseg.training.run_lock import run_directory_lock
+        from coopseg.runs.lock import run_directory_lock
         with run_directory_lock({model_dir!r}):
             print("locked", flush=True)
             time.sleep(120)

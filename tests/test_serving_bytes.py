@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from coopseg.export import BYTES_SIGNATURE, FLOAT_SIGNATURE, bytes_signature, export_saved_model
-from coopseg.photo_preprocessing import PhotoPreprocessing
-from coopseg.serving_preprocess import graham_normalize, prepare_encoded, retina_box
+from coopseg.serving.export import (BYTES_SIGNATURE, FLOAT_SIGNATURE, bytes_signature,
+                                    export_saved_model)
+from coopseg.serving.photo_preprocessing import PhotoPreprocessing
+from coopseg.serving.preprocess import graham_normalize, prepare_encoded, retina_box
 from data_pipelines import fundus
 from data_pipelines.augment import resize_image
 from data_pipelines.synthetic import render_fundus

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from coopseg.config import IGNORE_LABEL
-from coopseg.metrics_report import average_precision
+from coopseg.evaluation.metric_tables import average_precision
 from coopseg.models.registry import build_system
 from coopseg.training.inputs import build_inputs
 from coopseg.training.loop import CooperativeTrainer
@@ -153,6 +153,7 @@ def _assert_weights_equal(system, expected):
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(synthetic_dir, tmp_path):
     from coopseg.training.loop import Inputs, TrainingDiverged
+
     # A check every 2 steps: a good checkpoint at 2, the next check at 4.
     cfg = tiny_synthetic_config(synthetic_dir, str(tmp_path / "run"), mode="seg_only", steps=20,
                                 checkpoint_every=2, log_every=2, eval_every=100)
@@ -226,7 +227,8 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(synthetic_dir, tmp
 @pytest.mark.slow
 def test_small_demo_learns_both_tasks(tmp_path):
     """The demo's claim (README): lesion IoU well above zero and grading above chance."""
-    from coopseg.cli.train import train, use_synthetic_data
+    from coopseg.training.train import train
+    from data_pipelines.synthetic import use_synthetic_data
     from experiments.registry import get_experiment
     cfg = get_experiment("demo", "small")
     cfg.train.model_dir = str(tmp_path / "run")

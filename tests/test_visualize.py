@@ -1,8 +1,8 @@
 """Lesion overlays and legends drawn for coopseg-predict and the evaluation report."""
 import numpy as np
 
-from coopseg.visualize import (LEGEND_WARNING_BAND, LEGEND_WARNING_WIDTH, add_legend,
-                               overlay_rgb, palette)
+from coopseg.evaluation.visualize import (LEGEND_WARNING_BAND, LEGEND_WARNING_WIDTH, add_legend,
+                                          overlay_rgb, palette)
 
 
 def test_overlay_colours_lesions_only_and_scales_the_map_nearest():

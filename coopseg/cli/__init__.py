@@ -2,8 +2,8 @@
 
 Every program is a module of this package, so this runs before any of them imports
 TensorFlow: its C++ start-up logging stays off unless the user set a level
-(``coopseg.console``).
+(``coopseg.utils.console``).
 """
-from coopseg.console import quiet_tensorflow_startup
+from coopseg.utils.console import quiet_tensorflow_startup
 
 quiet_tensorflow_startup()

@@ -18,7 +18,7 @@ from typing import List, Tuple
 from absl import app, flags
 
 from coopseg.config import ConfigError
-from coopseg.console import start_program
+from coopseg.utils.console import start_program
 from data_pipelines.conversion import FORMATS, ConvertOptions, convert_split
 from data_pipelines.records import DataError
 

@@ -4,7 +4,7 @@
     coopseg-evaluate --model_dir=runs/demo --masks_val=/data/lesions/val --output=val.json
     coopseg-evaluate --model_dir=runs/demo --report=runs/demo/report
 
-``--report DIR`` writes the full set of segmentation and grading metrics (``coopseg.evaluation_report``):
+``--report DIR`` writes the full set of segmentation and grading metrics (``coopseg.evaluation.report``):
 metrics.json, report.md and PNG figures, also logged to TensorBoard.
 """
 from __future__ import annotations
@@ -15,7 +15,18 @@ import sys
 
 from absl import app, flags, logging
 
-from coopseg.console import start_program
+from coopseg.cli.errors import exit_on_wrapped_data_error
+from coopseg.config import ConfigError
+from coopseg.evaluation import report as er
+from coopseg.evaluation import report_output as out
+from coopseg.evaluation.evaluate import evaluate_system
+from coopseg.evaluation.metric_tables import format_metric, format_table
+from coopseg.evaluation.report import ReportOptions
+from coopseg.evaluation.report_output import check_report_dir
+from coopseg.runs.run_dir import load_run
+from coopseg.training.inputs import build_eval_inputs
+from coopseg.utils.console import start_program
+from data_pipelines.records import DataError
 
 FLAGS = flags.FLAGS
 
@@ -41,7 +52,6 @@ def _define_flags() -> None:
 
 def metrics_table(metrics: dict) -> str:
     """The headline numbers as an aligned text table."""
-    from coopseg.metrics_report import format_metric, format_table
     rows = []
     for group, values in metrics.items():
         for key, value in values.items():
@@ -54,8 +64,6 @@ def metrics_table(metrics: dict) -> str:
 
 def write_full_report(config, system, inputs, options) -> None:
     """``--report``: build, write and log the report; print its table and paths."""
-    from coopseg import evaluation_report as er
-    from coopseg import report_output as out
     checkpoint, step = out.checkpoint_step(FLAGS.model_dir)
     report = er.build_report(system, inputs.clf_val, inputs.seg_val, config.model.num_grades,
                              config.data.class_names, options)
@@ -84,10 +92,6 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     import tensorflow as tf
-    from coopseg.cli.errors import exit_on_wrapped_data_error
-    from coopseg.config import ConfigError
-    from coopseg.evaluation import evaluate_system
-    from data_pipelines.records import DataError
     try:
         if FLAGS.report is not None:
             _report_main()
@@ -109,8 +113,6 @@ def main(argv) -> None:
 
 def _load():
     """The run's config (with --graded_val/--masks_val applied), system and val inputs."""
-    from coopseg.cli.run_dir import load_run
-    from coopseg.training.inputs import build_eval_inputs
     config, system = load_run(FLAGS.model_dir)
     if FLAGS.graded_val is not None:
         config.data.graded_val = FLAGS.graded_val
@@ -120,8 +122,6 @@ def _load():
 
 
 def _report_main() -> None:
-    from coopseg.evaluation_report import ReportOptions
-    from coopseg.report_output import check_report_dir
     # Check the flags and the target before the (slow) restore and evaluation passes.
     options = ReportOptions(referable_threshold=FLAGS.referable_threshold,
                             aupr_bins=FLAGS.aupr_bins, grid_images=FLAGS.grid_images).validate()

@@ -9,7 +9,11 @@ import sys
 
 from absl import app, flags
 
-from coopseg.console import start_program
+from coopseg.config import ConfigError
+from coopseg.runs.run_dir import load_run
+from coopseg.serving import photo_preprocessing
+from coopseg.serving.export import export_saved_model
+from coopseg.utils.console import start_program
 
 FLAGS = flags.FLAGS
 
@@ -22,10 +26,6 @@ def _define_flags() -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from coopseg.cli.run_dir import load_run
-    from coopseg.config import ConfigError
-    from coopseg import photo_preprocessing
-    from coopseg.export import export_saved_model
     try:
         config, system = load_run(FLAGS.model_dir)
     except ConfigError as err:

@@ -10,8 +10,9 @@ from typing import Dict
 
 from absl import flags
 
-from coopseg.config import (GRADIENT_BALANCE, STRATEGIES, ConfigError, ExperimentConfig,
-                            override, use_class_names)
+from coopseg.config import (GRADIENT_BALANCE, STRATEGIES, ConfigError, ExperimentConfig, override,
+                            use_class_names)
+from data_pipelines.voc import VOC_CLASSES
 from experiments.registry import SCALES, get_experiment
 
 FLAGS = flags.FLAGS
@@ -140,7 +141,6 @@ def config_from_flags() -> ExperimentConfig:
         override(config, path.strip(), value.strip())
     class_names = FLAGS.class_names
     if class_names is None and config.data.masks_format == "voc":
-        from data_pipelines.voc import VOC_CLASSES
         class_names = VOC_CLASSES
     if class_names is not None:
         use_class_names(config, class_names)

@@ -14,7 +14,12 @@ import sys
 
 from absl import app, flags
 
-from coopseg.console import start_program
+from coopseg.config import ConfigError
+from coopseg.serving.predict_folder import (PredictOptions, list_inputs, predict_folder,
+                                            read_input_list)
+from coopseg.serving.predictor import load_predictor
+from coopseg.utils.console import start_program
+from data_pipelines.records import DataError
 
 FLAGS = flags.FLAGS
 
@@ -40,10 +45,6 @@ def _define_flags() -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from coopseg.config import ConfigError
-    from coopseg.predict_folder import PredictOptions, list_inputs, predict_folder, read_input_list
-    from coopseg.predictor import load_predictor
-    from data_pipelines.records import DataError
     if not FLAGS.model:
         sys.exit("coopseg-predict: error: --model is required (a SavedModel or a run directory)")
     if FLAGS.batch_size < 1:

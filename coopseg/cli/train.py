@@ -9,20 +9,22 @@ Re-running with the same --model_dir resumes from the last checkpoint.
 """
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 
+import tensorflow as tf
 from absl import app, flags, logging
 
-from coopseg.console import start_program
-
+from coopseg.cli.errors import exit_now, exit_on_wrapped_data_error
 from coopseg.cli.flags import config_from_flags, define_experiment_flags
+from coopseg.config import ConfigError
+from coopseg.training.loop import TrainingDiverged
+from coopseg.training.strategy import make_strategy
+from coopseg.training.train import model_dir_lock, train
+from coopseg.utils.console import start_program
+from data_pipelines.records import DataError
+from data_pipelines.synthetic import use_synthetic_data
 
 FLAGS = flags.FLAGS
-
-SYNTHETIC_COUNTS = {"paper": (4000, 1000, 800, 200), "small": (640, 160, 192, 64),
-                    "tiny": (48, 16, 16, 8)}
 
 
 def _define_flags() -> None:
@@ -33,106 +35,6 @@ def _define_flags() -> None:
     flags.DEFINE_integer("synthetic_images", None,
                          "Graded training images to generate (others scale with it).")
     flags.DEFINE_bool("export", True, "Export a SavedModel to <model_dir>/export at the end.")
-
-
-def use_synthetic_data(config, data_dir: str, scale: str, graded_train: int = None) -> dict:
-    """Generate (or reuse) the embedded synthetic set and point the config at it."""
-    from data_pipelines.synthetic import ensure_dataset
-    gt, gv, mt, mv = SYNTHETIC_COUNTS[scale]
-    if graded_train:
-        factor = graded_train / gt
-        gt, gv, mt, mv = graded_train, max(8, int(gv * factor)), max(8, int(mt * factor)), max(4, int(mv * factor))
-    manifest = ensure_dataset(data_dir, num_graded_train=gt, num_graded_val=gv,
-                              num_masks_train=mt, num_masks_val=mv,
-                              image_size=config.data.resize_size, seed=config.data.seed)
-    d = config.data
-    d.graded_format, d.masks_format = "eyepacs", "generic"
-    d.graded_train = os.path.join(data_dir, "graded_train")
-    d.graded_val = os.path.join(data_dir, "graded_val")
-    d.masks_train = os.path.join(data_dir, "lesions_train")
-    d.masks_val = os.path.join(data_dir, "lesions_val")
-    return manifest
-
-
-def train(config, export: bool = True, strategy=None) -> dict:
-    """Build, restore or initialise, train, evaluate, export. Returns a summary dict.
-
-    ``train.seed`` seeds weight initialisation, data order and augmentation;
-    ``train.deterministic`` turns on TensorFlow's op determinism for the run
-    (``training/reproducibility.py``). ``train.mixed_precision`` is the global Keras
-    policy while the models are built, trained and exported, and the previous policy is
-    restored afterwards (even on error). ``strategy`` defaults to
-    ``make_strategy(config.train.strategy)``; a multi-worker strategy must be made
-    before TensorFlow runs any op (``main`` does so). The system, the trainer and the
-    restore are built inside its scope. Every worker runs all of it; only the chief
-    writes ``metrics.json``, checkpoints, logs and the export into ``model_dir`` (the
-    others write to a temporary directory, deleted at the end), and only the chief
-    holds ``model_dir``'s lock: a second process training into it is refused
-    (``training/run_lock.py``).
-    """
-    from coopseg.training.precision import use_precision
-    from coopseg.training.reproducibility import reproducible_run
-    from coopseg.training.strategy import make_strategy
-
-    strategy = strategy or make_strategy(config.train.strategy)
-    with _model_dir_lock(config, strategy), use_precision(config), reproducible_run(config):
-        return _train(config, export, strategy)
-
-
-def _model_dir_lock(config, strategy):
-    """The run directory's lock on the chief; nothing on other workers."""
-    from coopseg.training.run_lock import run_directory_lock
-    from coopseg.training.strategy import is_chief
-
-    if not is_chief(strategy):
-        return contextlib.nullcontext()
-    return run_directory_lock(config.train.model_dir)
-
-
-def _train(config, export: bool, strategy) -> dict:
-    from coopseg.export import export_saved_model
-    from coopseg.models.registry import build_system
-    from coopseg.training.init import encoder_init_fn
-    from coopseg.training.inputs import build_inputs
-    from coopseg.training.loop import CooperativeTrainer, summarize
-    from data_pipelines.decode import DecodeReport
-
-    replicas = strategy.num_replicas_in_sync
-    logging.info("Creating model %s (%s, policy %s) under %s with %d replica(s)...",
-                 config.method, config.name, config.train.mixed_precision or "float32",
-                 type(strategy).__name__, replicas)
-    if replicas > 1 and not config.model.sync_batch_norm:
-        logging.warning("%d replicas with per-replica BatchNorm statistics: not the same as "
-                        "one device on the global batch (--sync_batch_norm "
-                        "makes it so)", replicas)
-    with strategy.scope():
-        system = build_system(config)
-        trainer = CooperativeTrainer(config, system, strategy)
-        start = trainer.restore_or_initialize(encoder_init_fn(config, system))
-    try:
-        report = DecodeReport()
-        inputs = (system.build_inputs or build_inputs)(config, start_step=start, report=report)
-        if start >= config.train.steps:
-            logging.info("Already trained to step %d: evaluating only", start)
-            metrics = trainer.validate(inputs)
-        else:
-            metrics = trainer.fit(inputs)
-        out = {"experiment": config.name, "method": config.method, "mode": config.train.mode,
-               "steps": config.train.steps, "metrics": metrics,
-               "skipped_images": report.bad_files}
-        out_dir = trainer.output_dir  # model_dir, except on non-chief workers
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-            json.dump(out, f, indent=2)
-        if export:  # every worker saves (it reads distributed variables); the chief's stays
-            path = export_saved_model(system, config, os.path.join(out_dir, "export"))
-            if trainer.is_chief:
-                out["export"] = path
-    finally:
-        trainer.close()
-    out["summary"] = summarize(metrics)
-    out["is_chief"] = trainer.is_chief
-    return out
 
 
 def _print_result(out: dict, model_dir: str) -> None:
@@ -159,18 +61,12 @@ def _print_result(out: dict, model_dir: str) -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from coopseg.cli.errors import exit_now, exit_on_wrapped_data_error
-    from coopseg.config import ConfigError
-    from coopseg.training.loop import TrainingDiverged
-    from data_pipelines.records import DataError
-    import tensorflow as tf
-    from coopseg.training.strategy import make_strategy
     try:
         config = config_from_flags()
         # First: a multi-worker strategy must exist before TensorFlow runs any op.
         strategy = make_strategy(config.train.strategy)
         # Then the run directory's lock, so a second run on it stops before any work.
-        with _model_dir_lock(config, strategy):
+        with model_dir_lock(config, strategy):
             d = config.data
             if not (d.graded_train or d.masks_train):
                 logging.info("No data given: using the synthetic fundus set in %s",

@@ -36,7 +36,6 @@ classifier instead of reading the file; there the setting only declares that ada
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -45,12 +44,9 @@ import h5py
 import numpy as np
 from absl import logging
 
-from coopseg.config import ConfigError
+from coopseg.config import ConfigError, backbone_of
+from coopseg.models.transfer import iter_leaf_layers  # imports TensorFlow
 
-BACKBONE_OF_METHOD: Dict[str, str] = {
-    "fcn8s": "vgg16", "vgg16": "vgg16", "decouplednet": "vgg16", "deconvnet": "vgg16",
-    "vgg19": "vgg19", "inceptionv3": "inceptionv3",
-}
 # The input scale each family's ImageNet weights were trained on (models/input_adapter.py).
 ADAPTER_OF_BACKBONE: Dict[str, str] = {"vgg16": "caffe", "vgg19": "caffe",
                                        "inceptionv3": "inception"}
@@ -77,40 +73,6 @@ class LoadReport:
 
 
 # ----------------------------------------------------------------------------- config
-def backbone_of(method: str) -> str:
-    """The ImageNet backbone family of ``method``; ConfigError for methods without one."""
-    if method not in BACKBONE_OF_METHOD:
-        raise ConfigError(
-            f"train.backbone_weights is not supported for method {method!r}: it has no "
-            f"ImageNet backbone; supported methods: {', '.join(BACKBONE_OF_METHOD)}")
-    return BACKBONE_OF_METHOD[method]
-
-
-def restores_stage1(config) -> bool:
-    """True for a DecoupledNet stage 2, whose classifier comes from the stage-1 run: there
-    ``backbone_weights`` only says that stage 1 started from it (input adapter), the file
-    is not read again."""
-    return config.method == "decouplednet" and config.train.mode == "seg_only"
-
-
-def check_backbone_config(config) -> None:
-    """The checks ``ExperimentConfig.validate`` runs when ``train.backbone_weights`` is set:
-    a method with an ImageNet backbone, not together with ``train.init_encoder_from``
-    (two initialisations of one backbone), and an existing file."""
-    path = config.train.backbone_weights
-    if not path:
-        return
-    backbone_of(config.method)
-    if restores_stage1(config):
-        return
-    if config.train.init_encoder_from:
-        raise ConfigError(
-            f"train.backbone_weights={path!r} and train.init_encoder_from="
-            f"{config.train.init_encoder_from!r} both initialise the backbone; set one of them")
-    if not os.path.isfile(path):
-        raise ConfigError(f"train.backbone_weights={path!r}: no such file")
-
-
 def input_adapter_kind(config) -> str:
     """The input adapter the models of ``config`` need: "" without backbone_weights."""
     if not config.train.backbone_weights:
@@ -169,7 +131,6 @@ def _read_layers(f: h5py.File, path: str) -> List[_FileLayer]:
 # ----------------------------------------------------------------------------- model
 def _model_layers(model) -> List:
     """Leaf layers of ``model`` in Keras' (topological) order, descending into sub-models."""
-    from coopseg.models.transfer import iter_leaf_layers  # imports TensorFlow
     return list(iter_leaf_layers(model))
 
 

@@ -32,12 +32,11 @@ from absl import logging
 
 from coopseg.config import IGNORE_LABEL, ConfigError, ExperimentConfig, from_dict
 from coopseg.models.backbone_weights import input_adapter_kind
+from coopseg.models.deconvnet import build_deconvnet
 from coopseg.models.decouplednet import (DecoupledNetConfig, DecoupledNetInference,
                                          build_decouplednet_classifier,
                                          build_decouplednet_segmenter, predict_with_true_classes)
-from coopseg.models.deconvnet import build_deconvnet
-from coopseg.models.registry import ModelSystem
-from data_pipelines.decoupled_inputs import build_decoupled_inputs
+from coopseg.models.system import ModelSystem, float32_outputs
 
 
 def decouplednet_config(config: ExperimentConfig) -> DecoupledNetConfig:
@@ -96,7 +95,7 @@ class DecoupledNetServing(tf.Module):
     stage-1 run, whose segmenter is untrained) ``segmentation_probabilities``
     [N, S, S, L+1] (channel 0 background, l+1 class l; see ``combine_class_masks``)
     and ``class_map`` int32 [N, S, S]. Standardisation happens in-graph, as in
-    ``coopseg.export.ServingModule``.
+    ``coopseg.serving.export.ServingModule``.
     """
 
     def __init__(self, classifier: tf.keras.Model, segmenter: Optional[tf.keras.Model],
@@ -116,7 +115,6 @@ class DecoupledNetServing(tf.Module):
         self.serve = tf.function(self._serve, input_signature=[spec])
 
     def _serve(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
-        from coopseg.export import float32_outputs  # float32 out under mixed precision too
         return float32_outputs(self._predict(tf.image.per_image_standardization(images)))
 
 
@@ -150,7 +148,6 @@ def build_decouplednet_system(config: ExperimentConfig) -> ModelSystem:
         seg_predict=lambda images: inference.predict(images)["class_map"],
         seg_predict_true_classes=functools.partial(predict_with_true_classes, segmenter,
                                                    cfg.num_classes),
-        build_inputs=build_decoupled_inputs,
         serving_module=lambda: DecoupledNetServing(classifier, serve_segmenter, cfg),
         evaluate_grades=False, image_label_threshold=cfg.score_threshold)
 
@@ -158,8 +155,7 @@ def build_decouplednet_system(config: ExperimentConfig) -> ModelSystem:
 def build_deconvnet_system(config: ExperimentConfig) -> ModelSystem:
     """DeconvNet alone (Table 1 baseline): image -> logits over all classes, seg_only."""
     model = build_deconvnet(decouplednet_config(config), len(config.data.class_names))
-    return ModelSystem("deconvnet", None, model, parts={"deconvnet": model},
-                       build_inputs=build_decoupled_inputs)
+    return ModelSystem("deconvnet", None, model, parts={"deconvnet": model})
 
 
 # ------------------------------------------------------------- stage 1 -> stage 2

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from coopseg.config import ConfigError, ModelConfig
 from coopseg.models.blocks import residual_inception_block, upsample_conv_bn
+from coopseg.models.jointseg import build_encoder
 
 layers = tf.keras.layers
 
@@ -64,7 +65,6 @@ def build_inception_unet(config: ModelConfig,
     config.validate()
     if encoder is None:
         # Imported here: jointseg owns the encoder and this module only borrows it.
-        from coopseg.models.jointseg import build_encoder
         encoder = build_encoder(config)
     _check_encoder(encoder, config)
     kw = dict(bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,

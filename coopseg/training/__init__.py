@@ -1,0 +1,1 @@
+"""train(): the cooperative two-agent step, the loop around it, inputs and initialisation."""

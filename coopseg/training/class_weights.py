@@ -4,7 +4,7 @@ The paper uses plain softmax cross-entropy (Eq. 2). With lesions covering ~1-2 %
 a fundus image, short CPU runs of *any* segmenter then settle on "all background"
 (lesion IoU exactly 0). ``train.seg_class_weighting`` counters that with per-class
 weights; it is a property of the loss, so every segmentation method of an experiment
-gets the same weights (see WORKSPACE.md). ``none`` reproduces the paper.
+gets the same weights (see docs/method.md). ``none`` reproduces the paper.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
     J_clf = min_{θ1 ∪ θ2} Cost(C(M(x_clf)), y_clf)
     J_seg = min_{θ1 ∪ θ3} Cost(S(M(x_seg)), y_seg)
 
-Step order (the paper does not say; see WORKSPACE.md): both agents compute their
+Step order (the paper does not say; see docs/method.md): both agents compute their
 gradients from the *same* parameters, then the classifier's update and the
 segmentation agent's update are applied. The shared encoder θ1 therefore moves by
 the sum of both agents' steps, each with its own learning rate and momentum. BatchNorm

@@ -13,43 +13,20 @@ own weights and never reads either source again.
 """
 from __future__ import annotations
 
-import json
-import os
 from typing import Callable, Optional
 
-import tensorflow as tf
 from absl import logging
 
-from coopseg.config import ConfigError, ExperimentConfig, from_dict
-from coopseg.models.backbone_weights import (backbone_of, load_backbone_weights,
-                                             restores_stage1)
-from coopseg.models.registry import ModelSystem, build_system
+from coopseg.config import ConfigError, ExperimentConfig, backbone_of, restores_stage1
+from coopseg.models.backbone_weights import load_backbone_weights
+from coopseg.models.decouplednet_system import stage1_classifier_init_fn
+from coopseg.models.system import ModelSystem
 from coopseg.models.transfer import transfer_encoder_weights
+from coopseg.runs.run_dir import load_run_config, load_trained_system
 
 # Which layers are "the encoder" for each segmentation method, and which classifier
 # method trains such an encoder.
 ENCODER_PREFIX = {"fcn8s": "block", "inception_unet": "encoder_", "jointseg": "encoder_"}
-
-
-def load_trained_config(run_dir: str) -> ExperimentConfig:
-    """The ``config.json`` of a finished run."""
-    config_path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(config_path):
-        raise ConfigError(f"{run_dir} is not a coopseg run directory: {config_path} is missing")
-    with open(config_path) as f:
-        return from_dict(json.load(f))
-
-
-def load_trained_system(run_dir: str) -> ModelSystem:
-    """Rebuild the model of a finished run and restore its latest checkpoint."""
-    source_config = load_trained_config(run_dir)
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
-    if latest is None:
-        raise ConfigError(f"no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
-    system = build_system(source_config)
-    tf.train.Checkpoint(**system.parts).restore(latest).expect_partial()
-    logging.info("Loaded %s (%s) from %s", source_config.name, source_config.method, latest)
-    return system
 
 
 def backbone_init_fn(config: ExperimentConfig,
@@ -86,7 +63,6 @@ def encoder_init_fn(config: ExperimentConfig, system: ModelSystem) -> Optional[C
     classifier or ImageNet backbone weights), or None (random initialisation)."""
     run_dir = config.train.init_encoder_from
     if config.method == "decouplednet":  # its stage 2 starts from the stage-1 classifier
-        from coopseg.models.decouplednet_system import stage1_classifier_init_fn
         stage1 = stage1_classifier_init_fn(config, system)
         return stage1 if stage1 is not None else backbone_init_fn(config, system)
     if config.train.backbone_weights:
@@ -100,7 +76,7 @@ def encoder_init_fn(config: ExperimentConfig, system: ModelSystem) -> Optional[C
         raise ConfigError(f"train.init_encoder_from is not supported for method {config.method!r}")
 
     def init() -> None:
-        _check_source_adapter(load_trained_config(run_dir), run_dir)
+        _check_source_adapter(load_run_config(run_dir), run_dir)
         source = load_trained_system(run_dir)
         source_model = source.clf_model if source.clf_model is not None else source.seg_model
         target_model = system.seg_model if system.seg_model is not None else system.clf_model

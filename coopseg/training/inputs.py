@@ -13,12 +13,14 @@ import tensorflow as tf
 from absl import logging
 
 from coopseg.config import ConfigError, ExperimentConfig
+from coopseg.training.decoupled_inputs import build_decoupled_inputs
 from coopseg.training.loop import Inputs
 from data_pipelines import datasets, pipeline
 from data_pipelines.decode import DecodeReport, graded_source, mask_source, validate_files
 from data_pipelines.labels import partial_random_labels
 from data_pipelines.records import DataError, GradedExample, MaskExample
 from data_pipelines.subsets import nested_subset
+from data_pipelines.tfrecords import graded_source_from_tfrecords, mask_source_from_tfrecords
 
 
 def load_graded_examples(fmt: str, path: str, strict: bool) -> List[GradedExample]:
@@ -29,11 +31,14 @@ def load_mask_examples(fmt: str, path: str, class_names, strict: bool) -> List[M
     return datasets.load_masks(fmt, path, class_names, strict=strict)
 
 
+# Methods whose inputs are DecoupledNet's (coopseg/training/decoupled_inputs.py).
+DECOUPLED_METHODS = ("decouplednet", "deconvnet")
+
+
 def _graded_source(config: ExperimentConfig, path: str, split: str, training: bool,
                    report: DecodeReport) -> tf.data.Dataset:
     d = config.data
     if d.graded_format == "tfrecord":
-        from data_pipelines.tfrecords import graded_source_from_tfrecords
         if training and d.clf_true_label_fraction < 1.0:
             raise ConfigError("data.clf_true_label_fraction < 1 needs image ids: use a folder "
                               "format, not tfrecord")
@@ -55,7 +60,6 @@ def _mask_source(config: ExperimentConfig, path: str, split: str, training: bool
                  report: DecodeReport) -> tf.data.Dataset:
     d = config.data
     if d.masks_format == "tfrecord":
-        from data_pipelines.tfrecords import mask_source_from_tfrecords
         return mask_source_from_tfrecords(path, split, class_names=d.class_names)
     examples = load_mask_examples(d.masks_format, path, d.class_names,
                                   strict=not d.skip_bad_images)
@@ -74,6 +78,8 @@ def _mask_source(config: ExperimentConfig, path: str, split: str, training: bool
 def build_inputs(config: ExperimentConfig, start_step: int = 0,
                  report: Optional[DecodeReport] = None) -> Inputs:
     """Datasets for the agents ``config.train.mode`` trains (validation sets if given)."""
+    if config.method in DECOUPLED_METHODS:  # image-level class targets, strong subsets
+        return build_decoupled_inputs(config, start_step=start_step, report=report)
     d, tc, size = config.data, config.train, config.model.input_size
     report = report if report is not None else DecodeReport()
     seed = d.seed + tc.seed + start_step

@@ -31,17 +31,17 @@ import tensorflow as tf
 from absl import logging
 
 from coopseg.config import ConfigError, ExperimentConfig, to_dict
-from coopseg.evaluation import evaluate_system
-from coopseg.models.registry import ModelSystem
-from coopseg.progress import ProgressBar
+from coopseg.evaluation.evaluate import evaluate_system
+from coopseg.evaluation.visualize import overlay, to_display
+from coopseg.models.system import ModelSystem
 from coopseg.training.agents import make_agent
 from coopseg.training.class_weights import (class_weights_from_frequencies,
                                             estimate_class_frequencies, log_weights)
 from coopseg.training.cooperation import EncoderGradientPolicy
 from coopseg.training.cooperative import CooperativeStep
-from coopseg.training.strategy import is_chief, remove_worker_dir, worker_dir
 from coopseg.training.losses import classification_loss, segmentation_loss
-from coopseg.visualize import overlay, to_display
+from coopseg.training.strategy import is_chief, remove_worker_dir, worker_dir
+from coopseg.utils.progress import ProgressBar
 
 
 class TrainingDiverged(RuntimeError):

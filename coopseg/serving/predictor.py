@@ -15,9 +15,11 @@ from typing import Any, Callable, Dict, Tuple
 import numpy as np
 import tensorflow as tf
 
-from coopseg import photo_preprocessing
 from coopseg.config import ConfigError
-from coopseg.photo_preprocessing import PhotoPreprocessing
+from coopseg.runs.run_dir import load_run
+from coopseg.serving import photo_preprocessing
+from coopseg.serving.export import FLOAT_SIGNATURE, serving_function
+from coopseg.serving.photo_preprocessing import PhotoPreprocessing
 
 # Outputs that are probabilities or scores: averaged under test-time augmentation.
 _SPATIAL = ("segmentation_probabilities",)
@@ -91,7 +93,6 @@ def load_predictor(path: str) -> Predictor:
 
 
 def _from_saved_model(path: str) -> Predictor:
-    from coopseg.export import FLOAT_SIGNATURE
     meta_path = os.path.join(path, "assets", "coopseg.json")
     if not os.path.isfile(meta_path):
         raise ConfigError(f"{path} is a SavedModel but not coopseg's ({meta_path} is missing)")
@@ -111,8 +112,6 @@ def _from_saved_model(path: str) -> Predictor:
 
 
 def _from_checkpoint(model_dir: str) -> Predictor:
-    from coopseg.cli.run_dir import load_run
-    from coopseg.export import serving_function
     config, system = load_run(model_dir)
     module, serve = serving_function(system, config.model.input_size)
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))

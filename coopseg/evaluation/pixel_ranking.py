@@ -8,7 +8,7 @@ pixels (label == c) and negative pixels apart. Memory is ``(C - 1) * B * 2`` cou
 whatever the set size, and one batch costs one ``tf.math.bincount``.
 
 **The one deviation from an exact sort.** Pixels that land in the same bin become one
-threshold, as tied scores are in ``coopseg.metrics_report`` (precision is taken at the
+threshold, as tied scores are in ``coopseg.evaluation.metric_tables`` (precision is taken at the
 end of the bin). The histogram's AUPR is therefore *exactly*
 ``metrics_report.average_precision`` on scores quantised to their bin, and differs
 from the AUPR of the raw scores only through the order inside a bin. That difference

@@ -9,10 +9,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from coopseg import metrics_report as mr
-from coopseg import report_figures as rf
 from coopseg.config import ConfigError
-from coopseg.evaluation_report import Report
+from coopseg.evaluation import figures as rf
+from coopseg.evaluation import metric_tables as mr
+from coopseg.evaluation.report import Report
 from data_pipelines.atomic_dir import write_directory_atomically
 
 METRICS_FILE, MARKDOWN_FILE = "metrics.json", "report.md"

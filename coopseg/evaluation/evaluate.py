@@ -6,8 +6,8 @@ from typing import Callable, Dict, Optional, Sequence
 import tensorflow as tf
 
 from coopseg.config import IGNORE_LABEL
-from coopseg.metrics import ClassificationMetrics, SegmentationConfusion
-from coopseg.multilabel_metrics import MultiLabelMetrics
+from coopseg.evaluation.metrics import ClassificationMetrics, SegmentationConfusion
+from coopseg.evaluation.multilabel_metrics import MultiLabelMetrics
 
 
 def _take(ds: tf.data.Dataset, max_batches: int) -> tf.data.Dataset:

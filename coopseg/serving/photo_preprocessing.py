@@ -34,6 +34,7 @@ from absl import logging
 
 from coopseg.config import ExperimentConfig
 from data_pipelines import fundus
+from data_pipelines.tfrecords import read_manifest
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,6 @@ class PhotoPreprocessing:
 
 def _converted_options(config: ExperimentConfig) -> List[dict]:
     """The converter options of the run's TFRecord training sets (none for folders)."""
-    from data_pipelines.tfrecords import read_manifest
     d = config.data
     found = []
     for fmt, root in ((d.graded_format, d.graded_train), (d.masks_format, d.masks_train)):

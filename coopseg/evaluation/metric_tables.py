@@ -1,7 +1,7 @@
 """Offline NumPy metrics for evaluation reports, and JSON/table output.
 
 These work on arrays gathered after a run (no TensorFlow, no scikit-learn) and are
-the reference the streaming metrics in ``coopseg.metrics`` are checked against.
+the reference the streaming metrics in ``coopseg.evaluation.metrics`` are checked against.
 
 Conventions, chosen to match what the papers and scikit-learn report:
 - Undefined values are ``nan`` (a class absent from both truth and prediction has

@@ -1,7 +1,7 @@
 """Grade a folder of fundus photos: one CSV row and one overlay PNG per photo.
 
 Every photo goes through the preprocessing the training data went through
-(``coopseg.photo_preprocessing``, recorded in the export): the converter's retina
+(``coopseg.serving.photo_preprocessing``, recorded in the export): the converter's retina
 crop and centred square padding (``data_pipelines.fundus``) if the training TFRecords
 had it, the evaluation pipeline's resize (``data_pipelines.augment.resize_image``),
 Graham normalisation if the training data had it, and the per-image standardisation
@@ -36,12 +36,12 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from coopseg.metrics_report import REFERABLE_MIN_GRADE, grade_at_least_probability
-from coopseg.photo_preprocessing import Gradability, PhotoPreprocessing, assess_gradability
-from coopseg.predictor import Predictor
-from coopseg.progress import ProgressBar
-from coopseg.report_figures import write_png
-from coopseg.visualize import add_legend, overlay_rgb
+from coopseg.evaluation.figures import write_png
+from coopseg.evaluation.metric_tables import REFERABLE_MIN_GRADE, grade_at_least_probability
+from coopseg.evaluation.visualize import add_legend, overlay_rgb
+from coopseg.serving.photo_preprocessing import Gradability, PhotoPreprocessing, assess_gradability
+from coopseg.serving.predictor import Predictor
+from coopseg.utils.progress import ProgressBar
 from data_pipelines import fundus
 from data_pipelines.augment import resize_image
 from data_pipelines.imageio import read_image

@@ -1,9 +1,9 @@
 """The data passes of an evaluation report: one over the masks, one over the grades.
 
 Each pass runs the same streaming metrics and the same predictions as
-``coopseg.evaluation.evaluate_system`` (so the report's mIoU, top-1, QWK... equal
+``coopseg.evaluation.evaluate.evaluate_system`` (so the report's mIoU, top-1, QWK... equal
 ``coopseg-evaluate``'s), plus what only the report needs: per-class pixel-score
-histograms for AUPR (``coopseg.pixel_ranking``), every image's grade probabilities
+histograms for AUPR (``coopseg.evaluation.pixel_ranking``), every image's grade probabilities
 (N x G numbers: small), and a per-image lesion Dice with thumbnails of only the k
 worst and k best images (bounded memory).
 """
@@ -11,19 +11,38 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from coopseg import pixel_ranking as pr
-from coopseg.config import IGNORE_LABEL
-from coopseg.metrics import ClassificationMetrics, SegmentationConfusion
-from coopseg.multilabel_metrics import MultiLabelMetrics
-from coopseg.progress import ProgressBar
+from coopseg.config import IGNORE_LABEL, ConfigError
+from coopseg.evaluation import pixel_ranking as pr
+from coopseg.evaluation.metrics import ClassificationMetrics, SegmentationConfusion
+from coopseg.evaluation.multilabel_metrics import MultiLabelMetrics
+from coopseg.utils.progress import ProgressBar
 
-if TYPE_CHECKING:
-    from coopseg.evaluation_report import ReportOptions
+
+@dataclass
+class ReportOptions:
+    """Settings of a report (the CLI flags)."""
+    referable_threshold: float = 0.5   # referable DR predicted when p(grade >= 2) >= this
+    aupr_bins: int = pr.DEFAULT_BINS   # pixel-score bins per class for AUPR
+    grid_images: int = 4               # k worst and k best segmentations shown
+    max_batches: int = 0               # 0 = the whole validation sets
+    curve_points: int = 200            # most points per curve stored in metrics.json
+
+    def validate(self) -> "ReportOptions":
+        if not 0.0 <= self.referable_threshold <= 1.0:
+            raise ConfigError(f"--referable_threshold must be in [0, 1], got "
+                              f"{self.referable_threshold}")
+        if self.aupr_bins < 1:
+            raise ConfigError(f"--aupr_bins must be >= 1, got {self.aupr_bins}")
+        if self.grid_images < 0:
+            raise ConfigError(f"--grid_images must be >= 0, got {self.grid_images}")
+        if self.curve_points < 2:
+            raise ConfigError(f"curve_points must be >= 2, got {self.curve_points}")
+        return self
 
 
 @dataclass

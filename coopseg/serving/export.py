@@ -8,7 +8,7 @@ inside the graph, so a client needs no Python preprocessing beyond resizing.
 ``serving_bytes``: encoded JPEG/PNG photos of any size (a batch of strings,
 ``image_bytes``) -> the same outputs. Decoding, the retina crop and Graham
 normalisation where the training data had them, and the resize run in-graph
-(``coopseg.serving_preprocess``), so TF Serving or a plain
+(``coopseg.serving.preprocess``), so TF Serving or a plain
 ``tf.saved_model.load`` needs no Python preprocessing at all. TF Serving's REST API
 takes such an input as ``{"instances": [{"image_bytes": {"b64": "..."}}]}``.
 
@@ -28,10 +28,11 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 
-from coopseg import photo_preprocessing
 from coopseg.config import ExperimentConfig
-from coopseg.photo_preprocessing import PhotoPreprocessing
-from coopseg.serving_preprocess import prepare_encoded
+from coopseg.models.system import float32_outputs
+from coopseg.serving import photo_preprocessing
+from coopseg.serving.photo_preprocessing import PhotoPreprocessing
+from coopseg.serving.preprocess import prepare_encoded
 
 FLOAT_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
@@ -89,11 +90,6 @@ def serving_function(system, input_size: int):
     module = (system.serving_module() if system.serving_module is not None
               else ServingModule(system, input_size))
     return module, getattr(module, "serve", None) or getattr(module, "predict")
-
-
-def float32_outputs(out: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """Floating outputs as float32 (a half-precision head must not leak into a signature)."""
-    return {k: tf.cast(v, tf.float32) if v.dtype.is_floating else v for k, v in out.items()}
 
 
 def _logits(heads, x: tf.Tensor) -> Dict[str, tf.Tensor]:

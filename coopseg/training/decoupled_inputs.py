@@ -36,6 +36,7 @@ from absl import logging
 
 from coopseg.config import ConfigError, ExperimentConfig
 from coopseg.models.decouplednet import class_targets
+from coopseg.training.loop import Inputs
 from data_pipelines import datasets, pipeline
 from data_pipelines.decode import DecodeReport, graded_source
 from data_pipelines.imageio import UnreadableImageError, read_label_map
@@ -209,7 +210,8 @@ def _validation_examples(config: ExperimentConfig) -> List[MaskExample]:
 
 def build_decoupled_inputs(config: ExperimentConfig, start_step: int = 0,
                            report: Optional[DecodeReport] = None):
-    """``Inputs`` for a DecoupledNet or DeconvNet stage (the ``ModelSystem.build_inputs`` hook).
+    """``Inputs`` for a DecoupledNet or DeconvNet stage (``build_inputs`` picks it
+    for these methods).
 
     - ``clf_only`` (DecoupledNet stage 1): ``clf_train`` = (images, multi-hot labels);
       ``clf_val`` the same of ``data.masks_val`` (image-level labels from its masks).
@@ -218,7 +220,6 @@ def build_decoupled_inputs(config: ExperimentConfig, start_step: int = 0,
       masks) of ``data.masks_val`` for the shared mIoU evaluation.
     Seeds follow ``coopseg.training.inputs.build_inputs`` (seed + train seed + step).
     """
-    from coopseg.training.loop import Inputs  # the trainer's container; data stays below it
 
     d, tc, size = config.data, config.train, config.model.input_size
     report = report if report is not None else DecodeReport()

@@ -10,7 +10,7 @@ Both are Keras metrics: state variables are sync-on-read sums (correct under
 ``tf.distribute``), ``update_state``/``reset_state``/``result`` work inside and
 outside ``tf.function``, and ``result()`` returns tensors. ``result_dict()`` (eager
 only) returns plain Python types for ``json.dump``, with ``None`` for undefined
-values. The offline NumPy counterparts live in ``coopseg.metrics_report``.
+values. The offline NumPy counterparts live in ``coopseg.evaluation.metric_tables``.
 
 This module is one of the two places that use TensorFlow Addons (end-of-life; kept
 to a minimum so a move to Keras 3 touches two files), for
@@ -25,7 +25,7 @@ from typing import Dict, Optional, Sequence
 import tensorflow as tf
 
 from coopseg.config import IGNORE_LABEL, NUM_GRADES, ConfigError
-from coopseg.metrics_report import to_jsonable
+from coopseg.evaluation.metric_tables import to_jsonable
 
 with warnings.catch_warnings():
     # TFA warns on import that it is end-of-life; it is confined to this module and augment.

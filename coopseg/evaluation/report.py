@@ -1,11 +1,11 @@
 """The full evaluation report of one trained system: ``coopseg-evaluate --report DIR``.
 
-``build_report`` runs the data passes (``coopseg.evaluation_passes``: the same
-streaming metrics and predictions as ``coopseg.evaluation.evaluate_system``, plus
+``build_report`` runs the data passes (``coopseg.evaluation.passes``: the same
+streaming metrics and predictions as ``coopseg.evaluation.evaluate.evaluate_system``, plus
 pixel-score histograms, grade probabilities and per-image lesion Dice), then derives
 per-lesion AUPR and PR curves, referable-DR (grade >= 2) sensitivity/specificity at a
 probability threshold and ROC-AUC, any-DR (grade >= 1) ROC-AUC, and draws the figures
-(``coopseg.report_figures``). ``coopseg.report_output`` writes it all.
+(``coopseg.evaluation.figures``). ``coopseg.evaluation.report_output`` writes it all.
 """
 from __future__ import annotations
 
@@ -15,35 +15,14 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from coopseg import metrics_report as mr
-from coopseg import pixel_ranking as pr
-from coopseg import report_figures as rf
-from coopseg.config import ConfigError
-from coopseg.evaluation_passes import Thumbnail, classification_pass, segmentation_pass
+from coopseg.evaluation import figures as rf
+from coopseg.evaluation import metric_tables as mr
+from coopseg.evaluation import pixel_ranking as pr
+from coopseg.evaluation.passes import (ReportOptions, Thumbnail, classification_pass,
+                                       segmentation_pass)
+from coopseg.evaluation.visualize import add_legend, overlay_rgb
 
 REFERABLE_MIN_GRADE = mr.REFERABLE_MIN_GRADE
-
-
-@dataclass
-class ReportOptions:
-    """Settings of a report (the CLI flags)."""
-    referable_threshold: float = 0.5   # referable DR predicted when p(grade >= 2) >= this
-    aupr_bins: int = pr.DEFAULT_BINS   # pixel-score bins per class for AUPR
-    grid_images: int = 4               # k worst and k best segmentations shown
-    max_batches: int = 0               # 0 = the whole validation sets
-    curve_points: int = 200            # most points per curve stored in metrics.json
-
-    def validate(self) -> "ReportOptions":
-        if not 0.0 <= self.referable_threshold <= 1.0:
-            raise ConfigError(f"--referable_threshold must be in [0, 1], got "
-                              f"{self.referable_threshold}")
-        if self.aupr_bins < 1:
-            raise ConfigError(f"--aupr_bins must be >= 1, got {self.aupr_bins}")
-        if self.grid_images < 0:
-            raise ConfigError(f"--grid_images must be >= 0, got {self.grid_images}")
-        if self.curve_points < 2:
-            raise ConfigError(f"curve_points must be >= 2, got {self.curve_points}")
-        return self
 
 
 @dataclass
@@ -216,7 +195,6 @@ def build_report(system, clf_val: Optional[tf.data.Dataset], seg_val: Optional[t
 
 
 def _segmentation_figures(seg: dict, collected: dict, class_names: Sequence[str]) -> dict:
-    from coopseg.visualize import add_legend, overlay_rgb
     figures = {}
     if seg.get("pr_curves"):
         curves = []

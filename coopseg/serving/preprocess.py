@@ -6,7 +6,7 @@ pipeline's resize. A server has no Python, so the ``serving_bytes`` signature do
 the same steps with TensorFlow ops only:
 
 1. decode JPEG/PNG/BMP/GIF bytes to RGB uint8 (``tf.io.decode_image``);
-2. if the training data was retina-cropped (``coopseg.photo_preprocessing``): find
+2. if the training data was retina-cropped (``coopseg.serving.photo_preprocessing``): find
    the retina disc's bounding box (``retina_box``), crop to it and pad to a centred
    square with black;
 3. resize to the model's input size, bilinear with antialiasing
@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from coopseg.photo_preprocessing import PhotoPreprocessing
+from coopseg.serving.photo_preprocessing import PhotoPreprocessing
 from data_pipelines.augment import resize_image
 
 # Same constants as data_pipelines.fundus.crop_box_to_retina.

@@ -1,0 +1,1 @@
+"""Metrics, evaluation passes over validation sets, reports and their figures."""

@@ -1,0 +1,1 @@
+"""Using a trained model: SavedModel export, photo preprocessing, prediction over folders."""

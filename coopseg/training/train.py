@@ -1,0 +1,89 @@
+"""``train()``: build a method's models, restore or initialise them, train, evaluate and
+export. The command line (``coopseg-train``), the experiment runner and the tests all call
+this one function."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+from absl import logging
+
+from coopseg.config import ExperimentConfig
+from coopseg.models.registry import build_system
+from coopseg.runs.lock import run_directory_lock
+from coopseg.serving.export import export_saved_model
+from coopseg.training.init import encoder_init_fn
+from coopseg.training.inputs import build_inputs
+from coopseg.training.loop import CooperativeTrainer, summarize
+from coopseg.training.precision import use_precision
+from coopseg.training.reproducibility import reproducible_run
+from coopseg.training.strategy import is_chief, make_strategy
+from data_pipelines.decode import DecodeReport
+
+
+def train(config: ExperimentConfig, export: bool = True, strategy=None) -> dict:
+    """Build, restore or initialise, train, evaluate, export. Returns a summary dict.
+
+    ``train.seed`` seeds weight initialisation, data order and augmentation;
+    ``train.deterministic`` turns on TensorFlow's op determinism for the run
+    (``training/reproducibility.py``). ``train.mixed_precision`` is the global Keras
+    policy while the models are built, trained and exported, and the previous policy is
+    restored afterwards (even on error). ``strategy`` defaults to
+    ``make_strategy(config.train.strategy)``; a multi-worker strategy must be made
+    before TensorFlow runs any op (``main`` does so). The system, the trainer and the
+    restore are built inside its scope. Every worker runs all of it; only the chief
+    writes ``metrics.json``, checkpoints, logs and the export into ``model_dir`` (the
+    others write to a temporary directory, deleted at the end), and only the chief
+    holds ``model_dir``'s lock: a second process training into it is refused
+    (``coopseg/runs/lock.py``).
+    """
+    strategy = strategy or make_strategy(config.train.strategy)
+    with model_dir_lock(config, strategy), use_precision(config), reproducible_run(config):
+        return _train(config, export, strategy)
+
+
+def model_dir_lock(config: ExperimentConfig, strategy):
+    """The run directory's lock on the chief; nothing on other workers."""
+    if not is_chief(strategy):
+        return contextlib.nullcontext()
+    return run_directory_lock(config.train.model_dir)
+
+
+def _train(config, export: bool, strategy) -> dict:
+    replicas = strategy.num_replicas_in_sync
+    logging.info("Creating model %s (%s, policy %s) under %s with %d replica(s)...",
+                 config.method, config.name, config.train.mixed_precision or "float32",
+                 type(strategy).__name__, replicas)
+    if replicas > 1 and not config.model.sync_batch_norm:
+        logging.warning("%d replicas with per-replica BatchNorm statistics: not the same as "
+                        "one device on the global batch (--sync_batch_norm "
+                        "makes it so)", replicas)
+    with strategy.scope():
+        system = build_system(config)
+        trainer = CooperativeTrainer(config, system, strategy)
+        start = trainer.restore_or_initialize(encoder_init_fn(config, system))
+    try:
+        report = DecodeReport()
+        inputs = build_inputs(config, start_step=start, report=report)
+        if start >= config.train.steps:
+            logging.info("Already trained to step %d: evaluating only", start)
+            metrics = trainer.validate(inputs)
+        else:
+            metrics = trainer.fit(inputs)
+        out = {"experiment": config.name, "method": config.method, "mode": config.train.mode,
+               "steps": config.train.steps, "metrics": metrics,
+               "skipped_images": report.bad_files}
+        out_dir = trainer.output_dir  # model_dir, except on non-chief workers
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+            json.dump(out, f, indent=2)
+        if export:  # every worker saves (it reads distributed variables); the chief's stays
+            path = export_saved_model(system, config, os.path.join(out_dir, "export"))
+            if trainer.is_chief:
+                out["export"] = path
+    finally:
+        trainer.close()
+    out["summary"] = summarize(metrics)
+    out["is_chief"] = trainer.is_chief
+    return out
