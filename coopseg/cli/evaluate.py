@@ -98,7 +98,8 @@ def main(argv) -> None:
             return
         config, system, inputs = _load()
         metrics = evaluate_system(system, inputs.clf_val, inputs.seg_val,
-                                  config.model.num_grades, config.data.class_names)
+                                  config.model.num_grades, config.data.class_names,
+                                  progress=True)
     except (ConfigError, DataError) as err:
         sys.exit(f"coopseg-evaluate: error: {err}")
     except tf.errors.InvalidArgumentError as err:  # a strict run met an unreadable image

@@ -1,89 +1,46 @@
-"""Run a trained system over validation data and collect the papers' metrics."""
+"""Evaluate a trained system on validation data: the papers' metrics, nothing more.
+
+Training-time validation, ``coopseg-evaluate`` and the experiment runner call
+``evaluate_system``; it runs the same passes as the full report (``passes``) without the
+report's extras.
+"""
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 
-from coopseg.config import IGNORE_LABEL
-from coopseg.evaluation.metrics import ClassificationMetrics, SegmentationConfusion
-from coopseg.evaluation.multilabel_metrics import MultiLabelMetrics
+from coopseg.evaluation.passes import classification_pass, segmentation_pass
 
 
-def _take(ds: tf.data.Dataset, max_batches: int) -> tf.data.Dataset:
-    return ds.take(max_batches) if max_batches and max_batches > 0 else ds
+def evaluate_system(system, clf_val: Optional[tf.data.Dataset],
+                    seg_val: Optional[tf.data.Dataset], num_grades: int,
+                    class_names: Sequence[str], max_batches: int = 0,
+                    progress: bool = False) -> Dict[str, dict]:
+    """Evaluate whichever heads the system has on whichever validation sets exist.
 
-
-def evaluate_classifier(model: tf.keras.Model, dataset: tf.data.Dataset, num_grades: int,
-                        max_batches: int = 0) -> Dict[str, float]:
-    """Top-1/top-2/binary accuracy, QWK and the grade confusion matrix."""
-    metrics = ClassificationMetrics(num_grades)
-
-    @tf.function
-    def predict(images):
-        return model(images, training=False)
-
-    for images, grades in _take(dataset, max_batches):
-        metrics.update_state(grades, predict(images))
-    return metrics.result_dict()
-
-
-def evaluate_image_labels(model: tf.keras.Model, dataset: tf.data.Dataset,
-                          class_names: Sequence[str], threshold: float,
-                          max_batches: int = 0) -> Dict[str, object]:
-    """Multi-label metrics of a sigmoid classifier (logits out) on (images, multi-hot)
-    batches; ``class_names`` are the image-level classes (no background)."""
-    metrics = MultiLabelMetrics(class_names, threshold)
-
-    @tf.function
-    def predict(images):
-        return tf.sigmoid(model(images, training=False))
-
-    for images, labels in _take(dataset, max_batches):
-        metrics.update_state(labels.numpy(), predict(images).numpy())
-    return metrics.result_dict()
-
-
-def evaluate_segmenter(model: tf.keras.Model, dataset: tf.data.Dataset,
-                       class_names: Sequence[str], max_batches: int = 0,
-                       ignore_label: int = IGNORE_LABEL,
-                       predict_fn: Optional[Callable] = None,
-                       uses_labels: bool = False) -> Dict[str, float]:
-    """Confusion-matrix mIoU (with/without background), per-class IoU and Dice,
-    accumulated over the whole set (not averaged per batch). ``predict_fn(images)``
-    (or ``predict_fn(images, masks)`` when ``uses_labels``, for diagnostics) replaces
-    the argmax of ``model``."""
-    confusion = SegmentationConfusion(len(class_names), ignore_label=ignore_label,
-                                      class_names=class_names)
-
-    @tf.function
-    def predict(images, masks):
-        if predict_fn is not None:
-            return predict_fn(images, masks) if uses_labels else predict_fn(images)
-        return tf.argmax(model(images, training=False), axis=-1, output_type=tf.int32)
-
-    for images, masks in _take(dataset, max_batches):
-        confusion.update_state(masks, predict(images, masks))
-    return confusion.result_dict()
-
-
-def evaluate_system(system, clf_val: Optional[tf.data.Dataset], seg_val: Optional[tf.data.Dataset],
-                    num_grades: int, class_names: Sequence[str],
-                    max_batches: int = 0) -> Dict[str, dict]:
-    """Evaluate whichever heads the system has on whichever validation sets exist."""
+    - ``classification``: top-1/top-2/binary accuracy, QWK and the grade confusion
+      matrix (softmax classifiers);
+    - ``image_labels``: per-class AP, mAP, precision/recall/F1 at the system's threshold
+      (multi-label classifiers, over ``class_names[1:]``);
+    - ``segmentation``: confusion-matrix mIoU (with and without background), per-class
+      IoU and Dice, accumulated over the whole set (not averaged per batch);
+    - ``segmentation_true_classes``: the same given the true image-level classes, for
+      methods that segment only the classes they identify (DecoupledNet).
+    """
     out: Dict[str, dict] = {}
-    if system.clf_model is not None and clf_val is not None and system.evaluate_grades:
-        out["classification"] = evaluate_classifier(system.clf_model, clf_val, num_grades,
-                                                    max_batches)
-    if (system.clf_model is not None and clf_val is not None
-            and system.image_label_threshold is not None):
-        out["image_labels"] = evaluate_image_labels(system.clf_model, clf_val, class_names[1:],
-                                                    system.image_label_threshold, max_batches)
+    scores_clf = system.evaluate_grades or system.image_label_threshold is not None
+    if system.clf_model is not None and clf_val is not None and scores_clf:
+        clf = classification_pass(system, clf_val, num_grades, class_names,
+                                  max_batches=max_batches, progress=progress)
+        if clf["metrics"] is not None:
+            out["classification"] = clf["metrics"].result_dict()
+        if clf["image_labels"] is not None:
+            out["image_labels"] = clf["image_labels"].result_dict()
     if system.seg_model is not None and seg_val is not None:
-        out["segmentation"] = evaluate_segmenter(system.seg_model, seg_val, class_names,
-                                                 max_batches, predict_fn=system.seg_predict)
-        if system.seg_predict_true_classes is not None:
-            out["segmentation_true_classes"] = evaluate_segmenter(
-                system.seg_model, seg_val, class_names, max_batches,
-                predict_fn=system.seg_predict_true_classes, uses_labels=True)
+        seg = segmentation_pass(system, seg_val, class_names, max_batches=max_batches,
+                                progress=progress)
+        out["segmentation"] = seg["confusion"].result_dict()
+        if seg["true_classes"] is not None:
+            out["segmentation_true_classes"] = seg["true_classes"].result_dict()
     return out

@@ -1,17 +1,18 @@
-"""The data passes of an evaluation report: one over the masks, one over the grades.
+"""The one evaluation path: a pass over the masks and a pass over the grades.
 
-Each pass runs the same streaming metrics and the same predictions as
-``coopseg.evaluation.evaluate.evaluate_system`` (so the report's mIoU, top-1, QWK... equal
-``coopseg-evaluate``'s), plus what only the report needs: per-class pixel-score
-histograms for AUPR (``coopseg.evaluation.pixel_ranking``), every image's grade probabilities
-(N x G numbers: small), and a per-image lesion Dice with thumbnails of only the k
-worst and k best images (bounded memory).
+Training-time validation and ``coopseg-evaluate`` (``evaluate.evaluate_system``) and the
+full report (``report.build_report``) run these same passes, so their mIoU, top-1,
+QWK... cannot drift apart. Without ``ReportOptions`` a pass collects only the streaming
+metrics; with them it also collects what the report needs: per-class pixel-score
+histograms for AUPR (``pixel_ranking``), every image's grade probabilities (N x G
+numbers: small), and a per-image lesion Dice with thumbnails of only the k worst and
+k best images (bounded memory).
 """
 from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -116,9 +117,12 @@ def per_image_dice_terms(masks: tf.Tensor, predictions: tf.Tensor,
     return 2.0 * count(hits), count(pred_fg) + count(truth_fg)
 
 
-def _progress(dataset: tf.data.Dataset, desc: str, max_batches: int) -> ProgressBar:
-    """A bar over the batches to come; a counter when the number is unknown (a set that
-    skips unreadable images has no known size)."""
+def _progress(dataset: tf.data.Dataset, desc: str, max_batches: int,
+              show: bool) -> Optional[ProgressBar]:
+    """A bar over the batches to come (None when not shown); a counter when the number
+    is unknown (a set that skips unreadable images has no known size)."""
+    if not show:
+        return None
     total = int(dataset.cardinality().numpy())
     if max_batches > 0:
         total = min(total, max_batches) if total >= 0 else max_batches
@@ -126,17 +130,22 @@ def _progress(dataset: tf.data.Dataset, desc: str, max_batches: int) -> Progress
 
 
 def _take(dataset: tf.data.Dataset, max_batches: int) -> tf.data.Dataset:
-    return dataset.take(max_batches) if max_batches > 0 else dataset
+    return dataset.take(max_batches) if max_batches and max_batches > 0 else dataset
 
 
 def segmentation_pass(system, dataset: tf.data.Dataset, class_names: Sequence[str],
-                       options: ReportOptions) -> dict:
+                      options: Optional[ReportOptions] = None, max_batches: int = 0,
+                      progress: bool = True) -> dict:
+    """One pass over (images, masks): the pixel confusion (and, for methods that have
+    one, the true-class diagnostic); with ``options`` also the report's extras.
+    ``max_batches`` (0 = all) applies when ``options`` does not set it."""
     num_classes = len(class_names)
+    max_batches = options.max_batches if options is not None else max_batches
     confusion = SegmentationConfusion(num_classes, ignore_label=IGNORE_LABEL,
                                       class_names=class_names)
     softmax = system.seg_predict is None
     histogram = (pr.PixelScoreHistogram(num_classes, options.aupr_bins, class_names=class_names)
-                 if softmax else None)
+                 if softmax and options is not None else None)
     true_classes = (SegmentationConfusion(num_classes, ignore_label=IGNORE_LABEL,
                                           class_names=class_names)
                     if system.seg_predict_true_classes is not None else None)
@@ -145,72 +154,87 @@ def segmentation_pass(system, dataset: tf.data.Dataset, class_names: Sequence[st
     def step(images, masks):
         if softmax:
             logits = system.seg_model(images, training=False)
-            # Argmax of the logits, as evaluate_segmenter takes it: identical class maps.
             predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
-            histogram.update_state(masks, tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1))
+            if histogram is not None:
+                histogram.update_state(masks, tf.nn.softmax(tf.cast(logits, tf.float32),
+                                                            axis=-1))
         else:
             predictions = tf.cast(system.seg_predict(images), tf.int32)
         confusion.update_state(masks, predictions)
         if true_classes is not None:
             true_classes.update_state(masks, system.seg_predict_true_classes(images, masks))
+        if options is None:  # metrics only: no per-image Dice to compute
+            return predictions, predictions, predictions
         twice_hits, denominator = per_image_dice_terms(masks, predictions, num_classes)
         return predictions, twice_hits, denominator
 
-    extremes = ExtremeImages(options.grid_images)
+    extremes = ExtremeImages(options.grid_images if options is not None else 0)
     scores: List[float] = []
     undefined = index = batches = 0
-    progress = _progress(dataset, "segmentation", options.max_batches)
-    for images, masks in _take(dataset, options.max_batches):
+    bar = _progress(dataset, "segmentation", max_batches, progress)
+    for images, masks in _take(dataset, max_batches):
         predictions, twice_hits, denominator = step(images, masks)
-        twice_hits, denominator = twice_hits.numpy(), denominator.numpy()
-        fetched = None
-        for i in range(len(denominator)):
-            if denominator[i] > 0:
-                score = float(twice_hits[i] / denominator[i])
-                scores.append(score)
-                if extremes.wants(score, index):
-                    fetched = fetched or (images.numpy(), masks.numpy(), predictions.numpy())
-                    extremes.add(Thumbnail(score, index, display_uint8(fetched[0][i]),
-                                            fetched[1][i], fetched[2][i]))
-            else:
-                undefined += 1
-            index += 1
+        if options is not None:
+            twice_hits, denominator = twice_hits.numpy(), denominator.numpy()
+            fetched = None
+            for i in range(len(denominator)):
+                if denominator[i] > 0:
+                    score = float(twice_hits[i] / denominator[i])
+                    scores.append(score)
+                    if extremes.wants(score, index):
+                        fetched = fetched or (images.numpy(), masks.numpy(), predictions.numpy())
+                        extremes.add(Thumbnail(score, index, display_uint8(fetched[0][i]),
+                                                fetched[1][i], fetched[2][i]))
+                else:
+                    undefined += 1
+                index += 1
+        else:
+            index += int(tf.shape(masks)[0])
         batches += 1
-        progress.update(batches)
-    progress.close()
+        if bar is not None:
+            bar.update(batches)
+    if bar is not None:
+        bar.close()
     return {"confusion": confusion, "histogram": histogram, "true_classes": true_classes,
             "extremes": extremes, "image_dice": np.asarray(scores), "undefined_dice": undefined,
             "num_images": index}
 
 
 def classification_pass(system, dataset: tf.data.Dataset, num_grades: int,
-                         class_names: Sequence[str], options: ReportOptions) -> dict:
+                        class_names: Sequence[str], options: Optional[ReportOptions] = None,
+                        max_batches: int = 0, progress: bool = True) -> dict:
+    """One pass over (images, labels): grade metrics (softmax classifiers) and image-level
+    label metrics (multi-label ones, ``class_names[1:]``); with ``options`` also every
+    image's grade probabilities for the report's ROC curves."""
+    max_batches = options.max_batches if options is not None else max_batches
     grades_metrics = ClassificationMetrics(num_grades) if system.evaluate_grades else None
     labels_metrics = (MultiLabelMetrics(class_names[1:], system.image_label_threshold)
                       if system.image_label_threshold is not None else None)
+    keep_probabilities = options is not None and grades_metrics is not None
 
     @tf.function
     def step(images, labels):
         logits = tf.cast(system.clf_model(images, training=False), tf.float32)
         if grades_metrics is not None:
-            grades_metrics.update_state(labels, logits)   # logits, as evaluate_classifier
+            grades_metrics.update_state(labels, logits)
         return tf.nn.softmax(logits, axis=-1), tf.sigmoid(logits)
 
     probabilities, grades = [], []
     batches = 0
-    progress = _progress(dataset, "classification", options.max_batches)
-    for images, labels in _take(dataset, options.max_batches):
+    bar = _progress(dataset, "classification", max_batches, progress)
+    for images, labels in _take(dataset, max_batches):
         softmax, sigmoid = step(images, labels)
-        if grades_metrics is not None:
+        if keep_probabilities:
             probabilities.append(softmax.numpy().astype(np.float64))
             grades.append(labels.numpy().reshape(-1))
         if labels_metrics is not None:
             labels_metrics.update_state(labels.numpy(), sigmoid.numpy())
         batches += 1
-        progress.update(batches)
-    progress.close()
+        if bar is not None:
+            bar.update(batches)
+    if bar is not None:
+        bar.close()
     return {"metrics": grades_metrics, "image_labels": labels_metrics,
             "probabilities": (np.concatenate(probabilities) if probabilities
                               else np.zeros((0, num_grades))),
             "grades": np.concatenate(grades) if grades else np.zeros((0,), np.int64)}
-
