@@ -55,6 +55,13 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and the problem."""
 
 
+# Every method a config can name: JointSeg, the paper's segmentation baselines and
+# classifiers, the VGG-16 encoder pre-trainer, and DecoupledNet with its DeconvNet baseline
+# (the builders: coopseg/models/registry.py).
+METHODS: Tuple[str, ...] = ("jointseg", "fcn8s", "inception_unet", "vgg16", "vgg19",
+                            "inceptionv3", "decouplednet", "deconvnet")
+
+
 # Which ImageNet backbone each method's train.backbone_weights file must hold (the
 # loader is coopseg/models/backbone_weights.py).
 BACKBONE_OF_METHOD: Dict[str, str] = {
@@ -415,13 +422,16 @@ class ExperimentConfig:
     """Everything one run needs. ``method`` picks the model family."""
 
     name: str = "jointseg"
-    method: str = "jointseg"  # jointseg | fcn8s | inception_unet | vgg19 | inceptionv3 | decouplednet
+    method: str = "jointseg"  # one of METHODS
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decoupled: DecoupledConfig = field(default_factory=DecoupledConfig)
 
     def validate(self) -> "ExperimentConfig":
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}; choose one of "
+                              f"{', '.join(METHODS)}")
         self.model.validate()
         self.data.validate()
         self.train.validate()

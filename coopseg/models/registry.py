@@ -6,6 +6,8 @@ DecoupledNet all run through the same loop, checkpoints and export.
 """
 from __future__ import annotations
 
+from typing import Callable, Dict
+
 from coopseg.config import ConfigError, ExperimentConfig
 from coopseg.models.backbone_weights import input_adapter_kind
 from coopseg.models.baselines import build_baseline
@@ -15,34 +17,46 @@ from coopseg.models.system import ModelSystem
 
 SEG_BASELINES = ("fcn8s", "inception_unet")
 CLF_BASELINES = ("vgg16", "vgg19", "inceptionv3")
-METHODS = ("jointseg",) + SEG_BASELINES + CLF_BASELINES
+
+
+def _jointseg(config: ExperimentConfig) -> ModelSystem:
+    m = build_jointseg(config.model)
+    parts = {"encoder": m.encoder, "classifier": m.classifier, "decoder": m.decoder}
+    if m.clf_encoder_view is not None:
+        # The classifier agent's BN moving statistics live only in the view; its
+        # other weights are the encoder's and are checkpointed once.
+        parts["clf_encoder_statistics"] = m.clf_encoder_view
+    return ModelSystem(config.method, m.clf_model, m.seg_model, parts=parts,
+                       joint_model=m.joint_model, shared_variables=m.shared_variables)
+
+
+def _baseline(config: ExperimentConfig) -> ModelSystem:
+    method = config.method
+    kwargs = ({"width_multiplier": config.model.vgg_width_multiplier,
+               "batch_norm": config.model.vgg_batch_norm}
+              if method in ("fcn8s", "vgg16") else {})
+    if config.train.backbone_weights:  # ImageNet weights expect their own input scale
+        kwargs["input_adapter"] = input_adapter_kind(config)
+    model = build_baseline(method, config.model, **kwargs)
+    if method in SEG_BASELINES:
+        return ModelSystem(method, None, model, parts={method: model})
+    return ModelSystem(method, model, None, parts={method: model})
+
+
+# One builder per method; ``coopseg.config.METHODS`` names the same methods (a test
+# keeps the two equal), so ``ExperimentConfig.validate`` rejects an unknown method
+# before any data is read or generated.
+BUILDERS: Dict[str, Callable[[ExperimentConfig], ModelSystem]] = {
+    "jointseg": _jointseg,
+    **{name: _baseline for name in SEG_BASELINES + CLF_BASELINES},
+    "decouplednet": build_decouplednet_system,
+    "deconvnet": build_deconvnet_system,  # DecoupledNet's Table 1 baseline
+}
 
 
 def build_system(config: ExperimentConfig) -> ModelSystem:
-    """The models for ``config.method`` (see METHODS)."""
-    method = config.method
-    if method == "jointseg":
-        m = build_jointseg(config.model)
-        parts = {"encoder": m.encoder, "classifier": m.classifier, "decoder": m.decoder}
-        if m.clf_encoder_view is not None:
-            # The classifier agent's BN moving statistics live only in the view; its
-            # other weights are the encoder's and are checkpointed once.
-            parts["clf_encoder_statistics"] = m.clf_encoder_view
-        return ModelSystem(method, m.clf_model, m.seg_model, parts=parts,
-                           joint_model=m.joint_model, shared_variables=m.shared_variables)
-    if method in SEG_BASELINES or method in CLF_BASELINES:
-        kwargs = ({"width_multiplier": config.model.vgg_width_multiplier,
-                   "batch_norm": config.model.vgg_batch_norm}
-                  if method in ("fcn8s", "vgg16") else {})
-        if config.train.backbone_weights:  # ImageNet weights expect their own input scale
-            kwargs["input_adapter"] = input_adapter_kind(config)
-        model = build_baseline(method, config.model, **kwargs)
-        if method in SEG_BASELINES:
-            return ModelSystem(method, None, model, parts={method: model})
-        return ModelSystem(method, model, None, parts={method: model})
-    if method == "decouplednet":
-        return build_decouplednet_system(config)
-    if method == "deconvnet":  # DecoupledNet's Table 1 baseline
-        return build_deconvnet_system(config)
-    raise ConfigError(f"unknown method {method!r}; choose one of "
-                      f"{METHODS + ('decouplednet', 'deconvnet')}")
+    """The models for ``config.method`` (one of ``BUILDERS``)."""
+    if config.method not in BUILDERS:
+        raise ConfigError(f"unknown method {config.method!r}; choose one of "
+                          f"{', '.join(BUILDERS)}")
+    return BUILDERS[config.method](config)
