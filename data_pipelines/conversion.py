@@ -47,6 +47,7 @@ import numpy as np
 from absl import logging
 
 from coopseg.config import IGNORE_LABEL, LESION_CLASSES, LESION_PRIORITY, ConfigError
+from coopseg.utils.atomic_write import write_json_atomically
 from data_pipelines import fundus, tfrecords
 from data_pipelines.datasets import GRADED_READERS, MASK_READERS, load_graded, load_masks
 from data_pipelines.idrid import idrid_class_names
@@ -338,7 +339,7 @@ def _convert_shard(pool: ThreadPoolExecutor, members: Sequence[Example], path: s
 
     tfrecords.write_shard(records(), path)
     # Stats go last: a shard with final name but no stats is redone on resume.
-    tfrecords.write_json_atomic(_stats_path(options.output, path), stats)
+    write_json_atomically(_stats_path(options.output, path), stats)
     return stats
 
 

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from coopseg.utils.atomic_write import write_json_atomically
 from data_pipelines.records import DataError
 
 MANIFEST_NAME = "manifest.json"
@@ -312,17 +313,10 @@ def read_manifest(root: str) -> dict:
     return manifest
 
 
-def write_json_atomic(path: str, content: dict) -> None:
-    """Write JSON to a temp file and rename it, so readers never see half a file."""
-    partial = path + _PARTIAL_SUFFIX
-    with open(partial, "w", encoding="utf-8") as f:
-        json.dump(content, f, indent=2)
-        f.write("\n")
-    os.replace(partial, path)
 
 
 def write_manifest(root: str, manifest: dict) -> str:
     """Write ``<root>/manifest.json`` atomically (stamping the version); returns its path."""
     path = os.path.join(root, MANIFEST_NAME)
-    write_json_atomic(path, {**manifest, "version": MANIFEST_VERSION})
+    write_json_atomically(path, {**manifest, "version": MANIFEST_VERSION})
     return path

@@ -32,13 +32,13 @@ the weight DeconvNet gives class l.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence, Tuple
 
 from coopseg.config import AgentConfig, DecoupledConfig, ExperimentConfig
 from coopseg.training.train import train
+from coopseg.utils.atomic_write import write_json_atomically, write_text_atomically
 from data_pipelines.synthetic import use_synthetic_data
 from experiments.common import Stage
 from experiments.scales import data_config, model_config, train_config
@@ -259,10 +259,8 @@ def _main(argv: List[str]) -> None:
                        export=flags_.export) for r in rows]
     text = table(results)
     os.makedirs(flags_.run_root, exist_ok=True)
-    with open(os.path.join(flags_.run_root, "table1.md"), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(flags_.run_root, "table1.json"), "w") as f:
-        json.dump(results, f, indent=2, default=str)
+    write_text_atomically(os.path.join(flags_.run_root, "table1.md"), text + "\n")
+    write_json_atomically(os.path.join(flags_.run_root, "table1.json"), results, default=str)
     print(text)
 
 

@@ -12,7 +12,6 @@ mIoU (mIoU without background); mean lesion AUPR is reported beside it.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -21,6 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from coopseg.evaluation.figures import Curve, line_chart, write_png
+from coopseg.utils.atomic_write import write_json_atomically, write_text_atomically
 from experiments import data_efficiency as de
 from experiments.results import format_seconds, mean_std, row_metrics
 
@@ -326,12 +326,8 @@ def write(result: dict, directory: str) -> Dict[str, str]:
              "markdown": os.path.join(directory, "results.md"),
              "figure": os.path.join(directory, "learning_curves.png"),
              "tensorboard": os.path.join(directory, "logs")}
-    for key, text in (("json", json.dumps(result, indent=2)),
-                      ("markdown", render_markdown(result) + "\n")):
-        tmp = paths[key] + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, paths[key])
+    write_json_atomically(paths["json"], result)
+    write_text_atomically(paths["markdown"], render_markdown(result) + "\n")
     image = figure(result)
     write_png(paths["figure"], image)
     log_to_tensorboard(result, paths["tensorboard"], image)

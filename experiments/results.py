@@ -8,12 +8,12 @@ paper's numbers and the Markdown tables are in percent.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from coopseg.utils.atomic_write import write_json_atomically, write_text_atomically
 from experiments.suites import ROWS, Claim, Column, Suite, Table
 
 PERCENT_METRICS = ("miou", "miou_no_background", "pixel_accuracy", "first_eval_miou",
@@ -384,8 +384,6 @@ def write_results(suite: Suite, results: dict, directory: str) -> Tuple[str, str
     os.makedirs(directory, exist_ok=True)
     json_path = os.path.join(directory, "results.json")
     md_path = os.path.join(directory, "results.md")
-    with open(json_path, "w") as f:
-        json.dump(results, f, indent=2)
-    with open(md_path, "w") as f:
-        f.write(render_markdown(suite, results) + "\n")
+    write_json_atomically(json_path, results)
+    write_text_atomically(md_path, render_markdown(suite, results) + "\n")
     return json_path, md_path

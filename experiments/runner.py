@@ -36,6 +36,7 @@ from coopseg.runs.run_dir import load_run
 from coopseg.training.inputs import build_eval_inputs
 from coopseg.training.loop import TrainingDiverged
 from coopseg.training.train import train
+from coopseg.utils.atomic_write import write_json_atomically
 from experiments import results as results_lib
 from experiments.common import Stage
 from experiments.data_source import DataSource
@@ -320,7 +321,4 @@ class Runner:
     @staticmethod
     def _write_record(run_dir: str, record: dict) -> None:
         os.makedirs(run_dir, exist_ok=True)
-        tmp = os.path.join(run_dir, STAGE_RECORD + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(record, f, indent=2)
-        os.replace(tmp, os.path.join(run_dir, STAGE_RECORD))  # never a half-written record
+        write_json_atomically(os.path.join(run_dir, STAGE_RECORD), record)

@@ -9,7 +9,7 @@
     coopseg.models       Keras functional builders
     data_pipelines       readers, converters, tf.data pipelines, synthetic data
     coopseg.config       dataclass configs and their checks
-    coopseg.utils        console, progress bars
+    coopseg.utils        console, progress bars, atomic writes
 
 A module may import its own package and any package *below* it, never one above or
 beside it (models and data_pipelines know nothing of each other), and no two modules

@@ -9,7 +9,6 @@ metrics.json, report.md and PNG figures, also logged to TensorBoard.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -25,6 +24,7 @@ from coopseg.evaluation.report import ReportOptions
 from coopseg.evaluation.report_output import check_report_dir
 from coopseg.runs.run_dir import load_run
 from coopseg.training.inputs import build_eval_inputs
+from coopseg.utils.atomic_write import write_json_atomically
 from coopseg.utils.console import start_program
 from data_pipelines.records import DataError
 
@@ -74,8 +74,7 @@ def write_full_report(config, system, inputs, options) -> None:
     try:
         paths = out.write_report(report, FLAGS.report, run=run)
         if FLAGS.output:
-            with open(FLAGS.output, "w") as f:
-                json.dump(report.metrics, f, indent=2)
+            write_json_atomically(FLAGS.output, report.metrics)
             paths.append(FLAGS.output)
     except OSError as err:
         sys.exit(f"coopseg-evaluate: error: cannot write the report: {err}")
@@ -105,8 +104,7 @@ def main(argv) -> None:
     except tf.errors.InvalidArgumentError as err:  # a strict run met an unreadable image
         exit_on_wrapped_data_error("coopseg-evaluate", err)
     output = FLAGS.output or os.path.join(FLAGS.model_dir, "evaluation.json")
-    with open(output, "w") as f:
-        json.dump(metrics, f, indent=2)
+    write_json_atomically(output, metrics)
     print(metrics_table(metrics))
     logging.info("Wrote %s", output)
     print(f"\nwritten: {output}")

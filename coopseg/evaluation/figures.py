@@ -19,6 +19,8 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from coopseg.utils.atomic_write import write_bytes_atomically
+
 Colour = Tuple[int, int, int]
 
 # Distinct line colours (RGB), readable on white.
@@ -306,6 +308,7 @@ def write_png(path: str, rgb: np.ndarray) -> str:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise OSError(f"cannot write {path}: directory {directory} does not exist")
-    if not cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"OpenCV could not write {path}")
-    return path
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"OpenCV could not encode {path} as PNG")
+    return write_bytes_atomically(path, encoded.tobytes())

@@ -21,7 +21,6 @@ weights (identical after every step), over the whole validation set.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from coopseg.training.cooperation import EncoderGradientPolicy
 from coopseg.training.cooperative import CooperativeStep
 from coopseg.training.losses import classification_loss, segmentation_loss
 from coopseg.training.strategy import is_chief, remove_worker_dir, worker_dir
+from coopseg.utils.atomic_write import write_json_atomically
 from coopseg.utils.progress import ProgressBar
 
 
@@ -182,8 +182,8 @@ class CooperativeTrainer:
         tc = self.config.train
         last = min(until_step or tc.steps, tc.steps)
         os.makedirs(self.output_dir, exist_ok=True)
-        with open(os.path.join(self.output_dir, "config.json"), "w") as f:
-            json.dump(to_dict(self.config), f, indent=2)
+        write_json_atomically(os.path.join(self.output_dir, "config.json"),
+                              to_dict(self.config))
         logs = os.path.join(self.output_dir, "logs")
         train_writer = tf.summary.create_file_writer(os.path.join(logs, "train"))
         val_writer = tf.summary.create_file_writer(os.path.join(logs, "val"))

@@ -4,7 +4,6 @@ this one function."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 
 from absl import logging
@@ -19,6 +18,7 @@ from coopseg.training.loop import CooperativeTrainer, summarize
 from coopseg.training.precision import use_precision
 from coopseg.training.reproducibility import reproducible_run
 from coopseg.training.strategy import is_chief, make_strategy
+from coopseg.utils.atomic_write import write_json_atomically
 from data_pipelines.decode import DecodeReport
 
 
@@ -76,8 +76,7 @@ def _train(config, export: bool, strategy) -> dict:
                "skipped_images": report.bad_files}
         out_dir = trainer.output_dir  # model_dir, except on non-chief workers
         os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-            json.dump(out, f, indent=2)
+        write_json_atomically(os.path.join(out_dir, "metrics.json"), out)
         if export:  # every worker saves (it reads distributed variables); the chief's stays
             path = export_saved_model(system, config, os.path.join(out_dir, "export"))
             if trainer.is_chief:

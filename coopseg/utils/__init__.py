@@ -1,1 +1,1 @@
-"""Small helpers every layer may use: console start-up, progress bars."""
+"""Small helpers every layer may use: console start-up, progress bars, atomic file writes."""
