@@ -15,10 +15,10 @@ import tensorflow as tf
 from coopseg.config import ConfigError
 from coopseg.evaluation.metric_tables import (average_precision, confusion_matrix, format_table,
                                               grade_at_least_probability, iou_dice_from_confusion,
-                                              precision_recall_curve, quadratic_weighted_kappa,
-                                              roc_auc, roc_curve, sensitivity_specificity,
-                                              to_jsonable)
+                                              precision_recall_curve, roc_auc, roc_curve,
+                                              sensitivity_specificity, to_jsonable)
 from coopseg.evaluation.metrics import ClassificationMetrics, SegmentationConfusion
+from tests.kappa_reference import quadratic_weighted_kappa
 
 X = 255  # ignore label
 
