@@ -34,7 +34,7 @@ from benchmarks.step_cost import (STEP_TABLE_HEADER, StepBench, StepOptions, bui
 from coopseg.config import ExperimentConfig
 from coopseg.models.registry import build_system
 from coopseg.training.agents import make_optimizer
-from coopseg.training.losses import l2_penalty
+from coopseg.models.losses import l2_penalty
 from coopseg.training.precision import use_precision
 from coopseg.training.schedules import PolynomialDecayWithWarmup
 

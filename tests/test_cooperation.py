@@ -7,7 +7,7 @@ from coopseg.config import ConfigError, CooperationConfig
 from coopseg.models.registry import build_system
 from coopseg.training import cooperation as co
 from coopseg.training.loop import CooperativeTrainer
-from coopseg.training.losses import l2_penalty
+from coopseg.models.losses import l2_penalty
 from experiments.scales import experiment
 from tests.helpers import random_agent_batches
 

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from coopseg.models.registry import build_system
 from coopseg.training.loop import CooperativeTrainer
-from coopseg.training.losses import segmentation_loss
+from coopseg.models.losses import segmentation_loss
 from experiments.scales import experiment
 from tests.helpers import random_agent_batches
 

@@ -16,6 +16,7 @@ from coopseg.models.decouplednet_system import (foreground_loss, multilabel_loss
                                                 restore_stage1_classifier,
                                                 stage1_classifier_init_fn)
 from coopseg.models.registry import build_system
+from coopseg.models.system import ModelSystem
 from coopseg.serving.export import export_saved_model
 from coopseg.training.init import encoder_init_fn
 from coopseg.training.loop import CooperativeTrainer
@@ -108,7 +109,7 @@ def test_losses_are_the_papers_per_example_and_weight_classes():
 def test_stage1_multilabel_loss_falls(tmp_path):
     cfg = _config(tmp_path, "stage1", "clf_only")
     system, trainer = _trainer(cfg)
-    assert trainer.seg_agent is None and system.evaluate_grades is False
+    assert trainer.seg_agent is None and system.scores_grades is False
     batch = _stage1_batch(cfg)
     losses = [float(trainer.step_fn(batch, None)["clf_loss"]) for _ in range(12)]
     assert losses[-1] < 0.8 * losses[0], losses
@@ -180,14 +181,14 @@ def test_stage2_refuses_a_missing_or_mismatched_classifier(tmp_path, stage1_run)
 def test_export_matches_in_memory_inference(tmp_path):
     cfg = _config(tmp_path, "export", "seg_only", score_threshold=0.0)
     system = build_system(cfg)
-    module = system.serving_module()
+    module = system.serving_module(cfg.model.input_size)
     images = tf.random.stateless_uniform([2, 32, 32, 3], [1, 2], maxval=255.0)
     expected = module.serve(images)
     assert set(expected) == {"class_scores", "segmentation_probabilities", "class_map"}
     assert expected["segmentation_probabilities"].shape == (2, 32, 32, NUM_CLASSES + 1)
-    # seg_predict (evaluation) is the same inference on standardised images.
+    # predict_classes (evaluation) is the same inference on standardised images.
     np.testing.assert_array_equal(
-        system.seg_predict(tf.image.per_image_standardization(images)).numpy(),
+        system.predict_classes(tf.image.per_image_standardization(images)).numpy(),
         expected["class_map"].numpy())
     path = export_saved_model(system, cfg, os.path.join(str(tmp_path), "export"))
     loaded = tf.saved_model.load(path)
@@ -208,7 +209,8 @@ def test_export_matches_in_memory_inference(tmp_path):
 def test_deconvnet_baseline_trains_with_the_shared_loss(tmp_path):
     cfg = _config(tmp_path, "deconvnet", "seg_only", method="deconvnet")
     system, trainer = _trainer(cfg)
-    assert system.clf_model is None and system.seg_loss is None
+    assert system.clf_model is None
+    assert type(system).seg_loss is ModelSystem.seg_loss  # the shared per-pixel softmax
     logits = system.seg_model(tf.zeros([1, 32, 32, 3]))
     assert logits.shape == (1, 32, 32, NUM_CLASSES + 1)
     (images, _), masks = _stage2_batch(cfg)  # class-index masks, as DeconvNet needs

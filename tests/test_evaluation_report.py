@@ -67,6 +67,14 @@ def _classification_data():
     return tf.data.Dataset.from_tensor_slices((images, GRADES)).batch(4)
 
 
+class ClassMapSystem(ModelSystem):
+    """A system whose class map is not the argmax of a softmax (as DecoupledNet's)."""
+    predicts_by_softmax = False
+
+    def predict_classes(self, images):
+        return tf.argmax(images, -1, output_type=tf.int32)
+
+
 def _system(**kwargs):
     defaults = dict(method="fake", clf_model=Passthrough(flatten=True),
                     seg_model=Passthrough(flatten=False))
@@ -194,13 +202,13 @@ def test_files_tensorboard_and_atomic_replace(report, tmp_path):
 
 def test_partial_systems_get_the_sections_they_can(tmp_path):
     seg_val, _, _ = _segmentation_data()
-    # DecoupledNet-like: a class map from seg_predict, so no pixel scores for AUPR.
-    decoupled = _system(clf_model=None,
-                        seg_predict=lambda images: tf.argmax(images, -1, output_type=tf.int32))
+    # DecoupledNet-like: a class map from its own inference, so no pixel scores for AUPR.
+    decoupled = ClassMapSystem(method="fake", clf_model=None,
+                               seg_model=Passthrough(flatten=False))
     rep = er.build_report(decoupled, _classification_data(), seg_val, 5, CLASSES,
                           er.ReportOptions(grid_images=1))
     seg = rep.metrics["segmentation"]
-    assert seg["aupr"] is None and "seg_predict" in seg["aupr_unavailable"]
+    assert seg["aupr"] is None and "predict_classes" in seg["aupr_unavailable"]
     assert seg["miou"] is not None and "pr_curves" not in rep.figures
     assert "classification" in rep.metrics["unavailable"] and "aupr" in rep.metrics["unavailable"]
     report_output.write_report(rep, str(tmp_path / "r"))

@@ -9,7 +9,7 @@ from coopseg.serving.export import export_saved_model
 from coopseg.training.agents import Agent
 from coopseg.training.cooperative import _agent_update
 from coopseg.training.loop import CooperativeTrainer
-from coopseg.training.losses import l2_penalty
+from coopseg.models.losses import l2_penalty
 from coopseg.training.precision import use_precision
 from experiments.scales import experiment
 

@@ -29,7 +29,7 @@ def evaluate_system(system, clf_val: Optional[tf.data.Dataset],
       methods that segment only the classes they identify (DecoupledNet).
     """
     out: Dict[str, dict] = {}
-    scores_clf = system.evaluate_grades or system.image_label_threshold is not None
+    scores_clf = system.scores_grades or system.image_label_threshold is not None
     if system.clf_model is not None and clf_val is not None and scores_clf:
         clf = classification_pass(system, clf_val, num_grades, class_names,
                                   max_batches=max_batches, progress=progress)

@@ -143,12 +143,12 @@ def segmentation_pass(system, dataset: tf.data.Dataset, class_names: Sequence[st
     max_batches = options.max_batches if options is not None else max_batches
     confusion = SegmentationConfusion(num_classes, ignore_label=IGNORE_LABEL,
                                       class_names=class_names)
-    softmax = system.seg_predict is None
+    softmax = system.predicts_by_softmax
     histogram = (pr.PixelScoreHistogram(num_classes, options.aupr_bins, class_names=class_names)
                  if softmax and options is not None else None)
     true_classes = (SegmentationConfusion(num_classes, ignore_label=IGNORE_LABEL,
                                           class_names=class_names)
-                    if system.seg_predict_true_classes is not None else None)
+                    if system.has_true_class_diagnostic else None)
 
     @tf.function
     def step(images, masks):
@@ -159,10 +159,10 @@ def segmentation_pass(system, dataset: tf.data.Dataset, class_names: Sequence[st
                 histogram.update_state(masks, tf.nn.softmax(tf.cast(logits, tf.float32),
                                                             axis=-1))
         else:
-            predictions = tf.cast(system.seg_predict(images), tf.int32)
+            predictions = tf.cast(system.predict_classes(images), tf.int32)
         confusion.update_state(masks, predictions)
         if true_classes is not None:
-            true_classes.update_state(masks, system.seg_predict_true_classes(images, masks))
+            true_classes.update_state(masks, system.predict_classes_given_truth(images, masks))
         if options is None:  # metrics only: no per-image Dice to compute
             return predictions, predictions, predictions
         twice_hits, denominator = per_image_dice_terms(masks, predictions, num_classes)
@@ -207,7 +207,7 @@ def classification_pass(system, dataset: tf.data.Dataset, num_grades: int,
     label metrics (multi-label ones, ``class_names[1:]``); with ``options`` also every
     image's grade probabilities for the report's ROC curves."""
     max_batches = options.max_batches if options is not None else max_batches
-    grades_metrics = ClassificationMetrics(num_grades) if system.evaluate_grades else None
+    grades_metrics = ClassificationMetrics(num_grades) if system.scores_grades else None
     labels_metrics = (MultiLabelMetrics(class_names[1:], system.image_label_threshold)
                       if system.image_label_threshold is not None else None)
     keep_probabilities = options is not None and grades_metrics is not None

@@ -112,8 +112,8 @@ def _segmentation_metrics(seg: dict, system, class_names: Sequence[str],
         out["aupr"] = None
         out["aupr_unavailable"] = (
             f"method {system.method!r} does not segment by a per-pixel softmax of its "
-            "segmentation model (its class map comes from seg_predict), so there is no "
-            "pixel score to rank")
+            "segmentation model (its class map comes from its own predict_classes), so "
+            "there is no pixel score to rank")
     worst, best = seg["extremes"].worst_and_best()
     dice = seg["image_dice"]
     out["per_image_dice"] = mr.to_jsonable({

@@ -22,9 +22,9 @@ per-pixel softmax over all classes, trained ``seg_only`` on the strong subset.
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
+from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
 import tensorflow as tf
@@ -36,7 +36,8 @@ from coopseg.models.deconvnet import build_deconvnet
 from coopseg.models.decouplednet import (DecoupledNetConfig, DecoupledNetInference,
                                          build_decouplednet_classifier,
                                          build_decouplednet_segmenter, predict_with_true_classes)
-from coopseg.models.system import ModelSystem, float32_outputs
+from coopseg.models.outputs import float32_outputs
+from coopseg.models.system import ModelSystem
 
 
 def decouplednet_config(config: ExperimentConfig) -> DecoupledNetConfig:
@@ -95,7 +96,7 @@ class DecoupledNetServing(tf.Module):
     stage-1 run, whose segmenter is untrained) ``segmentation_probabilities``
     [N, S, S, L+1] (channel 0 background, l+1 class l; see ``combine_class_masks``)
     and ``class_map`` int32 [N, S, S]. Standardisation happens in-graph, as in
-    ``coopseg.serving.export.ServingModule``.
+    ``coopseg.models.serving_module.ServingModule``.
     """
 
     def __init__(self, classifier: tf.keras.Model, segmenter: Optional[tf.keras.Model],
@@ -126,7 +127,36 @@ def _serving_outputs(out: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
 
 
 # ---------------------------------------------------------------------------- systems
-def build_decouplednet_system(config: ExperimentConfig) -> ModelSystem:
+@dataclass
+class DecoupledNetSystem(ModelSystem):
+    """DecoupledNet's classifier and segmenter: multi-label classes (stage 1), per-class
+    foreground masks (stage 2), the paper's inference and its own SavedModel."""
+
+    cfg: Optional[DecoupledNetConfig] = None
+    inference: Optional[DecoupledNetInference] = None
+    # The segmenter the SavedModel serves: None in stage 1 (its segmenter is untrained).
+    serve_segmenter: Optional[tf.keras.Model] = None
+
+    predicts_by_softmax = False
+    has_true_class_diagnostic = True
+
+    def clf_loss(self, labels, logits, global_batch_size):
+        return multilabel_loss(labels, logits, global_batch_size)
+
+    def seg_loss(self, masks, logits, global_batch_size, class_weights=None):
+        return foreground_loss(masks, logits, global_batch_size, class_weights=class_weights)
+
+    def predict_classes(self, images: tf.Tensor) -> tf.Tensor:
+        return self.inference.predict(images)["class_map"]
+
+    def predict_classes_given_truth(self, images: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
+        return predict_with_true_classes(self.seg_model, self.cfg.num_classes, images, masks)
+
+    def serving_module(self, input_size: int) -> tf.Module:
+        return DecoupledNetServing(self.clf_model, self.serve_segmenter, self.cfg)
+
+
+def build_decouplednet_system(config: ExperimentConfig) -> DecoupledNetSystem:
     """Classifier + segmenter (sharing the classifier's weights) for either stage."""
     if config.train.mode == "joint":
         raise ConfigError("DecoupledNet trains in two decoupled stages (Hong et al. Sec. 2.2): "
@@ -139,17 +169,12 @@ def build_decouplednet_system(config: ExperimentConfig) -> ModelSystem:
     leaked = [v.name for v in segmenter.trainable_variables if id(v) in classifier_ids]
     if leaked:
         raise RuntimeError(f"segmenter would train classifier weights {leaked[:5]}")
-    inference = DecoupledNetInference(classifier, segmenter, cfg)
-    serve_segmenter = segmenter if config.train.mode == "seg_only" else None
-    return ModelSystem(
+    return DecoupledNetSystem(
         "decouplednet", classifier, segmenter,
         parts={"classifier": classifier, "segmenter": segmenter},
-        clf_loss=multilabel_loss, seg_loss=foreground_loss,
-        seg_predict=lambda images: inference.predict(images)["class_map"],
-        seg_predict_true_classes=functools.partial(predict_with_true_classes, segmenter,
-                                                   cfg.num_classes),
-        serving_module=lambda: DecoupledNetServing(classifier, serve_segmenter, cfg),
-        evaluate_grades=False, image_label_threshold=cfg.score_threshold)
+        scores_grades=False, image_label_threshold=cfg.score_threshold, cfg=cfg,
+        inference=DecoupledNetInference(classifier, segmenter, cfg),
+        serve_segmenter=segmenter if config.train.mode == "seg_only" else None)
 
 
 def build_deconvnet_system(config: ExperimentConfig) -> ModelSystem:

@@ -1,17 +1,26 @@
-"""``ModelSystem``: what one method's models contribute to training, evaluation and export."""
+"""``ModelSystem``: what one method's models contribute to training, evaluation and export.
+
+The trainer, the evaluation passes and the export see a method only through this
+class. Its defaults are the softmax-grades + per-pixel-softmax behaviour of JointSeg and
+the paper's baselines; a method that differs (DecoupledNet: multi-label classes,
+foreground masks per class, its own inference and SavedModel) subclasses it and
+overrides the methods below, so no caller checks for a missing hook.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Dict, List, Optional
 
 import tensorflow as tf
 
 from coopseg.config import ConfigError
+from coopseg.models.losses import classification_loss, segmentation_loss
+from coopseg.models.serving_module import ServingModule
 
 
 @dataclass
 class ModelSystem:
-    """What one method contributes to training, evaluation and export."""
+    """The models of one method and how they are trained, scored and served."""
 
     method: str
     clf_model: Optional[tf.keras.Model]  # image -> grade logits
@@ -20,26 +29,44 @@ class ModelSystem:
     # image -> {"grade_logits", "seg_logits"} (export, prediction): one encoder pass, two
     # with JointSeg's per-agent BatchNorm statistics (each head needs its own statistics)
     joint_model: Optional[tf.keras.Model] = None
-    # Hooks for methods that differ from "softmax grades + per-pixel softmax" (DecoupledNet).
-    # Each loss is (labels, logits, global_batch_size) -> scalar; None = the JointSeg loss.
-    # ``seg_loss`` also gets ``class_weights=`` (None, or [num_seg_classes] estimated by the
-    # trainer from the labels' class indices when train.seg_class_weighting is set).
-    clf_loss: Optional[Callable] = None
-    seg_loss: Optional[Callable] = None
-    # images -> int32 class map [B, H, W] for evaluation; None = argmax of seg_model.
-    seg_predict: Optional[Callable] = None
-    # (images, true label maps) -> int32 class map using the true image-level classes:
-    # a diagnostic for methods that segment only the classes they identify (DecoupledNet).
-    seg_predict_true_classes: Optional[Callable] = None
-    # () -> tf.Module with a ``serve`` or ``predict`` tf.function; None = ServingModule.
-    serving_module: Optional[Callable] = None
-    # Grade metrics need softmax grades; multi-label classifiers skip them and are
-    # scored as image-level labels (mAP, and P/R/F1 at this score threshold) instead.
-    evaluate_grades: bool = True
-    image_label_threshold: Optional[float] = None
     # The variables both agents train (JointSeg's encoder θ1): the cooperation options
     # (train.cooperation) act on the two agents' gradients of exactly these.
-    shared_variables: list = field(default_factory=list)
+    shared_variables: List[tf.Variable] = field(default_factory=list)
+    # Grade metrics need softmax grades; multi-label classifiers skip them and are
+    # scored as image-level labels (mAP, and P/R/F1 at this score threshold) instead.
+    scores_grades: bool = True
+    image_label_threshold: Optional[float] = None
+
+    # Whether ``predict_classes`` is the argmax of ``seg_model``'s softmax (the report's
+    # per-pixel scores for AUPR exist only then).
+    predicts_by_softmax = True
+    # Whether ``predict_classes_given_truth`` exists (a diagnostic for methods that
+    # segment only the classes they identify).
+    has_true_class_diagnostic = False
+
+    def clf_loss(self, labels: tf.Tensor, logits: tf.Tensor,
+                 global_batch_size: int) -> tf.Tensor:
+        """The classifier agent's cost: softmax cross-entropy over grades."""
+        return classification_loss(labels, logits, global_batch_size)
+
+    def seg_loss(self, masks: tf.Tensor, logits: tf.Tensor, global_batch_size: int,
+                 class_weights: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """The segmentation agent's cost: per-pixel softmax cross-entropy, optionally
+        class-weighted (``class_weights`` [num_seg_classes], from train.seg_class_weighting)."""
+        return segmentation_loss(masks, logits, global_batch_size, class_weights=class_weights)
+
+    def predict_classes(self, images: tf.Tensor) -> tf.Tensor:
+        """int32 class map [B, H, W] for standardised ``images``."""
+        return tf.argmax(self.seg_model(images, training=False), axis=-1, output_type=tf.int32)
+
+    def predict_classes_given_truth(self, images: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
+        """The class map when the true image-level classes are known (see
+        ``has_true_class_diagnostic``)."""
+        raise NotImplementedError(f"method {self.method!r} has no true-class diagnostic")
+
+    def serving_module(self, input_size: int) -> tf.Module:
+        """The tf.Module a SavedModel holds, with a ``serve`` (or ``predict``) tf.function."""
+        return ServingModule(self, input_size)
 
     def require(self, mode: str) -> None:
         """Raise ConfigError if ``mode`` needs a head this method does not have."""
@@ -49,8 +76,3 @@ class ModelSystem:
         if mode in ("joint", "seg_only") and self.seg_model is None:
             raise ConfigError(f"method {self.method!r} has no segmenter; train.mode={mode!r} "
                               "needs one (use clf_only)")
-
-
-def float32_outputs(out: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """Floating outputs as float32 (a half-precision head must not leak into a signature)."""
-    return {k: tf.cast(v, tf.float32) if v.dtype.is_floating else v for k, v in out.items()}

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from coopseg.training.agents import Agent
 from coopseg.training.cooperation import EncoderGradientPolicy
-from coopseg.training.losses import l2_penalty
+from coopseg.models.losses import l2_penalty
 
 
 def _agent_update(agent: Agent, images: tf.Tensor, labels: tf.Tensor):

@@ -38,7 +38,6 @@ from coopseg.training.class_weights import (class_weights_from_frequencies,
                                             estimate_class_frequencies, log_weights)
 from coopseg.training.cooperation import EncoderGradientPolicy
 from coopseg.training.cooperative import CooperativeStep
-from coopseg.training.losses import classification_loss, segmentation_loss
 from coopseg.training.strategy import is_chief, remove_worker_dir, worker_dir
 from coopseg.utils.atomic_write import write_json_atomically
 from coopseg.utils.progress import ProgressBar
@@ -94,7 +93,7 @@ class CooperativeTrainer:
         if tc.mode in ("joint", "clf_only"):
             self.clf_agent = make_agent("clf", system.clf_model,
                                         system.clf_model.trainable_variables, tc.clf_agent(),
-                                        tc.steps, system.clf_loss or classification_loss,
+                                        tc.steps, system.clf_loss,
                                         tc.mixed_precision)
         # Per-class loss weights live in the checkpoint so a resumed run keeps them.
         self.class_weights = tf.Variable(tf.ones([config.model.num_seg_classes]),
@@ -103,9 +102,7 @@ class CooperativeTrainer:
             weights = self.class_weights if tc.seg_class_weighting != "none" else None
 
             def seg_loss(masks, logits, global_batch_size):
-                if system.seg_loss is not None:
-                    return system.seg_loss(masks, logits, global_batch_size, class_weights=weights)
-                return segmentation_loss(masks, logits, global_batch_size, class_weights=weights)
+                return system.seg_loss(masks, logits, global_batch_size, class_weights=weights)
 
             self.seg_agent = make_agent("seg", system.seg_model,
                                         system.seg_model.trainable_variables, tc.seg,
@@ -275,8 +272,7 @@ class CooperativeTrainer:
             return
         images, masks = next(iter(seg_val))
         images, masks = images[:n], masks[:n]
-        pred = (self.system.seg_predict(images) if self.system.seg_predict is not None
-                else tf.argmax(self.system.seg_model(images, training=False), -1))
+        pred = self.system.predict_classes(images)
         shown = to_display(images)
         k = self.config.model.num_seg_classes
         tf.summary.image("images/input", shown, max_outputs=n)
