@@ -4,8 +4,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from coopseg.config import ConfigError
 from coopseg.models.agent_batch_norm import AgentBatchNormalization
 from coopseg.models.registry import build_system
+from coopseg.models.transfer import transfer_encoder_weights
+from coopseg.training.loop import CooperativeTrainer
+from coopseg.training.strategy import make_strategy
 from experiments.scales import experiment
 from tests.helpers import built_system_with_bn_statistics, logged_scalar
 
@@ -249,3 +253,43 @@ def test_tiny_joint_run_with_per_agent_statistics(tmp_path):
     own = view.get_layer("encoder_stem_bn_clf_stats").moving_mean.numpy()
     shared = restored.parts["encoder"].get_layer("encoder_stem_bn").moving_mean.numpy()
     assert np.any(own) and np.abs(own - shared).max() > 1e-3
+
+
+def test_two_step_from_a_per_agent_classifier_takes_its_statistics(built):
+    """A segmenter without per-agent BN, initialised from a per-agent classifier (the
+    two-step transfer), gets the classifier's statistics in its encoder's BN layers."""
+    cfg, source, _ = built
+    target = build_system(experiment("tiny", train={"mode": "seg_only"}).validate())
+    copied = transfer_encoder_weights(source.clf_model, target.seg_model, "encoder_")
+    assert copied > 0
+    for shared, clf_stats in _bn_pairs(source):
+        got = target.parts["encoder"].get_layer(shared.name)
+        np.testing.assert_array_equal(got.moving_mean.numpy(), clf_stats.moving_mean.numpy())
+        np.testing.assert_array_equal(got.moving_variance.numpy(),
+                                      clf_stats.moving_variance.numpy())
+        np.testing.assert_array_equal(got.gamma.numpy(), shared.gamma.numpy())
+    # The classifier's statistics differ from the segmenter path's: it is not a no-op.
+    assert any(not np.array_equal(a, b) for a, b in
+               zip(_statistics(p[0] for p in _bn_pairs(source)),
+                   _statistics(p[1] for p in _bn_pairs(source))))
+
+
+@pytest.mark.parametrize("saved_with, resumed_with, message", [
+    (False, True, "missing: clf_encoder_statistics"),
+    (True, False, "not in this model: clf_encoder_statistics"),
+])
+def test_resuming_with_the_other_setting_is_a_clear_error(tmp_path, saved_with, resumed_with,
+                                                          message):
+    """Switching per-agent statistics on (or off) between runs of one model_dir would
+    restore the checkpoint partially and silently; it is refused, naming the part."""
+    def trainer(per_agent: bool) -> CooperativeTrainer:
+        cfg = experiment("tiny", model={"per_agent_batch_norm": per_agent},
+                         train={"model_dir": str(tmp_path)}).validate()
+        return CooperativeTrainer(cfg, build_system(cfg), make_strategy("default"))
+
+    first = trainer(saved_with)
+    first.save()
+    first.close()
+    with pytest.raises(ConfigError, match=message):
+        trainer(resumed_with).restore_or_initialize()
+    assert trainer(saved_with).restore_or_initialize() == 0  # the same setting resumes

@@ -15,6 +15,8 @@ from typing import Dict, Iterator, List
 import tensorflow as tf
 from absl import logging
 
+from coopseg.models.agent_batch_norm import CLF_STATS_SUFFIX
+
 
 class WeightTransferError(ValueError):
     """The source and target models do not match under the requested prefix."""
@@ -50,8 +52,15 @@ def transfer_encoder_weights(source: tf.keras.Model, target: tf.keras.Model, pre
     counterpart, with a different number of weights, or with a shape mismatch raises
     WeightTransferError naming every such layer. Target-only layers (the new head) are
     left as they are. BatchNorm moving statistics are weights and move too.
+
+    A classifier trained with per-agent BatchNorm statistics (``model.per_agent_batch_norm``)
+    normalises its encoder through ``<bn>_clf_stats`` layers. When the target has no such
+    layer, ``<bn>_clf_stats`` is copied into the target's ``<bn>``: its γ/β are the
+    encoder's own and its moving statistics are the ones the trained classifier used.
     """
     source_layers = _layers_by_name(source, prefix)
+    target_layers = _layers_by_name(target, prefix)
+    source_layers = _classifier_statistics_as_encoder(source_layers, target_layers)
     if not source_layers:
         raise WeightTransferError(
             f"source model {source.name!r} has no layer with weights whose name starts "
@@ -82,3 +91,21 @@ def transfer_encoder_weights(source: tf.keras.Model, target: tf.keras.Model, pre
     logging.info("Transferred %d tensors of %d %r layers from %s to %s", copied,
                  len(source_layers), prefix, source.name, target.name)
     return copied
+
+
+def _classifier_statistics_as_encoder(
+        source_layers: Dict[str, tf.keras.layers.Layer],
+        target_layers: Dict[str, tf.keras.layers.Layer]) -> Dict[str, tf.keras.layers.Layer]:
+    """Source layers renamed ``<bn>_clf_stats`` -> ``<bn>`` where only the latter is in the
+    target (γ, β, moving mean, moving variance: the same weights in the same order)."""
+    renamed = {}
+    for name, layer in source_layers.items():
+        base = name[:-len(CLF_STATS_SUFFIX)] if name.endswith(CLF_STATS_SUFFIX) else None
+        if base is not None and name not in target_layers and base in target_layers:
+            if base in source_layers:
+                raise WeightTransferError(f"source has both {name!r} and {base!r}; cannot "
+                                          f"tell which statistics {base!r} should get")
+            renamed[base] = layer
+        else:
+            renamed[name] = layer
+    return renamed

@@ -136,6 +136,7 @@ class CooperativeTrainer:
         latest = tf.train.latest_checkpoint(os.path.join(self.model_dir, "checkpoints"))
         if latest:
             logging.info("Restoring from %s", latest)
+            self._check_checkpoint_parts(latest)
             with self.strategy.scope():
                 self.checkpoint.restore(latest).assert_existing_objects_matched()
             # Only finite states are saved, so a restored run starts finite again (the
@@ -149,6 +150,22 @@ class CooperativeTrainer:
             logging.info("No checkpoint in %s: training from random initialisation",
                          self.manager.directory)
         return int(self.global_step.numpy())
+
+    def _check_checkpoint_parts(self, checkpoint: str) -> None:
+        """A checkpoint of a different set of model parts (e.g. written without
+        ``model.per_agent_batch_norm`` and resumed with it) would restore partially and
+        silently: the missing part would start from its initial values."""
+        saved = {name.split("/")[0] for name, _ in tf.train.list_variables(checkpoint)}
+        parts = set(self.system.parts)
+        known = parts | {"step", "seg_class_weights", "clf_optimizer", "seg_optimizer",
+                         "save_counter", "_CHECKPOINTABLE_OBJECT_GRAPH"}
+        missing, extra = sorted(parts - saved), sorted(saved - known)
+        if missing or extra:
+            raise ConfigError(
+                f"{checkpoint} does not hold this model's parts (missing: "
+                f"{', '.join(missing) or 'none'}; not in this model: {', '.join(extra) or 'none'})"
+                ": it was written with other model settings (e.g. model.per_agent_batch_norm)."
+                " Resume with the settings in its config.json, or train into a new --model_dir")
 
     def save(self) -> str:
         """Checkpoint, unless a loss or any weight (BN statistics included: they can
