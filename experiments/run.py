@@ -141,7 +141,7 @@ def _define_flags() -> None:
     flags.DEFINE_integer("steps", None, "Override the step budget of every stage of every "
                          "row (LR warm-up is scaled with it).")
     flags.DEFINE_list("rows", [], "Only train these rows of the suite (others are reported "
-                      "if they already finished).")
+                      "if they already finished); data_efficiency also takes 'core'.")
     flags.DEFINE_bool("rerun", False, "Retrain the selected rows from scratch.")
     flags.DEFINE_bool("report_only", False, "Train nothing: write the results of the stages "
                       "that have finished (e.g. while another process is still training).")
@@ -202,11 +202,7 @@ def main(argv) -> None:
 
 def _run_data_efficiency() -> None:
     counts = de.mask_counts(FLAGS.scale, FLAGS.mask_counts)
-    bases = [r for r, _ in de.BASE_ROWS]
-    unknown = [r for r in FLAGS.rows if r not in bases]
-    if unknown:
-        raise ConfigError(f"--rows: {', '.join(unknown)} not in suite {de.NAME}; its rows: "
-                          f"{', '.join(bases)}")
+    rows = de.selected_rows(FLAGS.rows)
     if FLAGS.graded_train or FLAGS.masks_train or FLAGS.graded_val or FLAGS.masks_val:
         data = real_data(FLAGS.graded_format, FLAGS.graded_train, FLAGS.graded_val,
                          FLAGS.masks_format, FLAGS.masks_train, FLAGS.masks_val,
@@ -217,7 +213,7 @@ def _run_data_efficiency() -> None:
         data = de.synthetic_source(FLAGS.data_dir, FLAGS.scale, counts, FLAGS.synthetic_images)
     runner = Runner(FLAGS.out, FLAGS.scale, data, _seeds(FLAGS.seeds), FLAGS.steps,
                     FLAGS.rerun, FLAGS.export, deterministic=FLAGS.deterministic, report=True)
-    learning_curve.run(runner, counts, FLAGS.rows, train=not FLAGS.report_only)
+    learning_curve.run(runner, counts, rows, train=not FLAGS.report_only)
 
 
 if __name__ == "__main__":

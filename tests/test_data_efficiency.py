@@ -238,3 +238,12 @@ def test_tiny_suite_end_to_end(tmp_path):
     assert sum(bool(r.get("reused_from")) for r in records) == 1
     out = tmp_path / "out" / de.NAME
     assert (out / "results.md").is_file() and (out / "learning_curves.png").is_file()
+
+
+def test_rows_flag_takes_names_or_core():
+    assert de.selected_rows([]) == []
+    assert de.selected_rows(["core"]) == list(de.CORE_ROWS)
+    assert de.selected_rows(["jointseg", "core"])[:2] == ["jointseg", de.REFERENCE_ROW]
+    assert set(de.CORE_ROWS) <= {r for r, _ in de.BASE_ROWS}
+    with pytest.raises(ConfigError, match="unet3d not in suite data_efficiency"):
+        de.selected_rows(["unet3d"])
