@@ -1,0 +1,1 @@
+"""A run directory on disk: its config.json, checkpoints and one-writer lock."""
