@@ -30,6 +30,7 @@ PROGRAMS = {"coopseg-train": ("coopseg.cli.train", "--experiment"),
             "coopseg-synth": ("data_pipelines.synthetic", "--out_dir"),
             "coopseg-synth-voc": ("data_pipelines.synthetic_voc", "--out")}
 # A TensorFlow C++ log line: "2026-12-03 09:21:45.846293: E external/...".
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPP_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] ", re.M)
 
 
@@ -62,6 +63,10 @@ def test_tensorflow_startup_noise_is_off_unless_the_user_asks():
     proc = subprocess.run([_script("coopseg-convert"), "--help"], capture_output=True,
                           text=True, env=_env(), timeout=120)
     assert "tensorflow" in sys.modules and not CPP_LOG_LINE.search(proc.stderr), proc.stderr
+    # The suite runner is a program too (its imports load TensorFlow before its flags).
+    proc = subprocess.run([sys.executable, "-m", "experiments.run", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, env=_env(), timeout=120)
+    assert "--suite" in proc.stdout and not CPP_LOG_LINE.search(proc.stderr), proc.stderr[-2000:]
     # A level the user set is respected (and then TensorFlow's own logging decides).
     code = "import os, coopseg.cli; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
     for user_level, expected in ((None, "3"), ("0", "0"), ("1", "1")):
