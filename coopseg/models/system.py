@@ -62,7 +62,10 @@ class ModelSystem:
     def predict_classes_given_truth(self, images: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
         """The class map when the true image-level classes are known (see
         ``has_true_class_diagnostic``)."""
-        raise NotImplementedError(f"method {self.method!r} has no true-class diagnostic")
+        # Not a missing implementation: the softmax methods have no such diagnostic, and
+        # callers ask ``has_true_class_diagnostic`` first.
+        raise TypeError(f"method {self.method!r} has no true-class diagnostic "
+                        "(has_true_class_diagnostic is False)")
 
     def serving_module(self, input_size: int) -> tf.Module:
         """The tf.Module a SavedModel holds, with a ``serve`` (or ``predict``) tf.function."""
