@@ -31,8 +31,8 @@ def train(config: ExperimentConfig, export: bool = True, strategy=None) -> dict:
     policy while the models are built, trained and exported, and the previous policy is
     restored afterwards (even on error). ``strategy`` defaults to
     ``make_strategy(config.train.strategy)``; a multi-worker strategy must be made
-    before TensorFlow runs any op (``main`` does so). The system, the trainer and the
-    restore are built inside its scope. Every worker runs all of it; only the chief
+    before TensorFlow runs any op (``coopseg.cli.train.main`` does so). The system, the
+    trainer and the restore are built inside its scope. Every worker runs all of it; only the chief
     writes ``metrics.json``, checkpoints, logs and the export into ``model_dir`` (the
     others write to a temporary directory, deleted at the end), and only the chief
     holds ``model_dir``'s lock: a second process training into it is refused
