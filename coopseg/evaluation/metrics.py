@@ -62,6 +62,13 @@ def _pair_counts(labels: tf.Tensor, predictions: tf.Tensor, valid: tf.Tensor, nu
     return tf.cast(tf.reshape(counts[:bins], [num_classes, num_classes]), tf.float64)
 
 
+
+def zero_variables(metric: tf.keras.metrics.Metric) -> None:
+    """Reset every variable of ``metric`` to zero. assign() rather than Keras'
+    batch_set_value, so a reset also works inside a tf.function."""
+    for variable in metric.variables:
+        variable.assign(tf.zeros_like(variable))
+
 class SegmentationConfusion(tf.keras.metrics.Metric):
     """Streaming pixel confusion matrix (rows = true class, cols = predicted class).
 
@@ -153,9 +160,7 @@ class SegmentationConfusion(tf.keras.metrics.Metric):
         return out
 
     def reset_state(self) -> None:
-        # assign() rather than Keras' batch_set_value, so a reset also works in tf.function.
-        for variable in self.variables:
-            variable.assign(tf.zeros_like(variable))
+        zero_variables(self)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_classes": self.num_classes,
@@ -236,9 +241,7 @@ class ClassificationMetrics(tf.keras.metrics.Metric):
         return out
 
     def reset_state(self) -> None:
-        # Includes the CohenKappa sub-metric's matrix; assign() also works in tf.function.
-        for variable in self.variables:
-            variable.assign(tf.zeros_like(variable))
+        zero_variables(self)  # includes the CohenKappa sub-metric's matrix
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_grades": self.num_grades}
