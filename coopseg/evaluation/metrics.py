@@ -69,6 +69,7 @@ def zero_variables(metric: tf.keras.metrics.Metric) -> None:
     for variable in metric.variables:
         variable.assign(tf.zeros_like(variable))
 
+
 class SegmentationConfusion(tf.keras.metrics.Metric):
     """Streaming pixel confusion matrix (rows = true class, cols = predicted class).
 
