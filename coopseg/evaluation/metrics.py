@@ -62,7 +62,6 @@ def _pair_counts(labels: tf.Tensor, predictions: tf.Tensor, valid: tf.Tensor, nu
     return tf.cast(tf.reshape(counts[:bins], [num_classes, num_classes]), tf.float64)
 
 
-
 def zero_variables(metric: tf.keras.metrics.Metric) -> None:
     """Reset every variable of ``metric`` to zero. assign() rather than Keras'
     batch_set_value, so a reset also works inside a tf.function."""
