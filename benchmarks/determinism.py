@@ -6,7 +6,7 @@ off and on, side by side.
 
 Two cases, interleaved round by round (``common.run_interleaved``), each a
 ``CooperativeTrainer`` of its own (same config, same seed, so the same initial weights)
-fed by its own real input pipelines (``coopseg.training.inputs.build_inputs`` on a
+fed by its own real input pipelines (``coopseg.training.tasks.build_inputs`` on a
 synthetic fundus set): ``default`` and ``deterministic``. Op determinism is process
 state, so each case's ``setup`` switches it to that case's value before its block, and
 the trainer, its ``tf.function`` step and its iterators were created in that state.
@@ -33,8 +33,8 @@ from benchmarks.common import (Case, case_stats, describe_machine, format_ratios
                                machine_info, paired_ratios, per_op, run_interleaved)
 from benchmarks.step_cost import SCALES, STEP_TABLE_HEADER, log_round, step_row, write_json
 from coopseg.models.registry import build_system
-from coopseg.training.inputs import build_inputs
 from coopseg.training.loop import CooperativeTrainer
+from coopseg.training.tasks import build_inputs
 from data_pipelines.decode import DecodeReport
 from data_pipelines.synthetic import use_synthetic_data
 from experiments.scales import experiment
@@ -71,8 +71,8 @@ def build_case(name: str, on: bool, scale: str, data_dir: str, model_dir: str,
                seed: int, model: Optional[dict] = None) -> TrainingCase:
     """The case's trainer and pipelines, created while op determinism is ``on``."""
     _set_determinism(on)
-    config = experiment(scale, model=model, train={"model_dir": os.path.join(model_dir, name),
-                                                   "seed": seed, "deterministic": on})
+    config = experiment(scale, model=model, train={"seed": seed},
+                        run={"model_dir": os.path.join(model_dir, name), "deterministic": on})
     use_synthetic_data(config, data_dir, scale)
     config.validate()
     tf.keras.utils.set_random_seed(seed)

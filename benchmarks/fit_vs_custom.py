@@ -24,17 +24,16 @@ from typing import Callable, Dict, List, Optional
 import tensorflow as tf
 from absl import app, flags, logging
 
-from benchmarks.common import (Case, case_stats, describe_machine, format_ratios,
-                               format_table, machine_info, paired_ratios, per_op,
-                               run_interleaved)
+from benchmarks.common import (Case, case_stats, describe_machine, format_ratios, format_table,
+                               machine_info, paired_ratios, per_op, run_interleaved)
 from benchmarks.step_cost import (STEP_TABLE_HEADER, StepBench, StepOptions, build_step_bench,
                                   define_step_flags, describe_config, describe_step_setting,
-                                  log_round, step_case, step_options_from_flags, step_row,
-                                  wait_for, write_json)
+                                  log_round, step_case, step_options_from_flags, step_row, wait_for,
+                                  write_json)
 from coopseg.config import ExperimentConfig
+from coopseg.models.losses import l2_penalty
 from coopseg.models.registry import build_system
 from coopseg.training.agents import make_optimizer
-from coopseg.models.losses import l2_penalty
 from coopseg.training.precision import use_precision
 from coopseg.training.schedules import PolynomialDecayWithWarmup
 
@@ -57,7 +56,7 @@ def build_fit_model(config: ExperimentConfig, bench: StepBench) -> tf.keras.Mode
     def loss(masks, logits):
         return seg_agent.loss_fn(masks, logits, batch)
 
-    model.compile(optimizer=optimizer, loss=loss, jit_compile=config.train.jit_compile,
+    model.compile(optimizer=optimizer, loss=loss, jit_compile=config.run.jit_compile,
                   steps_per_execution=1)
     return model
 

@@ -6,7 +6,7 @@
 Measured in one run, interleaved round by round (``common.run_interleaved``):
 
 - the two training pipelines exactly as ``coopseg-train`` builds them
-  (``coopseg.training.inputs.build_inputs``): graded images -> classifier batches and
+  (``coopseg.training.tasks.build_inputs``): graded images -> classifier batches and
   mask set -> segmenter batches, read from the raw JPEG folders (EyePACS layout,
   generic mask layout) or from TFRecords ``coopseg-convert`` made of the same folders,
   with the paper's augmentation, without and with the TEFLA affine warp;
@@ -50,7 +50,7 @@ from benchmarks.step_cost import (StepBench, StepOptions, build_step_bench, defi
                                   step_options_from_flags, wait_for, warm_up, write_json)
 from coopseg.cli.convert import ConvertOptions, convert_split
 from coopseg.config import ConfigError, ExperimentConfig
-from coopseg.training.inputs import build_inputs
+from coopseg.training.tasks import build_inputs
 from data_pipelines.synthetic import MANIFEST, ensure_dataset
 
 SOURCES = ("jpeg", "tfrecord")

@@ -7,7 +7,7 @@
 One ``StepBench`` per setting (the model's input shape is fixed at build time), all
 timed side by side in interleaved rounds: the input-size sweep at the first seg batch,
 the batch sweep at the first input size, and (``--compare_jit``) the base setting with
-``train.jit_compile`` on. XLA's compile time is not timed (warm-up) but is long on a
+``run.jit_compile`` on. XLA's compile time is not timed (warm-up) but is long on a
 CPU: over 10 minutes for the paper-shape joint step on 2 loaded cores, hence off by
 default; compare at ``--scale=small``. Every row is also given as a per-round ratio to the base row
 (first size, first batch): step time, and time per image (step time / images per
@@ -30,9 +30,9 @@ from absl import app, flags, logging
 
 from benchmarks.common import (case_stats, describe_machine, format_range, format_table,
                                machine_info, paired_ratios, per_op, run_interleaved)
-from benchmarks.step_cost import (StepOptions, build_step_bench, define_step_flags,
-                                  describe_config, describe_step_setting, log_round,
-                                  step_case, step_options_from_flags, warm_up, write_json)
+from benchmarks.step_cost import (StepOptions, build_step_bench, define_step_flags, describe_config,
+                                  describe_step_setting, log_round, step_case,
+                                  step_options_from_flags, warm_up, write_json)
 
 DEFAULT_BATCH_RATIO = 2
 

@@ -35,8 +35,8 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from benchmarks.common import (Case, Samples, case_stats, describe_machine, format_range,
-                               format_ratios, format_table, machine_info, paired_ratios,
-                               per_op, run_interleaved)
+                               format_ratios, format_table, machine_info, paired_ratios, per_op,
+                               run_interleaved)
 from coopseg.config import ConfigError, ExperimentConfig, override
 from coopseg.models.registry import build_system
 from coopseg.training.loop import CooperativeTrainer
@@ -69,12 +69,11 @@ class StepOptions:
         if self.scale not in SCALES:
             raise ConfigError(f"scale must be one of {SCALES}, got {self.scale!r}")
         model = {"input_size": self.input_size} if self.input_size else {}
-        train: Dict[str, object] = {"jit_compile": self.jit_compile}
+        run: Dict[str, object] = {"jit_compile": self.jit_compile}
         if model_dir:
-            train["model_dir"] = model_dir
-        if self.batch_ratio:
-            train["batch_ratio"] = self.batch_ratio
-        config = experiment(self.scale, model=model, train=train)
+            run["model_dir"] = model_dir
+        train = {"batch_ratio": self.batch_ratio} if self.batch_ratio else {}
+        config = experiment(self.scale, model=model, train=train, run=run)
         if self.seg_batch:
             config.train.seg = dataclasses.replace(config.train.seg, batch_size=self.seg_batch)
         for item in self.overrides:
@@ -172,7 +171,7 @@ def describe_config(bench: StepBench, options: StepOptions) -> dict:
     c = bench.config
     return {"scale": options.scale, "method": c.method, "input_size": c.model.input_size,
             "seg_batch": c.train.seg.batch_size, "clf_batch": c.train.clf_agent().batch_size,
-            "batch_ratio": c.train.batch_ratio, "jit_compile": c.train.jit_compile,
+            "batch_ratio": c.train.batch_ratio, "jit_compile": c.run.jit_compile,
             "mixed_precision": c.train.mixed_precision or "float32",
             "overrides": list(options.overrides), "num_params": bench.num_params}
 

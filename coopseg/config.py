@@ -49,6 +49,10 @@ TRAIN_MODES = ("joint", "seg_only", "clf_only")
 # applies its own gradient.
 GRADIENT_BALANCE = ("none", "normalize", "pcgrad")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+# VGG-16's conv widths per block (Simonyan & Zisserman 2014, arXiv:1409.1556): the trunk
+# of FCN-8s, the VGG-16 pre-trainer and DecoupledNet.
+VGG16_WIDTHS: Tuple[int, ...] = (64, 128, 256, 512, 512)
+DECOUPLED_METHODS: Tuple[str, ...] = ("decouplednet", "deconvnet")
 
 
 class ConfigError(ValueError):
@@ -324,24 +328,15 @@ class TrainConfig:
     clf: AgentConfig = field(default_factory=AgentConfig)
     derive_clf_from_ratios: bool = True
     cooperation: CooperationConfig = field(default_factory=CooperationConfig)
-    model_dir: str = "runs/default"
-    log_every: int = 20
-    eval_every: int = 500
-    eval_batches: int = 0  # 0 = the whole validation set
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    image_summaries: int = 3
+    # The validation batches behind the reported metrics (0 = the whole validation set):
+    # part of the result, since it changes the numbers a run reports.
+    eval_batches: int = 0
     seed: int = 0  # weight initialisation, data order and augmentation
-    # TensorFlow op determinism (tf.config.experimental.enable_op_determinism) for the
-    # run: the same command gives bit-identical weights, also on a GPU.
-    deterministic: bool = False
-    jit_compile: bool = False  # XLA; measured slower on CPU (docs/speed.md)
+    # Changes the arithmetic the model learns with (float16/bfloat16 activations).
     mixed_precision: str = ""  # "" | mixed_float16 | mixed_bfloat16
-    # "START,END": a TensorBoard profiler trace of steps START..END (1-based, inclusive)
-    # into <model_dir>/logs/profile; "" = no profiling.
-    profile_steps: str = ""
-    strategy: str = "default"  # default | mirrored | multi_worker | tpu (training/strategy.py)
-    init_encoder_from: str = ""  # checkpoint dir of a trained classifier (two-step)
+    # The run directory this run starts from: the trained classifier whose encoder a
+    # two-step segmenter takes, or DecoupledNet's stage-1 classifier for its stage 2.
+    init_encoder_from: str = ""
     # A Keras weights file (.h5) of the ImageNet backbone (VGG-16, VGG-19, InceptionV3)
     # to start from, e.g. keras' vgg16_weights_tf_dim_ordering_tf_kernels.h5.
     backbone_weights: str = ""
@@ -360,30 +355,15 @@ class TrainConfig:
             batch_size=self.seg.batch_size * self.batch_ratio,
         )
 
-    def profile_range(self) -> Optional[Tuple[int, int]]:
-        """``profile_steps`` as (start, end), or None when not profiling."""
-        if not self.profile_steps.strip():
-            return None
-        try:
-            start, end = (int(v) for v in self.profile_steps.split(","))
-        except ValueError as err:
-            raise ConfigError(f"train.profile_steps={self.profile_steps!r}: expected "
-                              "START,END (two step numbers)") from err
-        if not 1 <= start <= end:
-            raise ConfigError(f"train.profile_steps={self.profile_steps!r}: need 1 <= START <= END")
-        return start, end
-
     def validate(self) -> None:
-        self.profile_range()
         if self.mode not in TRAIN_MODES:
             raise ConfigError(f"train.mode={self.mode!r}; choose one of {TRAIN_MODES}")
         if self.steps < 1:
             raise ConfigError(f"train.steps must be >= 1, got {self.steps}")
         if self.lr_ratio <= 0 or self.batch_ratio < 1:
             raise ConfigError("train.lr_ratio must be > 0 and train.batch_ratio >= 1")
-        for name in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be >= 1")
+        if self.eval_batches < 0:
+            raise ConfigError(f"train.eval_batches must be >= 0 (0 = all), got {self.eval_batches}")
         self.seg.validate("train.seg")
         self.clf_agent().validate("train.clf")
         self.cooperation.validate()
@@ -399,14 +379,60 @@ class TrainConfig:
         if self.seg_class_weighting not in ("none", "inverse_sqrt_frequency", "median_frequency"):
             raise ConfigError(f"train.seg_class_weighting={self.seg_class_weighting!r}; choose "
                               "none, inverse_sqrt_frequency or median_frequency")
+
+
+@dataclass
+class RunConfig:
+    """How a run is executed: where its files go, how often it logs, validates and
+    checkpoints, and on which devices. None of it changes what the run learns or reports,
+    so none of it is part of a result's identity (``result_dict``)."""
+
+    model_dir: str = "runs/default"
+    log_every: int = 20
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    image_summaries: int = 3
+    # "START,END": a TensorBoard profiler trace of steps START..END (1-based, inclusive)
+    # into <model_dir>/logs/profile; "" = no profiling.
+    profile_steps: str = ""
+    strategy: str = "default"  # default | mirrored | multi_worker | tpu (training/strategy.py)
+    jit_compile: bool = False  # XLA; measured slower on CPU (docs/speed.md)
+    # TensorFlow op determinism (tf.config.experimental.enable_op_determinism): the same
+    # command gives bit-identical weights, also on a GPU.
+    deterministic: bool = False
+
+    def profile_range(self) -> Optional[Tuple[int, int]]:
+        """``profile_steps`` as (start, end), or None when not profiling."""
+        if not self.profile_steps.strip():
+            return None
+        try:
+            start, end = (int(v) for v in self.profile_steps.split(","))
+        except ValueError as err:
+            raise ConfigError(f"run.profile_steps={self.profile_steps!r}: expected "
+                              "START,END (two step numbers)") from err
+        if not 1 <= start <= end:
+            raise ConfigError(f"run.profile_steps={self.profile_steps!r}: need 1 <= START <= END")
+        return start, end
+
+    def validate(self) -> None:
+        self.profile_range()
+        for name in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"run.{name} must be >= 1, got {getattr(self, name)}")
+        if self.image_summaries < 0:
+            raise ConfigError(f"run.image_summaries must be >= 0, got {self.image_summaries}")
         if self.strategy not in STRATEGIES:
-            raise ConfigError(f"train.strategy={self.strategy!r}; choose one of {STRATEGIES}")
+            raise ConfigError(f"run.strategy={self.strategy!r}; choose one of {STRATEGIES}")
 
 
 @dataclass
 class DecoupledConfig:
-    """DecoupledNet (Hong et al. 2015, arXiv:1506.04924). Image size is ``model.input_size``,
-    image-level classes are ``data.class_names[1:]``."""
+    """Shape of DecoupledNet and its DeconvNet baseline ("Decoupled Deep Neural Network for
+    Semi-supervised Semantic Segmentation", Hong et al. 2015, arXiv:1506.04924). The
+    defaults are the paper's: VGG-16 widths, fc 4096. Image size is ``model.input_size``,
+    the image-level classes are ``data.class_names[1:]``, BatchNorm of the VGG-16 trunk is
+    ``model.vgg_batch_norm``."""
 
     width_multiplier: float = 1.0  # VGG-16 widths x this (1.0 = the paper)
     fc_units: int = 4096
@@ -414,7 +440,26 @@ class DecoupledConfig:
     score_threshold: float = 0.5  # classes scored at least this are segmented at inference
     dropout: float = 0.5
     strong_per_class: int = 0  # N strong (pixel) annotations per class; 0 = all
-    classifier_run: str = ""  # stage 2: run dir of the stage-1 classifier
+
+    def vgg_widths(self) -> Tuple[int, ...]:
+        """Widths of the five VGG-16 blocks after the width multiplier (at least 1)."""
+        return tuple(max(1, round(w * self.width_multiplier)) for w in VGG16_WIDTHS)
+
+    def validate(self) -> None:
+        for name in ("fc_units", "bridge_filters"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"decoupled.{name} must be >= 1, got {getattr(self, name)}")
+        if self.width_multiplier <= 0:
+            raise ConfigError(f"decoupled.width_multiplier must be > 0, got "
+                              f"{self.width_multiplier}")
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ConfigError(f"decoupled.score_threshold must be in [0, 1], got "
+                              f"{self.score_threshold}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"decoupled.dropout must be in [0, 1), got {self.dropout}")
+        if self.strong_per_class < 0:
+            raise ConfigError(f"decoupled.strong_per_class must be >= 0 (0 = all), got "
+                              f"{self.strong_per_class}")
 
 
 @dataclass
@@ -427,6 +472,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decoupled: DecoupledConfig = field(default_factory=DecoupledConfig)
+    run: RunConfig = field(default_factory=RunConfig)
 
     def validate(self) -> "ExperimentConfig":
         if self.method not in METHODS:
@@ -435,6 +481,13 @@ class ExperimentConfig:
         self.model.validate()
         self.data.validate()
         self.train.validate()
+        self.run.validate()
+        if self.method in DECOUPLED_METHODS:
+            self.decoupled.validate()
+            size = self.model.input_size
+            if size < 32 or size % 32:
+                raise ConfigError(f"model.input_size={size} must be a positive multiple of 32 "
+                                  f"for {self.method} (five 2x2 poolings, unpooled exactly)")
         if len(self.data.class_names) != self.model.num_seg_classes:
             raise ConfigError(
                 f"data.class_names has {len(self.data.class_names)} classes but "
@@ -466,6 +519,36 @@ def use_class_names(config: "ExperimentConfig", class_names) -> None:
 def to_dict(config: Any) -> dict:
     """A JSON-friendly dict of a config (tuples become lists)."""
     return dataclasses.asdict(config)
+
+
+# The parts of an ExperimentConfig that do not define a result: a label and the run
+# settings. Everything else (method, model, data, train, decoupled) does.
+NOT_RESULT_DEFINING = ("name", "run")
+
+
+def result_dict(config: ExperimentConfig) -> dict:
+    """What defines a run's result, as a dict: the config without its name and its run
+    settings, and only the fields that differ from their defaults. Leaving defaults out
+    keeps the dict of an earlier run valid when coopseg gains a field whose default
+    reproduces the earlier behaviour; changing a default changes it."""
+    defaults = to_dict(ExperimentConfig())
+    full = to_dict(config)
+    for key in NOT_RESULT_DEFINING:
+        full.pop(key)
+    return _changed(full, defaults)
+
+
+def _changed(values: dict, defaults: dict) -> dict:
+    out = {}
+    for key, value in values.items():
+        default = defaults.get(key)
+        if isinstance(value, dict) and isinstance(default, dict):
+            nested = _changed(value, default)
+            if nested:
+                out[key] = nested
+        elif value != default:
+            out[key] = value
+    return out
 
 
 def override(config: Any, dotted: str, value: Any) -> None:
@@ -513,9 +596,27 @@ def upgrade_legacy_fields(data: dict) -> dict:
     """A config dict written by an earlier coopseg in today's fields (a copy).
 
     ``data.flip`` (one switch for both flips) became ``data.flip_left_right`` and
-    ``data.flip_up_down``; ``data.color_jitter`` was a bool (True = today's "mild").
+    ``data.flip_up_down``; ``data.color_jitter`` was a bool (True = today's "mild"); the
+    run settings (``model_dir``, logging cadence, strategy, ...) were fields of ``train``;
+    ``decoupled.classifier_run`` was a second name for ``train.init_encoder_from``.
     """
     data = json.loads(json.dumps(data))
+    train = data.get("train")
+    if isinstance(train, dict):
+        run = data.setdefault("run", {})
+        for name in _RUN_FIELDS:
+            if name in train:
+                run.setdefault(name, train.pop(name))
+    decoupled = data.get("decoupled")
+    if isinstance(decoupled, dict) and "classifier_run" in decoupled:
+        classifier_run = decoupled.pop("classifier_run")
+        if classifier_run:
+            train = data.setdefault("train", {})
+            if train.get("init_encoder_from") not in ("", None, classifier_run):
+                raise ConfigError(
+                    f"decoupled.classifier_run={classifier_run!r} and train.init_encoder_from="
+                    f"{train['init_encoder_from']!r} name two different stage-1 runs")
+            train["init_encoder_from"] = classifier_run
     d = data.get("data")
     if isinstance(d, dict):
         if "flip" in d:
@@ -525,6 +626,9 @@ def upgrade_legacy_fields(data: dict) -> dict:
         if isinstance(d.get("color_jitter"), bool):
             d["color_jitter"] = "mild" if d["color_jitter"] else "none"
     return data
+
+
+_RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
 
 
 def from_dict(data: dict) -> ExperimentConfig:
@@ -543,7 +647,7 @@ def from_dict(data: dict) -> ExperimentConfig:
             sub = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig,
                    "seg": AgentConfig, "clf": AgentConfig,
                    "cooperation": CooperationConfig,
-                   "decoupled": DecoupledConfig}.get(f.name)
+                   "decoupled": DecoupledConfig, "run": RunConfig}.get(f.name)
             if sub is not None and isinstance(value, dict):
                 value = build(sub, value)
             elif isinstance(value, list):

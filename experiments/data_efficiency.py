@@ -89,7 +89,7 @@ def apply_variant(stages: List, count: int) -> None:
         raise ConfigError(f"a mask-set size must be >= 1, got {count}")
     for stage in stages:
         tc = stage.config.train
-        tc.eval_every = max(1, tc.steps // EVALS_PER_RUN)
+        stage.config.run.eval_every = max(1, tc.steps // EVALS_PER_RUN)
         if tc.mode != "clf_only":
             stage.config.data.masks_train_count = count
 

@@ -140,7 +140,7 @@ def evaluate_claim(claim: Claim, summaries: Dict[str, dict], labels: Dict[str, s
            "b": claim.b or None, "relation": claim.relation}
     missing = [r for r, s in ((claim.a, a), (claim.b, b)) if r and s.get("mean") is None]
     if missing:
-        why = ("no validation before the final step (needs train.eval_every < steps)"
+        why = ("no validation before the final step (needs run.eval_every < steps)"
                if metric == "first_eval_miou" else "not run with these settings, or diverged")
         return dict(out, verdict="not evaluated",
                     detail=f"no {metric} for {', '.join(missing)}: {why}")

@@ -1,20 +1,9 @@
 """Train a row's stages into ``<out>/<row>/seed<k>/<stage>/``, resumably.
 
-Every stage is a normal coopseg run directory (checkpoints, TensorBoard logs,
-metrics.json) that gets a ``stage.json`` record when it finishes. A stage is identified
-by a fingerprint of everything that determines what it learns (its config without
-name and paths, plus its predecessor's fingerprint), so a later run can:
-
-1. skip a stage whose record has the same fingerprint (resumable suites; rows shared
-   by several suites, e.g. ``jointseg``, train once);
-2. continue an interrupted stage from its last checkpoint (``coopseg.training.train.train``
-   restores it) when its ``config.json`` has the same fingerprint;
-3. reuse a finished stage of another row with the same fingerprint (no retraining);
-4. refuse, naming the differing fields, a directory that holds another configuration,
-   unless ``rerun`` (then the row's directories are deleted and retrained).
-
-Two-step rows hand the pretrain stage's run directory to the next stage as
-``train.init_encoder_from``.
+Each stage is a normal run directory plus a ``stage.json`` record. A stage is identified
+by its fingerprint (``fingerprint``), so a finished stage is skipped, an interrupted one
+resumed, an identical one of another row reused, and a directory holding another
+configuration refused (``rerun`` retrains it).
 """
 from __future__ import annotations
 
@@ -29,8 +18,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from absl import logging
 
-from coopseg.config import (ConfigError, CooperationConfig, ExperimentConfig, to_dict,
-                            upgrade_legacy_fields)
+from coopseg.config import (NOT_RESULT_DEFINING, ConfigError, ExperimentConfig, from_dict,
+                            result_dict, to_dict)
 from coopseg.evaluation.report import ReportOptions, build_report
 from coopseg.runs.run_dir import load_run
 from coopseg.training.inputs import build_eval_inputs
@@ -44,16 +33,6 @@ from experiments.registry import SCALES
 from experiments.suites import row_stages
 
 STAGE_RECORD = "stage.json"
-# Fields that name, place or observe a run but do not change what it learns.
-_NOT_FINGERPRINTED = (("name",), ("train", "model_dir"), ("train", "init_encoder_from"),
-                      ("train", "profile_steps"))
-# Fields added after runs existed, with the value that reproduces the earlier behaviour:
-# at that value they are left out of the fingerprint, so finished runs stay valid when
-# coopseg gains a config field. Add every new field that changes learning here.
-_ADDED_LATER = {("model", "sync_batch_norm"): False, ("model", "vgg_batch_norm"): True,
-                ("train", "deterministic"): False, ("train", "backbone_weights"): "",
-                ("model", "per_agent_batch_norm"): False, ("data", "masks_train_count"): 0,
-                ("train", "cooperation"): to_dict(CooperationConfig())}
 
 
 def stage_dir(out: str, row: str, seed: int, stage: str) -> str:
@@ -71,12 +50,12 @@ def prepare_stages(row: str, scale: str, data: DataSource, seed: int, out: str,
         c = stage.config
         data.apply(c)
         c.train.seed = seed
-        c.train.deterministic = deterministic
+        c.run.deterministic = deterministic
         if steps is not None:
             _set_steps(c, steps)
-        c.train.model_dir = stage_dir(out, row, seed, stage.name)
+        c.run.model_dir = stage_dir(out, row, seed, stage.name)
         c.train.init_encoder_from = previous
-        previous = c.train.model_dir
+        previous = c.run.model_dir
         c.validate()
     return stages
 
@@ -91,44 +70,40 @@ def _set_steps(config: ExperimentConfig, steps: int) -> None:
     tc.steps = steps
 
 
-def _earlier_forms(d: dict) -> dict:
-    """Write fields that were split or retyped the way earlier versions wrote them, so
-    a stage recorded then keeps its fingerprint: ``data.color_jitter`` "mild" / "none"
-    was ``True`` / ``False``; equal ``data.flip_left_right`` and ``flip_up_down`` were
-    one ``data.flip``. (``upgrade_legacy_fields`` is the opposite direction.)"""
-    data = d.get("data")
-    if not isinstance(data, dict):
-        return d
-    if data.get("color_jitter") in ("mild", "none"):
-        data["color_jitter"] = data["color_jitter"] == "mild"
-    if "flip_left_right" in data and data["flip_left_right"] == data.get("flip_up_down"):
-        data["flip"] = data.pop("flip_left_right")
-        data.pop("flip_up_down")
-    return d
-
-
-def _fingerprint_dict(config_dict: dict) -> dict:
-    d = _earlier_forms(upgrade_legacy_fields(config_dict))
-    dropped = [(path, None) for path in _NOT_FINGERPRINTED] + list(_ADDED_LATER.items())
-    for path, earlier in dropped:
-        target = d
-        for key in path[:-1]:
-            target = target.get(key, {})
-        if path in _NOT_FINGERPRINTED or target.get(path[-1], earlier) == earlier:
-            target.pop(path[-1], None)
-    return d
-
-
 def fingerprint(config: ExperimentConfig, upstream: str = "") -> str:
-    """A hash of everything that determines what a stage learns, including (through
-    ``upstream``) the stage it is initialised from."""
+    """A hash of what defines a stage's result (``coopseg.config.result_dict``): the
+    config without its name, its run settings and its defaults, with the run it starts
+    from (``train.init_encoder_from``) named by that run's fingerprint ``upstream``
+    instead of its path."""
     return fingerprint_of_dict(to_dict(config), upstream)
 
 
 def fingerprint_of_dict(config_dict: dict, upstream: str = "") -> str:
-    """``fingerprint`` of a config as a dict (e.g. a run's ``config.json``)."""
-    text = json.dumps(_fingerprint_dict(config_dict), sort_keys=True) + upstream
+    """``fingerprint`` of a config as a dict (a run's ``config.json`` or a stage record's
+    config, also one written by an earlier coopseg: ``from_dict`` upgrades it)."""
+    text = json.dumps(_fingerprint_dict(config_dict, upstream), sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _fingerprint_dict(config_dict: dict, upstream: str = "") -> dict:
+    config = from_dict(config_dict)
+    if upstream:
+        config.train.init_encoder_from = upstream
+    return result_dict(config)
+
+
+# Records written since fingerprints hash ``result_dict`` carry this version and the
+# fingerprint of the stage they started from; earlier records are read by recomputing.
+FINGERPRINT_VERSION = 2
+
+
+def _comparable(config_dict: dict) -> dict:
+    """A config's result-defining fields with every default written out, for messages."""
+    d = to_dict(from_dict(config_dict))
+    for key in NOT_RESULT_DEFINING:
+        d.pop(key)
+    d["train"].pop("init_encoder_from")  # a path; the stage it names is compared instead
+    return d
 
 
 def _config_differences(a: dict, b: dict, prefix: str = "") -> List[str]:
@@ -207,16 +182,32 @@ class Runner:
         self.report = report
         self.log = log
         self._rerun_done: set = set()
+        self._fingerprints: Dict[str, str] = {}
         self._finished = self._index_finished()
 
     def _index_finished(self) -> Dict[str, dict]:
         """fingerprint -> record of every stage that finished training in ``out``."""
+        self._fingerprints = {}
         index = {}
         for path in glob.glob(os.path.join(self.out, "*", "seed*", "*", STAGE_RECORD)):
             record = _read_json(path)
             if record and record.get("status") == "ok" and not record.get("reused_from"):
-                index[record["fingerprint"]] = record
+                index[self._record_fingerprint(record)] = record
         return index
+
+    def _record_fingerprint(self, record: dict) -> str:
+        """The fingerprint of a stage record. A record from before ``FINGERPRINT_VERSION``
+        holds an earlier kind of hash: its fingerprint is recomputed from its config, the
+        stage it started from being the record in the run directory its config names."""
+        if record.get("fingerprint_version") == FINGERPRINT_VERSION:
+            return record["fingerprint"]
+        run_dir = record["run_dir"]
+        if run_dir not in self._fingerprints:
+            start = record["config"].get("train", {}).get("init_encoder_from") or ""
+            previous = _read_json(os.path.join(start, STAGE_RECORD)) if start else None
+            upstream = self._record_fingerprint(previous) if previous else ""
+            self._fingerprints[run_dir] = fingerprint_of_dict(record["config"], upstream)
+        return self._fingerprints[run_dir]
 
     # -- rows -------------------------------------------------------------------------
     def row(self, row: str, train: bool = True, progress: str = "") -> dict:
@@ -242,7 +233,7 @@ class Runner:
             if record is None:
                 return {"seed": seed, "status": "not run", "stages": records}
             records.append(record)
-            upstream = record["fingerprint"]
+            upstream = self._record_fingerprint(record)
             if record["status"] != "ok":
                 break
         result = {"seed": seed, "status": records[-1]["status"], "stages": records}
@@ -259,10 +250,10 @@ class Runner:
         """The stage's record: finished earlier, reused, or trained now (``train``);
         None when it has not finished (with these settings) and ``train`` is False."""
         config = stage.config
-        run_dir = config.train.model_dir
+        run_dir = config.run.model_dir
         fp = fingerprint(config, upstream)
         record = _read_json(os.path.join(run_dir, STAGE_RECORD))
-        if record is not None and record["fingerprint"] == fp:
+        if record is not None and self._record_fingerprint(record) == fp:
             return dict(record, action="finished earlier")
         if not train:
             return None
@@ -273,24 +264,26 @@ class Runner:
             self._refuse(run_dir, started, config)
         same = self._finished.get(fp)
         if same is not None and same["run_dir"] != run_dir:
-            record = dict(same, row=row, seed=seed, stage=stage.name, reused_from=same["run_dir"])
+            record = dict(same, row=row, seed=seed, stage=stage.name, reused_from=same["run_dir"],
+                          fingerprint=fp, fingerprint_version=FINGERPRINT_VERSION,
+                          upstream=upstream)
             self._write_record(run_dir, record)
             return dict(record, action="reused")
         tc = config.train
         self.log(f"{progress}{row} seed {seed}: {stage.name}: {config.method} {tc.mode}, "
                  f"{tc.steps} steps{' (resuming)' if started else ''}"
                  f"{', encoder from ' + tc.init_encoder_from if tc.init_encoder_from else ''}")
-        return dict(self._train(row, seed, stage, fp), action="trained")
+        return dict(self._train(row, seed, stage, fp, upstream), action="trained")
 
     def _refuse(self, run_dir: str, found: dict, config: ExperimentConfig) -> None:
-        diffs = _config_differences(_fingerprint_dict(found), _fingerprint_dict(to_dict(config)))
+        diffs = _config_differences(_comparable(found), _comparable(to_dict(config)))
         shown = "; ".join(diffs[:6]) + (" ..." if len(diffs) > 6 else "")
         raise ConfigError(
             f"{run_dir} holds a run of another configuration "
             f"({shown or 'its pre-training stage changed'}); pass --rerun to retrain these "
             "rows, or choose another --out")
 
-    def _train(self, row: str, seed: int, stage: Stage, fp: str) -> dict:
+    def _train(self, row: str, seed: int, stage: Stage, fp: str, upstream: str) -> dict:
         import tensorflow as tf
 
 
@@ -298,22 +291,23 @@ class Runner:
         # A fresh Keras state per stage; train() seeds everything from train.seed (= seed).
         tf.keras.backend.clear_session()
         logging.info("Training %s (stage %s, seed %d) into %s", row, stage.name, seed,
-                     config.train.model_dir)
+                     config.run.model_dir)
         t0 = time.perf_counter()
         status, error, metrics = "ok", "", {}
         try:
             metrics = train(config, export=self.export)["metrics"]
         except TrainingDiverged as err:
             status, error = "diverged", str(err)
-        extra = report_metrics(config.train.model_dir) if self.report and status == "ok" else {}
+        extra = report_metrics(config.run.model_dir) if self.report and status == "ok" else {}
         record = {"row": row, "seed": seed, "stage": stage.name, "status": status,
-                  "error": error, "fingerprint": fp, "run_dir": config.train.model_dir,
+                  "error": error, "fingerprint": fp, "fingerprint_version": FINGERPRINT_VERSION,
+                  "upstream": upstream, "run_dir": config.run.model_dir,
                   "reused_from": None, "method": config.method, "mode": config.train.mode,
                   "config": to_dict(config), "metrics": metrics,
-                  "curve": validation_curve(config.train.model_dir), "report": extra,
+                  "curve": validation_curve(config.run.model_dir), "report": extra,
                   "wall_time_s": time.perf_counter() - t0,
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        self._write_record(config.train.model_dir, record)
+        self._write_record(config.run.model_dir, record)
         if status == "ok":
             self._finished[fp] = record
         return record

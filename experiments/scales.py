@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from coopseg.config import (AgentConfig, ConfigError, DataConfig, ExperimentConfig,
-                            ModelConfig, TrainConfig)
+from coopseg.config import (AgentConfig, ConfigError, DataConfig, ExperimentConfig, ModelConfig,
+                            RunConfig, TrainConfig)
 
-
-SCALE_NAMES = ("paper", "small", "tiny")
+SCALES = ("paper", "small", "tiny")
 
 
 def _check_scale(scale: str) -> None:
-    if scale not in SCALE_NAMES:
-        raise ConfigError(f"unknown scale {scale!r}; choose one of {SCALE_NAMES}")
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; choose one of {SCALES}")
 
 
 def model_config(scale: str, **overrides) -> ModelConfig:
@@ -65,29 +64,35 @@ def train_config(scale: str, **overrides) -> TrainConfig:
     _check_scale(scale)
     if scale == "paper":
         cfg = TrainConfig(steps=20000, seg=AgentConfig(learning_rate=1e-3, batch_size=1),
-                          batch_ratio=32, eval_every=1000, checkpoint_every=1000)
+                          batch_ratio=32)
     elif scale == "small":
         cfg = TrainConfig(steps=400, seg=AgentConfig(learning_rate=0.1, batch_size=4,
                                                      warmup_steps=40, **CPU_DECAY),
                           clf=AgentConfig(warmup_steps=40, **CPU_DECAY), lr_ratio=1.5,
-                          batch_ratio=4,
-                          log_every=20, eval_every=200, checkpoint_every=200,
-                          seg_class_weighting="inverse_sqrt_frequency")
+                          batch_ratio=4, seg_class_weighting="inverse_sqrt_frequency")
     else:
         cfg = TrainConfig(steps=40, seg=AgentConfig(learning_rate=0.1, batch_size=2,
                                                     warmup_steps=5, **CPU_DECAY),
                           clf=AgentConfig(warmup_steps=5, **CPU_DECAY), lr_ratio=1.5,
-                          batch_ratio=2,
-                          log_every=10, eval_every=40,
-                          checkpoint_every=20, image_summaries=1,
-                          seg_class_weighting="inverse_sqrt_frequency")
+                          batch_ratio=2, seg_class_weighting="inverse_sqrt_frequency")
     return dataclasses.replace(cfg, **overrides)
 
 
+def run_config(scale: str, **overrides) -> RunConfig:
+    """How often a run at ``scale`` logs, validates and checkpoints."""
+    _check_scale(scale)
+    cadence = {"paper": dict(eval_every=1000, checkpoint_every=1000),
+               "small": dict(log_every=20, eval_every=200, checkpoint_every=200),
+               "tiny": dict(log_every=10, eval_every=40, checkpoint_every=20,
+                            image_summaries=1)}[scale]
+    return RunConfig(**{**cadence, **overrides})
+
+
 def experiment(scale: str, *, method: str = "jointseg", model=None, data=None,
-               train=None) -> ExperimentConfig:
+               train=None, run=None) -> ExperimentConfig:
     """An experiment at ``scale`` with per-part field overrides (dicts)."""
     return ExperimentConfig(method=method,
                             model=model_config(scale, **(model or {})),
                             data=data_config(scale, **(data or {})),
-                            train=train_config(scale, **(train or {})))
+                            train=train_config(scale, **(train or {})),
+                            run=run_config(scale, **(run or {})))

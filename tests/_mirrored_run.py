@@ -45,7 +45,8 @@ def _config(sync: bool, model_dir: str):
     # 2 + 1 per replica.
     cfg = experiment("tiny", model=dict(sync_batch_norm=sync, input_size=32,
                                         encoder_filters=(8, 16), encoder_blocks=(1, 1)),
-                     train=dict(mode="joint", model_dir=model_dir, seg_class_weighting="none"))
+                     train=dict(mode="joint", seg_class_weighting="none"),
+                     run=dict(model_dir=model_dir))
     return cfg.validate()
 
 

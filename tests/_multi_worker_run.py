@@ -28,9 +28,9 @@ def tiny_config(data_dir: str, model_dir: str):
     cfg = experiment("tiny", model=dict(sync_batch_norm=True, input_size=32,
                                         encoder_filters=(8, 16), encoder_blocks=(1, 1)),
                      data=dict(resize_size=36, random_pad=2),
-                     train=dict(strategy="multi_worker", model_dir=model_dir, steps=STEPS,
-                                log_every=3, checkpoint_every=3, eval_every=STEPS,
-                                eval_batches=1))
+                     train=dict(steps=STEPS, eval_batches=1),
+                     run=dict(strategy="multi_worker", model_dir=model_dir, log_every=3,
+                              checkpoint_every=3, eval_every=STEPS))
     use_synthetic_data(cfg, data_dir, "tiny")
     return cfg.validate()
 

@@ -1,15 +1,21 @@
 """Shared builders for tests: a tiny synthetic set on disk and tiny experiment configs."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
+from coopseg.config import RunConfig
 from data_pipelines.synthetic import use_synthetic_data
 from experiments.scales import experiment
 
 
-def tiny_synthetic_config(data_dir: str, model_dir: str, **train):
-    """The tiny JointSeg experiment pointed at a tiny synthetic set in ``data_dir``."""
-    cfg = experiment("tiny", train=dict(model_dir=model_dir, **train))
+def tiny_synthetic_config(data_dir: str, model_dir: str, **fields):
+    """The tiny JointSeg experiment pointed at a tiny synthetic set in ``data_dir``;
+    ``fields`` set ``train`` or ``run`` fields by name."""
+    run_fields = {f.name for f in dataclasses.fields(RunConfig)}
+    run = {k: v for k, v in fields.items() if k in run_fields}
+    train = {k: v for k, v in fields.items() if k not in run_fields}
+    cfg = experiment("tiny", train=train, run=dict(model_dir=model_dir, **run))
     use_synthetic_data(cfg, data_dir, "tiny")
     return cfg.validate()
 

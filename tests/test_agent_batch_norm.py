@@ -284,7 +284,7 @@ def test_resuming_with_the_other_setting_is_a_clear_error(tmp_path, saved_with, 
     restore the checkpoint partially and silently; it is refused, naming the part."""
     def trainer(per_agent: bool) -> CooperativeTrainer:
         cfg = experiment("tiny", model={"per_agent_batch_norm": per_agent},
-                         train={"model_dir": str(tmp_path)}).validate()
+                         run={"model_dir": str(tmp_path)}).validate()
         return CooperativeTrainer(cfg, build_system(cfg), make_strategy("default"))
 
     first = trainer(saved_with)

@@ -10,30 +10,32 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from coopseg.config import (ConfigError, DecoupledConfig, ExperimentConfig, ModelConfig,
+from coopseg.config import (ConfigError, DecoupledConfig, ExperimentConfig, ModelConfig, RunConfig,
                             TrainConfig, to_dict)
 from coopseg.models.backbone_weights import load_backbone_weights
 from coopseg.models.decouplednet import build_decouplednet_classifier
-from coopseg.models.decouplednet_system import decouplednet_config, restore_stage1_classifier
+from coopseg.models.decouplednet_system import restore_stage1_classifier
 from coopseg.models.fcn8s import VGG16_BLOCKS, scaled_width
 from coopseg.models.input_adapter import (IMAGENET_PIXEL_STD_RGB, LAYER_NAME, InputAdapter,
                                           input_adapter)
 from coopseg.models.registry import build_system
 from coopseg.serving.export import export_saved_model
-from coopseg.training.init import encoder_init_fn
 from coopseg.training.loop import CooperativeTrainer
+from coopseg.training.tasks import init_fn
 
 WIDTH = 1 / 16  # VGG widths 4, 8, 16, 32, 32; fc 256: small files, same layout
 
 
 # ----------------------------------------------------------------------------- helpers
 def _config(method: str, mode: str, weights: str = "", size: int = 32, width: float = WIDTH,
-            vgg_bn: bool = False, fc_units: int = 16, **train) -> ExperimentConfig:
+            vgg_bn: bool = False, fc_units: int = 16, model_dir: str = "",
+            **train) -> ExperimentConfig:
     return ExperimentConfig(
         method=method,
         model=ModelConfig(input_size=size, vgg_width_multiplier=width, vgg_batch_norm=vgg_bn),
         train=TrainConfig(mode=mode, backbone_weights=weights, **train),
-        decoupled=DecoupledConfig(width_multiplier=width, fc_units=fc_units, bridge_filters=8))
+        decoupled=DecoupledConfig(width_multiplier=width, fc_units=fc_units, bridge_filters=8),
+        run=RunConfig(model_dir=model_dir or RunConfig().model_dir))
 
 
 def _randomize(model: tf.keras.Model, seed: int = 1) -> None:
@@ -84,7 +86,7 @@ def _write_keras1_vgg16(path, width: float = WIDTH, fc_units: int = 256, top: bo
 
 def _init(cfg: ExperimentConfig):
     system = build_system(cfg)
-    init = encoder_init_fn(cfg, system)
+    init = init_fn(cfg, system)
     assert init is not None
     init()
     return system
@@ -145,7 +147,7 @@ def test_keras_vgg16_notop_file_loads_into_decouplednet_classifier(tmp_path):
     source.save_weights(str(tmp_path / "vgg16_notop.h5"))
     cfg = _config("decouplednet", "clf_only", str(tmp_path / "vgg16_notop.h5"), width=1.0)
     # The classifier alone: the whole system would add a width-1 deconvolution network.
-    classifier = build_decouplednet_classifier(decouplednet_config(cfg.validate()))
+    classifier = build_decouplednet_classifier(cfg.validate())
     fc6_before = classifier.get_layer("fc6").get_weights()[0].copy()
     report = load_backbone_weights(classifier, str(tmp_path / "vgg16_notop.h5"), "vgg16")
     assert report.tensors == 26 and not report.skipped
@@ -223,7 +225,7 @@ def test_nothing_is_written_unless_every_layer_fits(tmp_path):
     system = build_system(_config("vgg16", "clf_only", path))
     before = [w.numpy().copy() for w in system.clf_model.weights]
     with pytest.raises(ConfigError, match=r"block5_conv3.*\(3, 3, 32, 32\).*\(3, 3, 32, 31\)"):
-        encoder_init_fn(system=system, config=_config("vgg16", "clf_only", path))()
+        init_fn(system=system, config=_config("vgg16", "clf_only", path))()
     for want, got in zip(before, system.clf_model.weights):
         np.testing.assert_array_equal(got.numpy(), want)
 
@@ -281,7 +283,7 @@ def test_stage2_and_two_step_must_agree_with_the_source_adapter(tmp_path):
     (stage1 / "config.json").write_text(json.dumps(to_dict(source)))
     cfg = _config("fcn8s", "seg_only", init_encoder_from=str(stage1))
     with pytest.raises(ConfigError, match="ImageNet input adapter"):
-        encoder_init_fn(cfg, build_system(cfg))()
+        init_fn(cfg, build_system(cfg))()
 
 
 def test_resumed_run_restores_its_checkpoint_and_does_not_reload(tmp_path):
@@ -290,14 +292,14 @@ def test_resumed_run_restores_its_checkpoint_and_does_not_reload(tmp_path):
     cfg = _config("vgg16", "clf_only", path, model_dir=str(tmp_path / "run"))
     system = build_system(cfg)
     trainer = CooperativeTrainer(cfg, system)
-    trainer.restore_or_initialize(encoder_init_fn(cfg, system))
+    trainer.restore_or_initialize(init_fn(cfg, system))
     kernel = system.clf_model.get_layer("block1_conv1").kernel
     np.testing.assert_array_equal(kernel.numpy(), weights["block1_conv1"][0])
     kernel.assign(tf.fill(kernel.shape, 0.25))  # "trained"
     trainer.save()
     os.remove(path)  # a reload would now fail
     resumed = build_system(cfg)
-    CooperativeTrainer(cfg, resumed).restore_or_initialize(encoder_init_fn(cfg, resumed))
+    CooperativeTrainer(cfg, resumed).restore_or_initialize(init_fn(cfg, resumed))
     np.testing.assert_array_equal(resumed.clf_model.get_layer("block1_conv1").kernel.numpy(),
                                   np.full(kernel.shape, 0.25, np.float32))
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from coopseg.config import ConfigError
+from coopseg.config import ConfigError, DataConfig, DecoupledConfig, ExperimentConfig, ModelConfig
 from coopseg.models.bridging import FrozenClassifierFeatures, bridging_layers, class_saliency
-from coopseg.models.decouplednet import DecoupledNetConfig, build_decouplednet_classifier
+from coopseg.models.decouplednet import build_decouplednet_classifier
 
 POOL5 = (2, 2, 3)  # tiny pool5: 12 values
 FC, L = 5, 4
@@ -71,12 +71,21 @@ def test_relu_masks_of_the_forward_pass_are_applied():
     np.testing.assert_array_equal(dead.numpy(), 0.0)
 
 
+def _config(input_size: int, num_classes: int) -> ExperimentConfig:
+    """A tiny DecoupledNet: ``num_classes`` image-level classes (plus background), VGG
+    widths / 16, fc 16, bridge 8."""
+    names = ("background",) + tuple(f"class_{i}" for i in range(num_classes))
+    return ExperimentConfig(
+        method="decouplednet",
+        model=ModelConfig(input_size=input_size, num_seg_classes=num_classes + 1),
+        data=DataConfig(class_names=names),
+        decoupled=DecoupledConfig(width_multiplier=1 / 16, fc_units=16, bridge_filters=8))
+
+
 @pytest.fixture(scope="module")
 def tiny_classifier():
     tf.keras.utils.set_random_seed(0)
-    cfg = DecoupledNetConfig(input_size=64, num_classes=3, width_multiplier=1 / 16, fc_units=16,
-                             bridge_filters=8)
-    return build_decouplednet_classifier(cfg)
+    return build_decouplednet_classifier(_config(input_size=64, num_classes=3))
 
 
 def test_frozen_classifier_features_match_gradient_through_keras_head(tiny_classifier):

@@ -4,10 +4,10 @@ import pytest
 import tensorflow as tf
 
 from coopseg.config import ConfigError, CooperationConfig
+from coopseg.models.losses import l2_penalty
 from coopseg.models.registry import build_system
 from coopseg.training import cooperation as co
 from coopseg.training.loop import CooperativeTrainer
-from coopseg.models.losses import l2_penalty
 from experiments.scales import experiment
 from tests.helpers import random_agent_batches
 
@@ -88,7 +88,8 @@ SMALLEST = dict(input_size=32, encoder_filters=(8, 16), encoder_blocks=(1, 1),
 
 
 def _trainer(tmp_path, mode="joint", **cooperation):
-    cfg = experiment("tiny", model=SMALLEST, train=dict(mode=mode, model_dir=str(tmp_path)))
+    cfg = experiment("tiny", model=SMALLEST, train=dict(mode=mode),
+                     run=dict(model_dir=str(tmp_path)))
     cfg.train.seg.warmup_steps = cfg.train.clf.warmup_steps = 0
     for key, value in cooperation.items():
         setattr(cfg.train.cooperation, key, value)

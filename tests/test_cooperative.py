@@ -3,15 +3,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from coopseg.models.losses import segmentation_loss
 from coopseg.models.registry import build_system
 from coopseg.training.loop import CooperativeTrainer
-from coopseg.models.losses import segmentation_loss
 from experiments.scales import experiment
 from tests.helpers import random_agent_batches
 
 
 def _setup(tmp_path, mode, **train):
-    cfg = experiment("tiny", train=dict(mode=mode, model_dir=str(tmp_path), **train))
+    cfg = experiment("tiny", train=dict(mode=mode, **train), run=dict(model_dir=str(tmp_path)))
     cfg.validate()
     system = build_system(cfg)
     return cfg, system, CooperativeTrainer(cfg, system)

@@ -67,7 +67,7 @@ def test_rows_differ_only_in_what_they_test_and_grader_stages_are_shared(scale):
     for row, row_stages in stages.items():
         final = row_stages[-1].config
         assert final.data.masks_train_count == 10
-        assert final.train.eval_every * de.EVALS_PER_RUN == final.train.steps
+        assert final.run.eval_every * de.EVALS_PER_RUN == final.train.steps
         reference = stages[de.REFERENCE_ROW][-1].config
         assert final.train.steps == reference.train.steps  # one budget and schedule
         assert final.train.seg == reference.train.seg

@@ -15,7 +15,7 @@ from coopseg.training.decoupled_inputs import (build_decoupled_inputs, class_pai
                                                load_training_subset, with_image_labels)
 from data_pipelines.labels import strong_subset
 from data_pipelines.records import DataError, MaskExample
-from experiments.decouplednet_suite import decoupled_experiment
+from experiments.decouplednet_stages import decoupled_experiment
 
 CLASSES = ("background", "cat", "dog")
 

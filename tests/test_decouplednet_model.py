@@ -1,26 +1,35 @@
 """DecoupledNet classifier, segmenter, inference and losses (coopseg/models/decouplednet.py)."""
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from coopseg.config import IGNORE_LABEL, ConfigError
-from coopseg.models.decouplednet import (DecoupledNetConfig, DecoupledNetInference,
-                                         build_decouplednet_classifier,
+from coopseg.config import (IGNORE_LABEL, ConfigError, DataConfig, DecoupledConfig,
+                            ExperimentConfig, ModelConfig)
+from coopseg.models.decouplednet import (DecoupledNetInference, build_decouplednet_classifier,
                                          build_decouplednet_segmenter, class_presence,
                                          class_targets, combine_class_masks,
                                          foreground_segmentation_loss,
-                                         multilabel_classification_loss,
-                                         predict_with_true_classes)
-
-TINY = DecoupledNetConfig(input_size=32, num_classes=3, width_multiplier=1 / 16, fc_units=16,
-                          bridge_filters=8)
+                                         multilabel_classification_loss, predict_with_true_classes)
 
 
-def _models(cfg: DecoupledNetConfig = TINY, seed: int = 0):
+def _config(input_size: int = 32, num_classes: int = 3, **decoupled) -> ExperimentConfig:
+    """A tiny DecoupledNet: ``num_classes`` image-level classes (plus background), VGG
+    widths / 16, fc 16, bridge 8; ``decoupled`` overrides ``DecoupledConfig`` fields."""
+    names = ("background",) + tuple(f"class_{i}" for i in range(num_classes))
+    return ExperimentConfig(
+        method="decouplednet",
+        model=ModelConfig(input_size=input_size, num_seg_classes=num_classes + 1),
+        data=DataConfig(class_names=names),
+        decoupled=DecoupledConfig(**{"width_multiplier": 1 / 16, "fc_units": 16,
+                                     "bridge_filters": 8, **decoupled}))
+
+
+TINY = _config()
+
+
+def _models(cfg: ExperimentConfig = TINY, seed: int = 0):
     tf.keras.utils.set_random_seed(seed)
     classifier = build_decouplednet_classifier(cfg)
     return classifier, build_decouplednet_segmenter(cfg, classifier)
@@ -36,12 +45,16 @@ def _images(n: int, size: int = 32, seed: int = 0) -> tf.Tensor:
 
 
 def test_config_validation():
-    for bad in (dict(input_size=48), dict(num_classes=0), dict(width_multiplier=0.0),
-                dict(score_threshold=1.5), dict(dropout=1.0), dict(fc_units=0)):
-        with pytest.raises(ConfigError):
-            dataclasses.replace(TINY, **bad).validate()
-    assert TINY.vgg_widths() == (4, 8, 16, 32, 32)
-    assert DecoupledNetConfig().vgg_widths() == (64, 128, 256, 512, 512)
+    TINY.validate()
+    for bad, field in ((dict(input_size=48), "input_size"), (dict(num_classes=0), "classes"),
+                       (dict(width_multiplier=0.0), "decoupled.width_multiplier"),
+                       (dict(score_threshold=1.5), "decoupled.score_threshold"),
+                       (dict(dropout=1.0), "decoupled.dropout"),
+                       (dict(fc_units=0), "decoupled.fc_units")):
+        with pytest.raises(ConfigError, match=field):
+            _config(**bad).validate()
+    assert TINY.decoupled.vgg_widths() == (4, 8, 16, 32, 32)
+    assert DecoupledConfig().vgg_widths() == (64, 128, 256, 512, 512)
 
 
 def test_classifier_is_vgg16_with_argmax_pools(models):
@@ -107,9 +120,9 @@ def test_combine_class_masks_hand_built():
 
 def test_inference_runs_segmenter_per_class_in_image_major_order(models):
     classifier, segmenter = models
-    cfg = dataclasses.replace(TINY, score_threshold=0.0)  # every class identified
     images = _images(2, seed=3)
-    out = DecoupledNetInference(classifier, segmenter, cfg).predict(images)
+    # Threshold 0: every class identified.
+    out = DecoupledNetInference(classifier, segmenter, 0.0).predict(images)
     assert out["class_scores"].shape == (2, 3) and out["class_map"].dtype == tf.int32
     assert out["class_probs"].shape == (2, 4, 32, 32)
     for b in range(2):
@@ -131,8 +144,7 @@ def test_true_class_diagnostic_segments_exactly_the_classes_present(models):
     maps = tf.tensor_scatter_nd_update(maps, [[2, 0, 0]], [1])  # image 2 holds classes 0, 2
     got = predict_with_true_classes(segmenter, 3, images, maps).numpy()
     # Same argmax as the real inference with the true classes as scores.
-    out = DecoupledNetInference(classifier, segmenter,
-                                dataclasses.replace(TINY, score_threshold=0.0)).predict(images)
+    out = DecoupledNetInference(classifier, segmenter, 0.0).predict(images)
     presence = class_presence(maps, 3)
     expected = combine_class_masks(presence, out["class_probs"][:, 1:], 0.5)["class_map"]
     np.testing.assert_array_equal(got, expected.numpy())
@@ -142,7 +154,7 @@ def test_true_class_diagnostic_segments_exactly_the_classes_present(models):
 
 def test_export_parity(models, tmp_path):
     classifier, segmenter = models
-    module = DecoupledNetInference(classifier, segmenter, TINY)
+    module = DecoupledNetInference(classifier, segmenter, TINY.decoupled.score_threshold)
     images = _images(3, seed=5)
     expected = module.predict(images)
     tf.saved_model.save(module, str(tmp_path / "decouplednet"))
@@ -174,7 +186,7 @@ def test_stage2_training_learns_a_bright_square():
     through the frozen classifier (pool5, saliency, switches), so beating the loss of
     predicting the foreground rate everywhere shows information flows through it.
     """
-    classifier, segmenter = _models(dataclasses.replace(TINY, num_classes=2), seed=2)
+    classifier, segmenter = _models(_config(num_classes=2), seed=2)
     rng = np.random.default_rng(0)
 
     def batch(n=8):

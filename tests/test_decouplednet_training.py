@@ -18,19 +18,28 @@ from coopseg.models.decouplednet_system import (foreground_loss, multilabel_loss
 from coopseg.models.registry import build_system
 from coopseg.models.system import ModelSystem
 from coopseg.serving.export import export_saved_model
-from coopseg.training.init import encoder_init_fn
+from coopseg.training.decoupled_inputs import (build_decoupled_inputs, expand_class_pairs,
+                                               with_image_labels)
 from coopseg.training.loop import CooperativeTrainer
-from experiments.decouplednet_suite import (CLAIMS, ROWS, SUITES, decoupled_experiment, row_stages,
-                                            run_row, wired_stages)
+from coopseg.training.tasks import init_fn
+from coopseg.training.train import train
+from data_pipelines.datasets import load_masks
+from data_pipelines.synthetic import ensure_dataset
+from experiments.decouplednet_stages import decoupled_experiment
+from experiments.runner import fingerprint
+from experiments.scales import train_config
+from experiments.suites import ROWS, SUITES, row_stages
 from tests.helpers import logged_scalar
 
 NUM_CLASSES = 6  # the fundus lesion classes (LESION_CLASSES[1:])
 
 
-def _config(tmp_path, name: str, mode: str, method: str = "decouplednet", **decoupled):
+def _config(tmp_path, name: str, mode: str, method: str = "decouplednet",
+            init_encoder_from: str = "", **decoupled):
     cfg = decoupled_experiment("tiny", method=method, mode=mode, strong_per_class=0)
     cfg.name = name
-    cfg.train.model_dir = os.path.join(str(tmp_path), name)
+    cfg.run.model_dir = os.path.join(str(tmp_path), name)
+    cfg.train.init_encoder_from = init_encoder_from
     for key, value in decoupled.items():
         setattr(cfg.decoupled, key, value)
     return cfg.validate()
@@ -74,8 +83,8 @@ def stage1_run(tmp_path_factory):
     for _ in range(2):
         trainer.step_fn(batch, None)
     trainer.global_step.assign(2)
-    os.makedirs(cfg.train.model_dir, exist_ok=True)
-    with open(os.path.join(cfg.train.model_dir, "config.json"), "w") as f:
+    os.makedirs(cfg.run.model_dir, exist_ok=True)
+    with open(os.path.join(cfg.run.model_dir, "config.json"), "w") as f:
         json.dump(to_dict(cfg), f)
     trainer.save()
     return cfg, system
@@ -148,10 +157,9 @@ def test_stage2_trains_bridge_and_deconv_only_and_its_loss_falls(tmp_path):
 
 def test_stage2_restores_the_stage1_classifier_and_checkpoints_both(tmp_path, stage1_run):
     stage1_cfg, stage1 = stage1_run
-    cfg = _config(tmp_path, "stage2", "seg_only")
-    cfg.train.init_encoder_from = stage1_cfg.train.model_dir  # how experiments.run chains
+    cfg = _config(tmp_path, "stage2", "seg_only", init_encoder_from=stage1_cfg.run.model_dir)
     system, trainer = _trainer(cfg)
-    assert trainer.restore_or_initialize(encoder_init_fn(cfg, system)) == 0
+    assert trainer.restore_or_initialize(init_fn(cfg, system)) == 0
     for ours, theirs in zip(system.clf_model.weights, stage1.clf_model.weights):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     trainer.step_fn(None, _stage2_batch(cfg))
@@ -159,7 +167,7 @@ def test_stage2_restores_the_stage1_classifier_and_checkpoints_both(tmp_path, st
     trainer.save()
     # A resumed stage 2 restores both parts from its own checkpoint.
     resumed, resumed_trainer = _trainer(cfg)
-    assert resumed_trainer.restore_or_initialize(encoder_init_fn(cfg, resumed)) == 1
+    assert resumed_trainer.restore_or_initialize(init_fn(cfg, resumed)) == 1
     for part in ("classifier", "segmenter"):
         for ours, theirs in zip(resumed.parts[part].weights, system.parts[part].weights):
             np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
@@ -168,10 +176,10 @@ def test_stage2_restores_the_stage1_classifier_and_checkpoints_both(tmp_path, st
 def test_stage2_refuses_a_missing_or_mismatched_classifier(tmp_path, stage1_run):
     # Both checks run before any weight is touched: no model is needed to see them fail.
     init = stage1_classifier_init_fn(_config(tmp_path, "no_stage1", "seg_only"), system=None)
-    with pytest.raises(ConfigError, match="classifier_run"):
+    with pytest.raises(ConfigError, match="init_encoder_from"):
         init()
     wider = _config(tmp_path, "wider", "seg_only", fc_units=32,
-                    classifier_run=stage1_run[0].train.model_dir)
+                    init_encoder_from=stage1_run[0].run.model_dir)
     with pytest.raises(ConfigError, match="fc_units"):
         restore_stage1_classifier(None, wider)
     with pytest.raises(ConfigError, match="stages"):
@@ -218,32 +226,28 @@ def test_deconvnet_baseline_trains_with_the_shared_loss(tmp_path):
     assert losses[-1] < 0.93 * losses[0], losses
 
 
-def test_table1_rows_chain_their_stages(tmp_path):
-    from experiments.suites import row_stages as runner_row_stages
-
-    root = str(tmp_path)
-    assert SUITES["decouplednet_table1"] == tuple(ROWS) and len(ROWS) == 12
-    assert {r for _, a, b in CLAIMS for r in (a, b)} <= set(ROWS)
-    full, five, str_five, str_full = (wired_stages(r, "small", root) for r in (
+def test_table1_rows_chain_their_stages():
+    rows = SUITES["decouplednet_table1"].rows
+    assert len(rows) == 12 and all(ROWS[r].paper.get("miou") for r in rows)
+    assert {r for c in SUITES["decouplednet_table1"].claims for r in (c.a, c.b)} <= set(rows)
+    full, five, str_five, str_full = (row_stages(r, "small") for r in (
         "decouplednet_full", "decouplednet_5", "decouplednet_str_5", "decouplednet_str_full"))
-    # Every DecoupledNet row shares one classifier, trained on all images' labels.
-    assert full[0].config.train.model_dir == five[0].config.train.model_dir
+    # Every DecoupledNet row shares one classifier, trained on all images' labels: the
+    # runner trains it once (equal fingerprints) and hands it to each segmenter.
+    assert fingerprint(full[0].config) == fingerprint(five[0].config)
     assert five[0].config.decoupled.strong_per_class == 0
+    assert [s.name for s in five] == ["classifier", "segmenter"]
     assert [s.config.train.mode for s in five] == ["clf_only", "seg_only"]
-    assert five[1].config.decoupled.classifier_run == five[0].config.train.model_dir
     assert five[1].config.decoupled.strong_per_class == 5
     # -Str trains its classifier on the strong images only; at "full" it is DecoupledNet.
     assert str_five[0].config.decoupled.strong_per_class == 5
-    assert str_five[1].config.decoupled.classifier_run == str_five[0].config.train.model_dir
-    assert ([s.config.train.model_dir for s in str_full]
-            == [s.config.train.model_dir for s in full])
+    assert fingerprint(str_five[0].config) != fingerprint(five[0].config)
+    assert ([fingerprint(s.config) for s in str_full] == [fingerprint(s.config) for s in full])
     (deconvnet,) = row_stages("decouplednet_deconvnet_10", "small")
     assert deconvnet.config.method == "deconvnet" and deconvnet.config.train.mode == "seg_only"
     assert deconvnet.config.decoupled.strong_per_class == 10
-    # The shared runner's view of a row: named stages, validated, no run dirs wired yet.
-    stages = runner_row_stages("decouplednet_5", "tiny")
-    assert [s.name for s in stages] == ["classifier", "segmenter"]
-    assert stages[1].config.decoupled.classifier_run == ""
+    # No run directories are wired before the runner places the stages.
+    assert five[1].config.train.init_encoder_from == ""
 
 
 def _random_ranking_maps(labels: np.ndarray, draws: int, seed: int = 0) -> np.ndarray:
@@ -277,12 +281,6 @@ E2E_MASKS_TRAIN, E2E_VAL_STAGE1, E2E_VAL_STAGE2 = 48, 64, 4
 
 
 def test_two_stage_row_end_to_end_on_synthetic_fundus(tmp_path):
-    from coopseg.training.decoupled_inputs import (build_decoupled_inputs, expand_class_pairs,
-                                                   with_image_labels)
-    from data_pipelines.datasets import load_masks
-    from data_pipelines.synthetic import ensure_dataset
-    from experiments.scales import train_config
-
     root = str(tmp_path)
     cpu_seg = train_config("tiny").seg
 
@@ -301,23 +299,28 @@ def test_two_stage_row_end_to_end_on_synthetic_fundus(tmp_path):
         c.data.masks_train = os.path.join(root, "data_stage1", "lesions_train")
         c.data.masks_val = os.path.join(data_dir, "lesions_val")
         c.train.steps = E2E_STEPS[c.train.mode]
-        c.train.log_every = 5
-        c.train.eval_every = c.train.checkpoint_every = c.train.steps
+        c.run.log_every = 5
+        c.run.eval_every = c.run.checkpoint_every = c.train.steps
         if not stage1:
             c.train.seg.learning_rate = cpu_seg.learning_rate
             c.train.seg.warmup_steps = cpu_seg.warmup_steps
 
-    runs = os.path.join(root, "runs")
-    out = run_row("decouplednet_5", "tiny", runs, use_data)
-    assert out["paper_miou"] == 53.1 and 0.0 <= out["metrics"]["segmentation"]["miou"] <= 1.0
-    stage1_dir = os.path.join(runs, "decouplednet_classifier_all")
-    stage2_dir = os.path.join(runs, "decouplednet_segmenter_n5_clf_all")
+    # The row's stages as the runner trains them: stage 2 starts from stage 1's run.
+    stage1_dir, stage2_dir = os.path.join(root, "stage1"), os.path.join(root, "stage2")
+    previous = ""
+    for stage, run_dir in zip(row_stages("decouplednet_5", "tiny"), (stage1_dir, stage2_dir)):
+        use_data(stage.config)
+        stage.config.run.model_dir, stage.config.train.init_encoder_from = run_dir, previous
+        tf.keras.backend.clear_session()
+        out = train(stage.config.validate(), export=False)
+        previous = run_dir
+    assert 0.0 <= out["metrics"]["segmentation"]["miou"] <= 1.0
     for run_dir in (stage1_dir, stage2_dir):
         assert os.path.isfile(os.path.join(run_dir, "metrics.json"))
         assert tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     with open(os.path.join(stage2_dir, "config.json")) as f:
         stage2_cfg = from_dict(json.load(f))
-    assert stage2_cfg.decoupled.classifier_run == stage1_dir
+    assert stage2_cfg.train.init_encoder_from == stage1_dir
 
     # Stage 1 learnt. Its loss (mean sigmoid cross-entropy per label) falls ...
     clf_losses = logged_scalar(stage1_dir, "loss/clf_loss")

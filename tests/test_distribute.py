@@ -93,7 +93,7 @@ def test_sync_batch_norm_reaches_every_jointseg_bn_layer(tiny_model_config, sync
 
 
 def test_global_batch_must_split_evenly_over_replicas(tmp_path):
-    cfg = experiment("tiny", train=dict(model_dir=str(tmp_path))).validate()
+    cfg = experiment("tiny", run=dict(model_dir=str(tmp_path))).validate()
     trainer = CooperativeTrainer(cfg, build_system(cfg))
     trainer._check_batch_split()  # one replica: anything splits
     trainer.strategy = types.SimpleNamespace(num_replicas_in_sync=3)  # seg batch 2, clf 4
@@ -107,7 +107,7 @@ def test_resume_under_a_mirrored_strategy(tmp_path):
     strategy = make_strategy("mirrored")
     cfg = experiment("tiny", model=dict(input_size=32, encoder_filters=(8, 16),
                                         encoder_blocks=(1, 1)),
-                     train=dict(mode="seg_only", model_dir=str(tmp_path))).validate()
+                     train=dict(mode="seg_only"), run=dict(model_dir=str(tmp_path))).validate()
     rng = np.random.default_rng(0)
     seg = (tf.constant(rng.normal(size=(2, 32, 32, 3)), tf.float32),
            tf.constant(rng.integers(0, 7, (2, 32, 32)), tf.int32))
@@ -142,7 +142,7 @@ def test_train_cli_strategy_flag_reaches_make_strategy(tmp_path):
                          env=dict(env, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3"), cwd=ROOT,
                          capture_output=True, text=True, timeout=240)
     assert res.returncode != 0
-    assert "coopseg-train: error: train.strategy=multi_worker needs the TF_CONFIG" in res.stderr
+    assert "coopseg-train: error: run.strategy=multi_worker needs the TF_CONFIG" in res.stderr
     assert "Traceback" not in res.stderr
 
 

@@ -235,7 +235,7 @@ def _tiny_run_dir(root):
     from coopseg.models.registry import build_system
     from data_pipelines.synthetic import ensure_dataset
     from experiments.scales import experiment
-    cfg = experiment("tiny", train=dict(model_dir=str(root / "run")))
+    cfg = experiment("tiny", run=dict(model_dir=str(root / "run")))
     data = root / "data"
     ensure_dataset(str(data), num_graded_train=2, num_graded_val=10, num_masks_train=2,
                    num_masks_val=6, image_size=cfg.data.resize_size, seed=0)
@@ -247,13 +247,13 @@ def _tiny_run_dir(root):
     system = build_system(cfg)
     s = cfg.model.input_size
     system.joint_model(tf.random.uniform([2, s, s, 3]), training=True)
-    os.makedirs(cfg.train.model_dir)
-    with open(os.path.join(cfg.train.model_dir, "config.json"), "w") as f:
+    os.makedirs(cfg.run.model_dir)
+    with open(os.path.join(cfg.run.model_dir, "config.json"), "w") as f:
         json.dump(to_dict(cfg), f)
     checkpoint = tf.train.Checkpoint(step=tf.Variable(7, dtype=tf.int64), **system.parts)
-    tf.train.CheckpointManager(checkpoint, os.path.join(cfg.train.model_dir, "checkpoints"),
+    tf.train.CheckpointManager(checkpoint, os.path.join(cfg.run.model_dir, "checkpoints"),
                                max_to_keep=1).save(checkpoint_number=7)
-    return cfg.train.model_dir
+    return cfg.run.model_dir
 
 
 def _cli(*args):

@@ -34,7 +34,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 def _differences(a, b) -> set:
     """Config fields (dotted) in which two configs differ, ignoring name and run dirs."""
     fa, fb = _flat(to_dict(a)), _flat(to_dict(b))
-    ignored = {"name", "train.model_dir", "train.init_encoder_from"}
+    ignored = {"name", "run.model_dir", "train.init_encoder_from"}
     return {k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k) and k not in ignored}
 
 
@@ -121,8 +121,8 @@ def test_two_step_pretraining_gets_the_joint_classifier_budget(scale, row):
     # Same model shape in both stages, so every encoder weight can be handed over.
     assert to_dict(p.model) == to_dict(segment.config.model)
     assert p.train.init_encoder_from == ""
-    assert p.train.model_dir == f"/out/{row}/seed3/pretrain"
-    assert segment.config.train.init_encoder_from == p.train.model_dir
+    assert p.run.model_dir == f"/out/{row}/seed3/pretrain"
+    assert segment.config.train.init_encoder_from == p.run.model_dir
 
 
 def test_inceptionv3_minimum_matches_the_model_builder():
@@ -174,18 +174,31 @@ def test_a_mask_sets_own_classes_reach_every_stage(row):
         assert config.data.mask_priority == ()  # lesion overlap order dropped
 
 
+def _written_by_an_earlier_coopseg(config) -> dict:
+    """``config`` as an earlier coopseg wrote config.json: run settings inside ``train``,
+    no ``run`` part, ``decoupled.classifier_run``, and no fields added since."""
+    older = to_dict(config)
+    older["train"].update(older.pop("run"))
+    older["decoupled"]["classifier_run"] = ""
+    del older["model"]["sync_batch_norm"], older["train"]["cooperation"]
+    return older
+
+
 def test_runs_from_before_a_new_config_field_keep_their_fingerprint():
     from experiments.runner import fingerprint, fingerprint_of_dict
 
     config = _final("jointseg", "tiny")
-    older = to_dict(config)
-    del older["model"]["sync_batch_norm"], older["train"]["profile_steps"]  # not yet fields
+    older = _written_by_an_earlier_coopseg(config)
     assert fingerprint_of_dict(older) == fingerprint(config)
-    config.model.sync_batch_norm = True  # a new field away from the earlier behaviour
+    config.model.sync_batch_norm = True  # a new field away from its default
     assert fingerprint_of_dict(older) != fingerprint(config)
     config.model.sync_batch_norm = False
-    config.train.profile_steps = "2,3"  # observing a run does not change what it learns
+    # How a run is executed does not change what it learns.
+    config.run.profile_steps, config.run.eval_every, config.run.model_dir = "2,3", 7, "/x"
+    config.name = "renamed"
     assert fingerprint_of_dict(older) == fingerprint(config)
+    config.train.eval_batches = 2  # what its reported metrics cover does
+    assert fingerprint_of_dict(older) != fingerprint(config)
 
 
 def test_runs_from_before_split_and_retyped_fields_keep_their_fingerprint():
@@ -195,7 +208,7 @@ def test_runs_from_before_split_and_retyped_fields_keep_their_fingerprint():
     from experiments.runner import fingerprint, fingerprint_of_dict
 
     config = _final("jointseg", "small")
-    older = to_dict(config)
+    older = _written_by_an_earlier_coopseg(config)
     data = older["data"]
     del data["flip_left_right"], data["flip_up_down"]
     data["flip"], data["color_jitter"] = True, True  # "mild" today
@@ -206,8 +219,53 @@ def test_runs_from_before_split_and_retyped_fields_keep_their_fingerprint():
     loaded = from_dict(older)
     assert (loaded.data.flip_left_right, loaded.data.flip_up_down) == (True, True)
     assert loaded.data.color_jitter == "mild"
+    assert loaded.run.model_dir == config.run.model_dir
     config.data.flip_up_down = False  # now a different stage
     assert fingerprint_of_dict(older) != fingerprint(config)
+
+
+def test_decouplednet_configs_with_a_classifier_run_load_as_the_one_hand_over_field():
+    from coopseg.config import ConfigError, from_dict
+
+    older = _written_by_an_earlier_coopseg(_final("decouplednet_5", "tiny"))
+    older["train"]["init_encoder_from"] = ""  # stage 2 named its classifier here instead
+    older["decoupled"]["classifier_run"] = "/runs/stage1"
+    assert from_dict(older).train.init_encoder_from == "/runs/stage1"
+    older["train"]["init_encoder_from"] = "/runs/other"
+    with pytest.raises(ConfigError, match="two different stage-1 runs"):
+        from_dict(older)
+
+
+def test_stages_recorded_with_the_earlier_fingerprint_are_found_finished(tmp_path):
+    """A suite directory written before fingerprints hashed only what defines a result:
+    its records hold another kind of hash; the runner recomputes it from their configs,
+    chaining through the stage each started from, and trains nothing."""
+    from experiments.runner import STAGE_RECORD, Runner, prepare_stages
+
+    data = DataSource("eyepacs", "/g/train", "/g/val", "generic", "/m/train", "/m/val")
+    out = str(tmp_path)
+    stages = prepare_stages("jointseg_two_step", "tiny", data, 0, out)
+    for stage in stages:
+        run_dir = stage.config.run.model_dir
+        os.makedirs(run_dir)
+        record = {"row": "jointseg_two_step", "seed": 0, "stage": stage.name, "status": "ok",
+                  "fingerprint": "0123abcd", "run_dir": run_dir, "reused_from": None,
+                  "config": _written_by_an_earlier_coopseg(stage.config), "metrics": {},
+                  "method": "jointseg", "mode": stage.config.train.mode, "error": "",
+                  "curve": {}, "report": {}, "wall_time_s": 60.0}
+        with open(os.path.join(run_dir, STAGE_RECORD), "w") as f:
+            json.dump(record, f)
+    runner = Runner(out, "tiny", data, [0], log=lambda _: None)
+    seed = runner.row("jointseg_two_step", train=True)["seeds"][0]
+    assert [r["action"] for r in seed["stages"]] == ["finished earlier"] * 2
+    # A changed first stage makes both stages another configuration.
+    with open(os.path.join(stages[0].config.run.model_dir, STAGE_RECORD)) as f:
+        first = json.load(f)
+    first["config"]["train"]["steps"] += 1
+    with open(os.path.join(stages[0].config.run.model_dir, STAGE_RECORD), "w") as f:
+        json.dump(first, f)
+    with pytest.raises(ConfigError, match="another configuration"):
+        Runner(out, "tiny", data, [0], log=lambda _: None).row("jointseg_two_step")
 
 
 def test_poly_decay_is_teflas_at_paper_scale_and_linear_on_the_cpu_scales():

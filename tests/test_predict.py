@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def trained(tmp_path_factory):
     """A tiny JointSeg as both a run directory (checkpoint) and a SavedModel."""
     root = tmp_path_factory.mktemp("predict")
-    cfg = experiment("tiny", train={"model_dir": str(root / "run")}).validate()
+    cfg = experiment("tiny", run={"model_dir": str(root / "run")}).validate()
     system, _ = built_system_with_bn_statistics(cfg)
     run = root / "run"
     os.makedirs(run / "checkpoints")

@@ -6,8 +6,8 @@ import pytest
 
 from coopseg.config import ConfigError
 from coopseg.models.registry import build_system
-from coopseg.training.inputs import build_inputs
 from coopseg.training.loop import CooperativeTrainer
+from coopseg.training.tasks import build_inputs
 from data_pipelines.synthetic import use_synthetic_data
 from experiments.scales import experiment
 
@@ -18,10 +18,10 @@ def test_profiled_steps_leave_a_trace_and_the_step_traces_once(tmp_path):
     cfg = experiment("tiny", model={"input_size": 32, "encoder_filters": (8,),
                                     "encoder_blocks": (1,)},
                      data={"resize_size": 36},
-                     train={"model_dir": model_dir, "steps": 6, "log_every": 1,
-                            "eval_every": 100, "checkpoint_every": 100,
-                            "image_summaries": 0, "eval_batches": 1,
-                            "seg_class_weighting": "none", "profile_steps": "2,3"})
+                     train={"steps": 6, "eval_batches": 1, "seg_class_weighting": "none"},
+                     run={"model_dir": model_dir, "log_every": 1, "eval_every": 100,
+                          "checkpoint_every": 100, "image_summaries": 0,
+                          "profile_steps": "2,3"})
     use_synthetic_data(cfg, str(tmp_path / "data"), "tiny")
     cfg.validate()
     system = build_system(cfg)
@@ -37,6 +37,6 @@ def test_profiled_steps_leave_a_trace_and_the_step_traces_once(tmp_path):
 
 @pytest.mark.parametrize("value", ["3", "a,b", "0,2", "4,2"])
 def test_bad_profile_steps_are_config_errors(value):
-    cfg = experiment("tiny", train={"profile_steps": value})
+    cfg = experiment("tiny", run={"profile_steps": value})
     with pytest.raises(ConfigError, match="profile_steps"):
         cfg.validate()

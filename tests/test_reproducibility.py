@@ -33,7 +33,7 @@ def test_train_seeds_initialisation_and_data_from_train_seed(tmp_path, monkeypat
         cfg = tiny_synthetic_config(data, subdir(tmp_path, name), steps=8, checkpoint_every=8,
                                     eval_every=8, seed=seed, deterministic=deterministic)
         out = train(cfg, export=False)
-        return _final_weights(cfg.train.model_dir), out["metrics"]
+        return _final_weights(cfg.run.model_dir), out["metrics"]
 
     first, first_metrics = run("a", seed=3, deterministic=True)
     assert not op_determinism_enabled()  # switched back off when the run ended

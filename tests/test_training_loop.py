@@ -9,8 +9,8 @@ import tensorflow as tf
 from coopseg.config import IGNORE_LABEL
 from coopseg.evaluation.metric_tables import average_precision
 from coopseg.models.registry import build_system
-from coopseg.training.inputs import build_inputs
 from coopseg.training.loop import CooperativeTrainer
+from coopseg.training.tasks import build_inputs
 from tests.helpers import tiny_synthetic_config
 
 
@@ -231,7 +231,7 @@ def test_small_demo_learns_both_tasks(tmp_path):
     from data_pipelines.synthetic import use_synthetic_data
     from experiments.registry import get_experiment
     cfg = get_experiment("demo", "small")
-    cfg.train.model_dir = str(tmp_path / "run")
+    cfg.run.model_dir = str(tmp_path / "run")
     use_synthetic_data(cfg, str(tmp_path / "data"), "small")
     out = train(cfg.validate(), export=False)
     seg, clf = out["metrics"]["segmentation"], out["metrics"]["classification"]

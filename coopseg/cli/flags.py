@@ -19,7 +19,7 @@ FLAGS = flags.FLAGS
 
 # flag name -> dotted config field it overrides
 FIELD_FLAGS: Dict[str, str] = {
-    "model_dir": "train.model_dir",
+    "model_dir": "run.model_dir",
     "steps": "train.steps",
     "mode": "train.mode",
     "seed": "train.seed",
@@ -27,16 +27,16 @@ FIELD_FLAGS: Dict[str, str] = {
     "batch_ratio": "train.batch_ratio",
     "seg_learning_rate": "train.seg.learning_rate",
     "seg_batch_size": "train.seg.batch_size",
-    "eval_every": "train.eval_every",
-    "checkpoint_every": "train.checkpoint_every",
-    "jit_compile": "train.jit_compile",
+    "eval_every": "run.eval_every",
+    "checkpoint_every": "run.checkpoint_every",
+    "jit_compile": "run.jit_compile",
     "mixed_precision": "train.mixed_precision",
-    "profile_steps": "train.profile_steps",
-    "strategy": "train.strategy",
+    "profile_steps": "run.profile_steps",
+    "strategy": "run.strategy",
     "sync_batch_norm": "model.sync_batch_norm",
     "init_encoder_from": "train.init_encoder_from",
     "backbone_weights": "train.backbone_weights",
-    "deterministic": "train.deterministic",
+    "deterministic": "run.deterministic",
     "pag_mode": "model.pag_mode",
     "per_agent_batch_norm": "model.per_agent_batch_norm",
     "clf_encoder_lr_scale": "train.cooperation.clf_encoder_lr_scale",
@@ -90,7 +90,8 @@ def define_experiment_flags() -> None:
                       "this machine) | multi_worker (hosts in TF_CONFIG) | tpu (TPU_NAME).")
     flags.DEFINE_bool("sync_batch_norm", None, "BatchNorm statistics over all replicas "
                       "(multi-replica training then equals one device on the global batch).")
-    flags.DEFINE_string("init_encoder_from", None, "Two-step init: a trained classifier's run dir.")
+    flags.DEFINE_string("init_encoder_from", None, "The run directory this run starts from: "
+                        "a trained classifier (two-step init) or DecoupledNet's stage 1.")
     flags.DEFINE_string("backbone_weights", None, "Start the backbone from a Keras ImageNet "
                         "weights file (.h5) on disk: VGG-16 (fcn8s, vgg16, decouplednet, "
                         "deconvnet), VGG-19 or InceptionV3. Nothing is downloaded.")
@@ -145,5 +146,5 @@ def config_from_flags() -> ExperimentConfig:
     if class_names is not None:
         use_class_names(config, class_names)
     if FLAGS.model_dir is None:
-        override(config, "train.model_dir", f"runs/{config.name}")
+        override(config, "run.model_dir", f"runs/{config.name}")
     return config.validate()

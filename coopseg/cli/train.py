@@ -64,7 +64,7 @@ def main(argv) -> None:
     try:
         config = config_from_flags()
         # First: a multi-worker strategy must exist before TensorFlow runs any op.
-        strategy = make_strategy(config.train.strategy)
+        strategy = make_strategy(config.run.strategy)
         # Then the run directory's lock, so a second run on it stops before any work.
         with model_dir_lock(config, strategy):
             d = config.data
@@ -77,7 +77,7 @@ def main(argv) -> None:
         exit_now("coopseg-train", str(err))
     except tf.errors.InvalidArgumentError as err:
         exit_on_wrapped_data_error("coopseg-train", err)
-    _print_result(out, config.train.model_dir)
+    _print_result(out, config.run.model_dir)
 
 
 def run() -> None:

@@ -1,39 +1,18 @@
-"""DecoupledNet (Hong, Noh & Han 2015): decoupled classification and segmentation nets.
+"""DecoupledNet's classification and segmentation networks, inference and losses.
 
-Three parts (Hong et al., arXiv:1506.04924, Sec. 2.1): a VGG-16 classification network with a
-multi-label sigmoid head; bridging layers (``bridging.py``) that turn pool5 and the
-class-specific saliency of one class l into g_l; and a DeconvNet-style segmentation
-network that unpools g_l back to the input size with the classifier's own pooling
-switches (``unpooling.py``) and predicts a 2-channel background/foreground mask of l.
-
-Training is decoupled (Sec. 2.2); the trainer wires it as:
-
-    classifier = build_decouplednet_classifier(cfg)                  # stage 1
-    loss = multilabel_classification_loss(labels, classifier(x, training=True))
-    # ... minimise over classifier.trainable_weights on image-level labels.
-    segmenter = build_decouplednet_segmenter(cfg, classifier)        # stage 2
-    logits = segmenter([x, class_index], training=True)              # one (image, class) pair
-    loss = foreground_segmentation_loss(class_targets(label_map, class_index), logits)
-    # ... minimise over segmenter.trainable_weights (bridge + deconv only).
-    model = DecoupledNetInference(classifier, segmenter, cfg)        # predict / export
-
-Deviation: the paper starts from ImageNet-pretrained VGG-16. Nothing may be
-downloaded here, so by default the classifier trains from scratch, with BatchNorm
-after every conv (``vgg_batch_norm``) to make that feasible. With Keras' VGG-16 file
-on disk (``train.backbone_weights``) it starts as the paper's: ``vgg_batch_norm=False``
-(the published conv + bias net) and ``input_adapter="caffe"`` (the image scale those
-weights expect, ``coopseg.models.input_adapter``). The deconvolution network keeps
-its BatchNorm (``batch_norm``) either way, as Noh et al.'s DeconvNet has it.
+"Decoupled Deep Neural Network for Semi-supervised Semantic Segmentation" (Hong, Noh &
+Han 2015, arXiv:1506.04924): a VGG-16 multi-label classifier, bridging layers
+(``bridging.py``) and a deconvolution network that segments one identified class at a time.
 """
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Dict, Sequence, Tuple, Union
 
 import tensorflow as tf
 
-from coopseg.config import IGNORE_LABEL, LESION_CLASSES, ConfigError
+from coopseg.config import IGNORE_LABEL, ConfigError, ExperimentConfig
+from coopseg.models.backbone_weights import input_adapter_kind
 from coopseg.models.bridging import FrozenClassifierFeatures, bridging_layers
 from coopseg.models.input_adapter import adapt_input
 from coopseg.models.unpooling import MaxPoolWithArgmax, MaxUnpooling2D
@@ -41,47 +20,19 @@ from coopseg.models.unpooling import MaxPoolWithArgmax, MaxUnpooling2D
 layers = tf.keras.layers
 
 VGG16_BLOCK_CONVS: Tuple[int, ...] = (2, 2, 3, 3, 3)
-VGG16_WIDTHS: Tuple[int, ...] = (64, 128, 256, 512, 512)
 
 
-# ----------------------------------------------------------------------------- config
-@dataclass
-class DecoupledNetConfig:
-    """Shape of DecoupledNet. Defaults are the paper's (VGG-16, fc 4096, 320 crops)."""
-
-    input_size: int = 320  # the authors' recipe: random 320 crops of 350 px images
-    num_classes: int = len(LESION_CLASSES) - 1  # image-level classes, background excluded
-    width_multiplier: float = 1.0  # scales the VGG-16 widths 64..512; tests use 1/16
-    fc_units: int = 4096  # fc6 / fc7 width
-    bridge_filters: int = 512  # channels of g_l
-    score_threshold: float = 0.5  # a class is segmented when its sigmoid score >= this
-    dropout: float = 0.5  # after fc6 and fc7, as VGG-16
-    batch_norm: bool = True  # BN after the deconvolution network's (de)convs (DeconvNet has it)
-    # BN after the VGG-16 convs of the classification network (DeconvNet: of its encoder);
-    # False is the published VGG-16, which ImageNet weight files need.
-    vgg_batch_norm: bool = True
-    input_adapter: str = ""  # "" or "caffe": the classifier's input layer (input_adapter.py)
-
-    def vgg_widths(self) -> Tuple[int, ...]:
-        """Widths of the five VGG-16 blocks after the width multiplier (at least 1)."""
-        return tuple(max(1, round(w * self.width_multiplier)) for w in VGG16_WIDTHS)
-
-    def validate(self) -> "DecoupledNetConfig":
-        if self.input_size < 32 or self.input_size % 32:
-            raise ConfigError(f"decouplednet.input_size={self.input_size} must be a positive "
-                              "multiple of 32 (five 2x2 poolings, unpooled exactly)")
-        if self.num_classes < 1:
-            raise ConfigError(f"decouplednet.num_classes must be >= 1, got {self.num_classes}")
-        for name in ("fc_units", "bridge_filters"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"decouplednet.{name} must be >= 1, got {getattr(self, name)}")
-        if self.width_multiplier <= 0:
-            raise ConfigError("decouplednet.width_multiplier must be > 0")
-        if not 0.0 <= self.score_threshold <= 1.0:
-            raise ConfigError("decouplednet.score_threshold must be in [0, 1]")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError("decouplednet.dropout must be in [0, 1)")
-        return self
+def check_decoupled_shape(config: ExperimentConfig) -> None:
+    """The checks of ``ExperimentConfig.validate`` a DecoupledNet / DeconvNet builder needs:
+    ``decoupled.*``, an input size the five poolings unpool exactly, and at least one
+    image-level class. (Not the whole validate: it also checks data and files.)"""
+    config.decoupled.validate()
+    size = config.model.input_size
+    if size < 32 or size % 32:
+        raise ConfigError(f"model.input_size={size} must be a positive multiple of 32 "
+                          f"for {config.method} (five 2x2 poolings, unpooled exactly)")
+    if len(config.data.class_names) < 2:
+        raise ConfigError("data.class_names needs background plus at least one class")
 
 
 # ----------------------------------------------------------------------------- layers
@@ -97,53 +48,64 @@ def _conv_bn_relu(x: tf.Tensor, filters: int, name: str, *, batch_norm: bool,
 
 
 def deconvolution_network(g: tf.Tensor, switches: Sequence[tf.Tensor],
-                          cfg: DecoupledNetConfig) -> tf.Tensor:
+                          widths: Sequence[int]) -> tf.Tensor:
     """DeconvNet's mirror of VGG-16: g_l -> [B, H, W, 2] background/foreground logits.
 
+    ``widths`` are the five VGG-16 block widths (``DecoupledConfig.vgg_widths()``).
     ``fc6_deconv`` maps g_l to pool5's width (unpooling needs the switches' channel
     count); then per block 5..1: unpool with that block's switches, and its 3x3
     deconvolutions at the block's width, the last one narrowing to the width of the
     block above (512-512-512 | 512-512-256 | 256-256-128 | 128-64 | 64-64).
     """
-    widths = cfg.vgg_widths()
-    x = _conv_bn_relu(g, widths[4], "fc6_deconv", batch_norm=cfg.batch_norm, transpose=True)
+    # BN after every deconvolution: DeconvNet has it, and training from scratch needs it.
+    x = _conv_bn_relu(g, widths[4], "fc6_deconv", batch_norm=True, transpose=True)
     for block in range(5, 0, -1):
         x = MaxUnpooling2D(name=f"unpool{block}")([x, switches[block - 1]])
         convs = VGG16_BLOCK_CONVS[block - 1]
         for i in range(1, convs + 1):
             last = i == convs and block > 1
             x = _conv_bn_relu(x, widths[block - 2] if last else widths[block - 1],
-                              f"deconv{block}_{i}", batch_norm=cfg.batch_norm, transpose=True)
+                              f"deconv{block}_{i}", batch_norm=True, transpose=True)
     return layers.Conv2D(2, 1, dtype="float32", name="seg_score")(x)  # float32 logits
 
 
 # ----------------------------------------------------------------------------- models
-def build_decouplednet_classifier(cfg: DecoupledNetConfig) -> tf.keras.Model:
+def build_decouplednet_classifier(config: ExperimentConfig) -> tf.keras.Model:
     """VGG-16 classification network: standardised image [B, S, S, 3] -> logits [B, L].
 
-    Pools are ``MaxPoolWithArgmax`` (``block{k}_pool``) so the segmenter can reuse
-    their switches; fc6 is a Dense layer on the flattened pool5 (the bridge
-    back-propagates through fc8 -> fc7 -> fc6). fc6/fc7/fc8 are pre-activation Dense
-    layers followed by ``fc6_relu`` etc. Scores are ``sigmoid(logits)``: multi-label.
+    S is ``model.input_size``, L = ``len(data.class_names) - 1`` (background is no
+    image-level class), widths and fc6/fc7 units from ``config.decoupled``. Pools are
+    ``MaxPoolWithArgmax`` (``block{k}_pool``) so the segmenter can reuse their switches;
+    fc6 is a Dense layer on the flattened pool5 (the bridge back-propagates through
+    fc8 -> fc7 -> fc6). fc6/fc7/fc8 are pre-activation Dense layers followed by
+    ``fc6_relu`` etc. Scores are ``sigmoid(logits)``: multi-label.
+
+    Deviation: the paper starts from ImageNet VGG-16; nothing is downloaded here, so by
+    default the classifier trains from scratch with BatchNorm after every conv
+    (``model.vgg_batch_norm``). With Keras' VGG-16 file on disk
+    (``train.backbone_weights``) it is the published conv + bias net
+    (``vgg_batch_norm=False``) behind the "caffe" input adapter (``input_adapter.py``).
     """
-    cfg.validate()
-    image = layers.Input((cfg.input_size, cfg.input_size, 3), name="image")
-    x = adapt_input(image, cfg.input_adapter)
-    for block, (convs, width) in enumerate(zip(VGG16_BLOCK_CONVS, cfg.vgg_widths()), start=1):
+    check_decoupled_shape(config)
+    dc, size = config.decoupled, config.model.input_size
+    image = layers.Input((size, size, 3), name="image")
+    x = adapt_input(image, input_adapter_kind(config))
+    for block, (convs, width) in enumerate(zip(VGG16_BLOCK_CONVS, dc.vgg_widths()), start=1):
         for i in range(1, convs + 1):
-            x = _conv_bn_relu(x, width, f"block{block}_conv{i}", batch_norm=cfg.vgg_batch_norm)
+            x = _conv_bn_relu(x, width, f"block{block}_conv{i}",
+                              batch_norm=config.model.vgg_batch_norm)
         x, _ = MaxPoolWithArgmax(name=f"block{block}_pool")(x)
     x = layers.Flatten(name="flatten")(x)
     for name in ("fc6", "fc7"):
-        x = layers.Dense(cfg.fc_units, name=name)(x)
+        x = layers.Dense(dc.fc_units, name=name)(x)
         x = layers.Activation("relu", name=f"{name}_relu")(x)
-        x = layers.Dropout(cfg.dropout, name=f"{name}_dropout")(x)
+        x = layers.Dropout(dc.dropout, name=f"{name}_dropout")(x)
     # float32 logits also under a mixed-precision policy (numerically safe losses).
-    logits = layers.Dense(cfg.num_classes, dtype="float32", name="fc8")(x)
+    logits = layers.Dense(len(config.data.class_names) - 1, dtype="float32", name="fc8")(x)
     return tf.keras.Model(image, logits, name="decouplednet_classifier")
 
 
-def build_decouplednet_segmenter(cfg: DecoupledNetConfig,
+def build_decouplednet_segmenter(config: ExperimentConfig,
                                  classifier: tf.keras.Model) -> tf.keras.Model:
     """Bridging + deconvolution network on top of a frozen ``classifier``.
 
@@ -152,13 +114,25 @@ def build_decouplednet_segmenter(cfg: DecoupledNetConfig,
     background/foreground logits for that class. ``trainable_weights`` holds only
     the bridging and deconvolution layers; the classifier runs with training=False
     (frozen BN statistics, no dropout) and its weights are non-trainable here.
+
+    Training is decoupled (paper Sec. 2.2), as ``decouplednet_system`` wires it::
+
+        classifier = build_decouplednet_classifier(config)           # stage 1
+        loss = multilabel_classification_loss(labels, classifier(x, training=True))
+        # ... minimise over classifier.trainable_weights on image-level labels.
+        segmenter = build_decouplednet_segmenter(config, classifier)  # stage 2
+        logits = segmenter([x, class_index], training=True)          # one (image, class) pair
+        loss = foreground_segmentation_loss(class_targets(label_map, class_index), logits)
+        # ... minimise over segmenter.trainable_weights (bridge + deconv only).
+        model = DecoupledNetInference(classifier, segmenter, 0.5)    # predict / export
     """
-    cfg.validate()
-    image = layers.Input((cfg.input_size, cfg.input_size, 3), name="image")
+    check_decoupled_shape(config)
+    size = config.model.input_size
+    image = layers.Input((size, size, 3), name="image")
     class_index = layers.Input((), dtype=tf.int32, name="class_index")
     feats = FrozenClassifierFeatures(classifier, name="frozen_classifier")([image, class_index])
-    g = bridging_layers(feats["pool5"], feats["class_saliency"], cfg.bridge_filters)
-    logits = deconvolution_network(g, feats["switches"], cfg)
+    g = bridging_layers(feats["pool5"], feats["class_saliency"], config.decoupled.bridge_filters)
+    logits = deconvolution_network(g, feats["switches"], config.decoupled.vgg_widths())
     return tf.keras.Model([image, class_index], logits, name="decouplednet_segmenter")
 
 
@@ -190,6 +164,9 @@ def combine_class_masks(scores: tf.Tensor, fg_probs: tf.Tensor,
 class DecoupledNetInference(tf.Module):
     """Classifier + segmenter as one exportable ``predict(images)`` (tf.saved_model.save).
 
+    Image size and class count L come from ``classifier``; a class is segmented when its
+    sigmoid score is at least ``score_threshold`` (``decoupled.score_threshold``).
+
     ``predict`` returns ``class_scores`` [B, L], ``class_probs`` [B, L+1, H, W] and
     ``class_map`` int32 [B, H, W] (see ``combine_class_masks``). It runs the segmenter
     for every (image, class) pair at once, the images repeated L times, and masks
@@ -199,17 +176,18 @@ class DecoupledNetInference(tf.Module):
     """
 
     def __init__(self, classifier: tf.keras.Model, segmenter: tf.keras.Model,
-                 cfg: DecoupledNetConfig):
+                 score_threshold: float):
         super().__init__(name="decouplednet_inference")
         # The module tracks the models' variables, not the Keras models: saving then
         # traces ``predict`` alone instead of Keras' per-layer serialisation of both
         # models, which a server never uses and which made export several times slower.
         unique = {id(v): v for v in classifier.weights + segmenter.weights}
         self.model_variables = list(unique.values())
-        spec = tf.TensorSpec([None, cfg.input_size, cfg.input_size, 3], tf.float32, name="images")
+        size, num_classes = classifier.input_shape[1], classifier.output_shape[-1]
+        spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="images")
         self.predict = tf.function(
-            functools.partial(_predict_all_classes, classifier, segmenter, cfg.num_classes,
-                              float(cfg.score_threshold)),
+            functools.partial(_predict_all_classes, classifier, segmenter, num_classes,
+                              float(score_threshold)),
             input_signature=[spec])
 
 

@@ -1,31 +1,16 @@
 """DecoupledNet and its DeconvNet baseline as ``ModelSystem``s: one trainer, two stages.
 
-Hong et al. 2015 train DecoupledNet in two decoupled stages (Sec. 2.2);
-both run through the shared ``CooperativeTrainer`` with one agent each:
-
-1. ``train.mode=clf_only``: the classification network (``clf_model``, image -> L
-   logits) on image-level labels, multi-label sigmoid loss (e_c).
-2. ``train.mode=seg_only``: bridging + deconvolution network (``seg_model``,
-   [image, class l] -> 2-channel logits) on (image, l) pairs of the strong
-   annotations, fg/bg softmax loss (e_s). The classifier comes from stage 1's run
-   (``decoupled.classifier_run`` or ``train.init_encoder_from``, restored by
-   ``stage1_classifier_init_fn``) and is frozen: the segmenter's trainable weights
-   exclude it (checked here).
-
-Evaluation predicts class maps with the paper's inference (every identified class
-segmented, per-pixel argmax; ``DecoupledNetInference``) and scores them with the
-shared confusion-matrix mIoU. Export serves 0..255 images, standardised in-graph,
-like every coopseg SavedModel.
-
-``build_deconvnet_system`` is Table 1's DeconvNet column: the encoder-decoder alone,
-per-pixel softmax over all classes, trained ``seg_only`` on the strong subset.
+"Decoupled Deep Neural Network for Semi-supervised Semantic Segmentation" (Hong, Noh &
+Han 2015, arXiv:1506.04924) trains in two decoupled stages (Sec. 2.2): the classifier
+(``train.mode=clf_only``), then the segmenter on it, frozen (``seg_only`` with
+``train.init_encoder_from``). Losses, SavedModel, and the stage-1 -> stage-2 hand-over.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional
 
 import tensorflow as tf
 from absl import logging
@@ -33,23 +18,10 @@ from absl import logging
 from coopseg.config import IGNORE_LABEL, ConfigError, ExperimentConfig, from_dict
 from coopseg.models.backbone_weights import input_adapter_kind
 from coopseg.models.deconvnet import build_deconvnet
-from coopseg.models.decouplednet import (DecoupledNetConfig, DecoupledNetInference,
-                                         build_decouplednet_classifier,
+from coopseg.models.decouplednet import (DecoupledNetInference, build_decouplednet_classifier,
                                          build_decouplednet_segmenter, predict_with_true_classes)
 from coopseg.models.outputs import float32_outputs
 from coopseg.models.system import ModelSystem
-
-
-def decouplednet_config(config: ExperimentConfig) -> DecoupledNetConfig:
-    """DecoupledNet's shape from an experiment: image size, classes, ``decoupled.*``,
-    ``model.vgg_batch_norm`` and the ImageNet input adapter (``train.backbone_weights``)."""
-    dc = config.decoupled
-    return DecoupledNetConfig(
-        input_size=config.model.input_size, num_classes=len(config.data.class_names) - 1,
-        width_multiplier=dc.width_multiplier, fc_units=dc.fc_units,
-        bridge_filters=dc.bridge_filters, score_threshold=dc.score_threshold,
-        dropout=dc.dropout, vgg_batch_norm=config.model.vgg_batch_norm,
-        input_adapter=input_adapter_kind(config)).validate()
 
 
 # ----------------------------------------------------------------------------- losses
@@ -95,12 +67,13 @@ class DecoupledNetServing(tf.Module):
     Outputs ``class_scores`` [N, L] (sigmoid), and unless ``segmenter`` is None (a
     stage-1 run, whose segmenter is untrained) ``segmentation_probabilities``
     [N, S, S, L+1] (channel 0 background, l+1 class l; see ``combine_class_masks``)
-    and ``class_map`` int32 [N, S, S]. Standardisation happens in-graph, as in
+    and ``class_map`` int32 [N, S, S]. S and L come from ``classifier``; classes scored
+    at least ``score_threshold`` are segmented. Standardisation happens in-graph, as in
     ``coopseg.models.serving_module.ServingModule``.
     """
 
     def __init__(self, classifier: tf.keras.Model, segmenter: Optional[tf.keras.Model],
-                 cfg: DecoupledNetConfig):
+                 score_threshold: float):
         super().__init__(name="decouplednet_serving")
         models = [classifier] + ([segmenter] if segmenter is not None else [])
         # Variables tracked, models and the inference function kept in closures: the
@@ -110,9 +83,10 @@ class DecoupledNetServing(tf.Module):
         if segmenter is None:
             self._predict = lambda x: {"class_scores": tf.sigmoid(classifier(x, training=False))}
         else:
-            inference = DecoupledNetInference(classifier, segmenter, cfg)
+            inference = DecoupledNetInference(classifier, segmenter, score_threshold)
             self._predict = lambda x: _serving_outputs(inference.predict(x))
-        spec = tf.TensorSpec([None, cfg.input_size, cfg.input_size, 3], tf.float32, name="images")
+        size = classifier.input_shape[1]
+        spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="images")
         self.serve = tf.function(self._serve, input_signature=[spec])
 
     def _serve(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -132,7 +106,9 @@ class DecoupledNetSystem(ModelSystem):
     """DecoupledNet's classifier and segmenter: multi-label classes (stage 1), per-class
     foreground masks (stage 2), the paper's inference and its own SavedModel."""
 
-    cfg: Optional[DecoupledNetConfig] = None
+    # Image-level classes L (background excluded) and the inference's score threshold.
+    num_classes: int = field(kw_only=True)
+    score_threshold: float = field(kw_only=True)
     inference: Optional[DecoupledNetInference] = None
     # The segmenter the SavedModel serves: None in stage 1 (its segmenter is untrained).
     serve_segmenter: Optional[tf.keras.Model] = None
@@ -150,20 +126,21 @@ class DecoupledNetSystem(ModelSystem):
         return self.inference.predict(images)["class_map"]
 
     def predict_classes_given_truth(self, images: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
-        return predict_with_true_classes(self.seg_model, self.cfg.num_classes, images, masks)
+        return predict_with_true_classes(self.seg_model, self.num_classes, images, masks)
 
     def serving_module(self, input_size: int) -> tf.Module:
-        return DecoupledNetServing(self.clf_model, self.serve_segmenter, self.cfg)
+        return DecoupledNetServing(self.clf_model, self.serve_segmenter, self.score_threshold)
 
 
 def build_decouplednet_system(config: ExperimentConfig) -> DecoupledNetSystem:
     """Classifier + segmenter (sharing the classifier's weights) for either stage."""
     if config.train.mode == "joint":
         raise ConfigError("DecoupledNet trains in two decoupled stages (Hong et al. Sec. 2.2): "
-                          "train.mode=clf_only, then seg_only with decoupled.classifier_run")
-    cfg = decouplednet_config(config)
-    classifier = build_decouplednet_classifier(cfg)
-    segmenter = build_decouplednet_segmenter(cfg, classifier)
+                          "train.mode=clf_only, then seg_only with train.init_encoder_from "
+                          "(--init_encoder_from) set to the stage-1 run")
+    classifier = build_decouplednet_classifier(config)
+    segmenter = build_decouplednet_segmenter(config, classifier)
+    threshold = config.decoupled.score_threshold
     # Paper Sec. 2.2: stage 2 must not touch the classification network.
     classifier_ids = {id(v) for v in classifier.weights}
     leaked = [v.name for v in segmenter.trainable_variables if id(v) in classifier_ids]
@@ -172,14 +149,15 @@ def build_decouplednet_system(config: ExperimentConfig) -> DecoupledNetSystem:
     return DecoupledNetSystem(
         "decouplednet", classifier, segmenter,
         parts={"classifier": classifier, "segmenter": segmenter},
-        scores_grades=False, image_label_threshold=cfg.score_threshold, cfg=cfg,
-        inference=DecoupledNetInference(classifier, segmenter, cfg),
+        scores_grades=False, image_label_threshold=threshold,
+        num_classes=classifier.output_shape[-1], score_threshold=threshold,
+        inference=DecoupledNetInference(classifier, segmenter, threshold),
         serve_segmenter=segmenter if config.train.mode == "seg_only" else None)
 
 
 def build_deconvnet_system(config: ExperimentConfig) -> ModelSystem:
     """DeconvNet alone (Table 1 baseline): image -> logits over all classes, seg_only."""
-    model = build_deconvnet(decouplednet_config(config), len(config.data.class_names))
+    model = build_deconvnet(config)
     return ModelSystem("deconvnet", None, model, parts={"deconvnet": model})
 
 
@@ -187,16 +165,21 @@ def build_deconvnet_system(config: ExperimentConfig) -> ModelSystem:
 _SHAPE_FIELDS = ("input_size", "num_classes", "width_multiplier", "fc_units", "vgg_batch_norm")
 
 
+def _classifier_shape(config: ExperimentConfig) -> Dict[str, Any]:
+    """What fixes the shape of the classifier ``config`` builds (``_SHAPE_FIELDS``) and
+    its input adapter, which has no weights a checkpoint restore would check."""
+    return {"input_size": config.model.input_size,
+            "num_classes": len(config.data.class_names) - 1,
+            "width_multiplier": config.decoupled.width_multiplier,
+            "fc_units": config.decoupled.fc_units,
+            "vgg_batch_norm": config.model.vgg_batch_norm,
+            "input_adapter": input_adapter_kind(config)}
+
+
 def stage1_run_dir(config: ExperimentConfig) -> str:
-    """The stage-1 run a DecoupledNet stage 2 starts from: ``decoupled.classifier_run``, or
-    ``train.init_encoder_from`` (how ``experiments.run`` hands a row's previous stage on;
-    for DecoupledNet the pre-trained "encoder" is the whole classification network)."""
-    named = {f for f in (config.decoupled.classifier_run, config.train.init_encoder_from) if f}
-    if len(named) > 1:
-        raise ConfigError(f"decoupled.classifier_run={config.decoupled.classifier_run!r} and "
-                          f"train.init_encoder_from={config.train.init_encoder_from!r} name "
-                          "different stage-1 runs; set one of them")
-    return named.pop() if named else ""
+    """The stage-1 run a DecoupledNet stage 2 starts from: ``train.init_encoder_from`` (for
+    DecoupledNet the pre-trained "encoder" is the whole classification network)."""
+    return config.train.init_encoder_from
 
 
 def restore_stage1_classifier(classifier: tf.keras.Model, config: ExperimentConfig) -> str:
@@ -217,8 +200,8 @@ def restore_stage1_classifier(classifier: tf.keras.Model, config: ExperimentConf
     if tuple(source.data.class_names) != tuple(config.data.class_names):
         raise ConfigError(f"{run_dir} classifies {tuple(source.data.class_names[1:])}, this run "
                           f"{tuple(config.data.class_names[1:])}")
-    theirs, ours = decouplednet_config(source), decouplednet_config(config)
-    if theirs.input_adapter != ours.input_adapter:
+    theirs, ours = _classifier_shape(source), _classifier_shape(config)
+    if theirs["input_adapter"] != ours["input_adapter"]:
         # The adapter has no weights, so a checkpoint restore would not notice: the frozen
         # classifier would see images ~57x off the scale it was trained on.
         raise ConfigError(
@@ -226,11 +209,11 @@ def restore_stage1_classifier(classifier: tf.keras.Model, config: ExperimentConf
             + (f"from ImageNet weights (train.backbone_weights={source.train.backbone_weights!r}) "
                "behind the ImageNet input adapter; give stage 2 the same --backbone_weights "
                "(not read again: stage 2 restores the stage-1 classifier)"
-               if theirs.input_adapter else
+               if theirs["input_adapter"] else
                "without train.backbone_weights (no ImageNet input adapter); stage 2 must not "
                "set it either"))
-    different = [f"{k}: {getattr(theirs, k)} vs {getattr(ours, k)}" for k in _SHAPE_FIELDS
-                 if getattr(theirs, k) != getattr(ours, k)]
+    different = [f"{k}: {theirs[k]} vs {ours[k]}" for k in _SHAPE_FIELDS
+                 if theirs[k] != ours[k]]
     if different:
         raise ConfigError(f"the classifier of {run_dir} has another shape: {'; '.join(different)}")
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
@@ -256,7 +239,7 @@ def stage1_classifier_init_fn(config: ExperimentConfig,
     """
     if config.train.mode != "seg_only":
         if stage1_run_dir(config):
-            raise ConfigError("decoupled.classifier_run / train.init_encoder_from start stage 2 "
+            raise ConfigError("train.init_encoder_from (--init_encoder_from) starts stage 2 "
                               f"(seg_only) from a stage-1 classifier; mode {config.train.mode} "
                               "trains the classifier itself (from scratch, or from "
                               "train.backbone_weights)")
@@ -265,7 +248,8 @@ def stage1_classifier_init_fn(config: ExperimentConfig,
     def init() -> None:
         if not stage1_run_dir(config):
             raise ConfigError("DecoupledNet stage 2 (seg_only) needs the stage-1 classifier: "
-                              "set decoupled.classifier_run to the clf_only run's model_dir")
+                              "set train.init_encoder_from (--init_encoder_from) to the "
+                              "clf_only run's model_dir")
         restore_stage1_classifier(system.clf_model, config)
 
     return init

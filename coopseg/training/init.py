@@ -1,15 +1,7 @@
-"""How a fresh run (no checkpoint of its own) initialises its models.
-
-Two-step initialisation (paper Table I): ``train.init_encoder_from`` names the run
-directory of a classifier trained with ``mode=clf_only``. Its ``config.json`` says
-which model it was; that model is rebuilt, its latest checkpoint restored, and every
-encoder weight copied by layer name into the new model (``transfer_encoder_weights``
-checks that none is missed).
-
-ImageNet initialisation: ``train.backbone_weights`` names a Keras weights file of the
-method's backbone (``coopseg.models.backbone_weights``). Both only run when the run has
-no checkpoint (``CooperativeTrainer.restore_or_initialize``): a resumed run restores its
-own weights and never reads either source again.
+"""How a fresh run (no checkpoint of its own) initialises its models: from a classifier
+run's encoder (the paper's two-step baselines, ``train.init_encoder_from``) or from an
+ImageNet weights file (``train.backbone_weights``). A resumed run restores its own
+checkpoint and never reads either source again.
 """
 from __future__ import annotations
 
@@ -19,14 +11,9 @@ from absl import logging
 
 from coopseg.config import ConfigError, ExperimentConfig, backbone_of, restores_stage1
 from coopseg.models.backbone_weights import load_backbone_weights
-from coopseg.models.decouplednet_system import stage1_classifier_init_fn
 from coopseg.models.system import ModelSystem
 from coopseg.models.transfer import transfer_encoder_weights
 from coopseg.runs.run_dir import load_run_config, load_trained_system
-
-# Which layers are "the encoder" for each segmentation method, and which classifier
-# method trains such an encoder.
-ENCODER_PREFIX = {"fcn8s": "block", "inception_unet": "encoder_", "jointseg": "encoder_"}
 
 
 def backbone_init_fn(config: ExperimentConfig,
@@ -58,13 +45,16 @@ def _check_source_adapter(source_config: ExperimentConfig, run_dir: str) -> None
             "start it from the weights file with --backbone_weights instead")
 
 
-def encoder_init_fn(config: ExperimentConfig, system: ModelSystem) -> Optional[Callable[[], None]]:
-    """A function that initialises a fresh ``system`` (pre-trained encoder, stage-1
-    classifier or ImageNet backbone weights), or None (random initialisation)."""
+def two_step_init_fn(config: ExperimentConfig, system: ModelSystem,
+                     encoder_prefix: str) -> Optional[Callable[[], None]]:
+    """A function that initialises a fresh ``system`` from ``train.backbone_weights`` or
+    from the classifier run ``train.init_encoder_from``, or None (random initialisation).
+
+    The classifier run's ``config.json`` says which model it was; that model is rebuilt,
+    its latest checkpoint restored, and every layer named ``encoder_prefix*`` copied by
+    name into the new model (``transfer_encoder_weights`` checks that none is missed).
+    """
     run_dir = config.train.init_encoder_from
-    if config.method == "decouplednet":  # its stage 2 starts from the stage-1 classifier
-        stage1 = stage1_classifier_init_fn(config, system)
-        return stage1 if stage1 is not None else backbone_init_fn(config, system)
     if config.train.backbone_weights:
         if run_dir:  # also rejected by ExperimentConfig.validate
             raise ConfigError("train.backbone_weights and train.init_encoder_from both "
@@ -72,7 +62,7 @@ def encoder_init_fn(config: ExperimentConfig, system: ModelSystem) -> Optional[C
         return backbone_init_fn(config, system)
     if not run_dir:
         return None
-    if config.method not in ENCODER_PREFIX:
+    if not encoder_prefix:
         raise ConfigError(f"train.init_encoder_from is not supported for method {config.method!r}")
 
     def init() -> None:
@@ -80,7 +70,7 @@ def encoder_init_fn(config: ExperimentConfig, system: ModelSystem) -> Optional[C
         source = load_trained_system(run_dir)
         source_model = source.clf_model if source.clf_model is not None else source.seg_model
         target_model = system.seg_model if system.seg_model is not None else system.clf_model
-        copied = transfer_encoder_weights(source_model, target_model, ENCODER_PREFIX[config.method])
+        copied = transfer_encoder_weights(source_model, target_model, encoder_prefix)
         logging.info("Two-step init: %d encoder tensors from %s", copied, run_dir)
 
     return init

@@ -13,7 +13,6 @@ import tensorflow as tf
 from absl import logging
 
 from coopseg.config import ConfigError, ExperimentConfig
-from coopseg.training.decoupled_inputs import build_decoupled_inputs
 from coopseg.training.loop import Inputs
 from data_pipelines import datasets, pipeline
 from data_pipelines.decode import DecodeReport, graded_source, mask_source, validate_files
@@ -29,10 +28,6 @@ def load_graded_examples(fmt: str, path: str, strict: bool) -> List[GradedExampl
 
 def load_mask_examples(fmt: str, path: str, class_names, strict: bool) -> List[MaskExample]:
     return datasets.load_masks(fmt, path, class_names, strict=strict)
-
-
-# Methods whose inputs are DecoupledNet's (coopseg/training/decoupled_inputs.py).
-DECOUPLED_METHODS = ("decouplednet", "deconvnet")
 
 
 def _graded_source(config: ExperimentConfig, path: str, split: str, training: bool,
@@ -75,11 +70,10 @@ def _mask_source(config: ExperimentConfig, path: str, split: str, training: bool
                        shuffle_seed=(d.seed + config.train.seed) if training else None)
 
 
-def build_inputs(config: ExperimentConfig, start_step: int = 0,
-                 report: Optional[DecodeReport] = None) -> Inputs:
-    """Datasets for the agents ``config.train.mode`` trains (validation sets if given)."""
-    if config.method in DECOUPLED_METHODS:  # image-level class targets, strong subsets
-        return build_decoupled_inputs(config, start_step=start_step, report=report)
+def graded_and_mask_inputs(config: ExperimentConfig, start_step: int = 0,
+                           report: Optional[DecodeReport] = None) -> Inputs:
+    """Grades for the classifier agent, class-index masks for the segmentation agent: the
+    datasets of the agents ``config.train.mode`` trains (validation sets if given)."""
     d, tc, size = config.data, config.train, config.model.input_size
     report = report if report is not None else DecodeReport()
     seed = d.seed + tc.seed + start_step
@@ -128,4 +122,4 @@ def build_eval_inputs(config: ExperimentConfig, report: Optional[DecodeReport] =
     return inputs
 
 
-__all__ = ["build_inputs", "build_eval_inputs", "DataError"]
+__all__ = ["graded_and_mask_inputs", "build_eval_inputs", "DataError"]

@@ -69,7 +69,7 @@ class CooperativeTrainer:
         tc = config.train
         system.require(tc.mode)
         self.system = system
-        self.model_dir = tc.model_dir
+        self.model_dir = config.run.model_dir
         self.is_chief = is_chief(self.strategy)
         self.output_dir = worker_dir(self.model_dir, self.strategy)
         with self.strategy.scope():  # optimizers and trainer variables are distributed too
@@ -111,7 +111,8 @@ class CooperativeTrainer:
             # Create slot variables now so a restore fills them immediately (not lazily).
             agent.optimizer.build(agent.variables)
         self.step_fn = CooperativeStep(
-            self.clf_agent, self.seg_agent, jit_compile=tc.jit_compile, strategy=self.strategy,
+            self.clf_agent, self.seg_agent, jit_compile=config.run.jit_compile,
+            strategy=self.strategy,
             encoder_policy=EncoderGradientPolicy(tc.cooperation, system.shared_variables))
         trackables = dict(system.parts)
         trackables.update({f"{a.name}_optimizer": a.optimizer for a in self.agents})
@@ -119,7 +120,7 @@ class CooperativeTrainer:
                                               seg_class_weights=self.class_weights, **trackables)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.output_dir, "checkpoints"),
-            max_to_keep=tc.keep_checkpoints)
+            max_to_keep=config.run.keep_checkpoints)
 
     def close(self) -> None:
         """Delete a non-chief worker's temporary output (no-op on the chief)."""
@@ -193,7 +194,7 @@ class CooperativeTrainer:
     def fit(self, inputs: Inputs, until_step: Optional[int] = None) -> Dict[str, dict]:
         """Train to ``train.steps`` (or stop early at ``until_step``, checkpointing there,
         as an interrupted run would); returns the last validation metrics."""
-        tc = self.config.train
+        tc, run = self.config.train, self.config.run
         last = min(until_step or tc.steps, tc.steps)
         os.makedirs(self.output_dir, exist_ok=True)
         write_json_atomically(os.path.join(self.output_dir, "config.json"),
@@ -211,7 +212,7 @@ class CooperativeTrainer:
         bar = ProgressBar(tc.steps, desc=self.config.name, unit="step", start=start)
         metrics: Dict[str, dict] = {}
         t_last, step_last = time.perf_counter(), start
-        profiler = StepProfiler(tc.profile_range(), os.path.join(self.model_dir, "logs", "profile"))
+        profiler = StepProfiler(run.profile_range(), os.path.join(self.model_dir, "logs", "profile"))
         try:
             for step in range(start + 1, last + 1):
                 profiler.before(step)
@@ -222,7 +223,7 @@ class CooperativeTrainer:
                     out = self.step_fn(clf_batch, seg_batch)
                 profiler.after(step, out)
                 self.global_step.assign(step)
-                if step % tc.log_every == 0 or step == last:
+                if step % run.log_every == 0 or step == last:
                     if not bool(self.step_fn.all_finite.numpy()):
                         raise self._diverged()
                     now = time.perf_counter()
@@ -230,9 +231,9 @@ class CooperativeTrainer:
                     t_last, step_last = now, step
                     info = self._write_train_summaries(train_writer, step, out, rate)
                     bar.update(step, info)
-                if step % tc.checkpoint_every == 0 or step == last:
+                if step % run.checkpoint_every == 0 or step == last:
                     self.save()
-                if step % tc.eval_every == 0 or step == last:
+                if step % run.eval_every == 0 or step == last:
                     metrics = self.validate(inputs, val_writer, step)
         finally:
             profiler.stop()  # a run that ends or fails inside the range still writes it
@@ -284,7 +285,7 @@ class CooperativeTrainer:
         return metrics
 
     def _write_image_summaries(self, seg_val: tf.data.Dataset) -> None:
-        n = self.config.train.image_summaries
+        n = self.config.run.image_summaries
         if n <= 0:
             return
         images, masks = next(iter(seg_val))

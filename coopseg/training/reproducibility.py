@@ -2,7 +2,7 @@
 
 ``train.seed`` seeds Python's ``random``, NumPy and TensorFlow (``set_random_seed``)
 before any model is built, so weight initialisation, data order and augmentation all
-follow it. ``train.deterministic`` additionally turns on TensorFlow's op determinism:
+follow it. ``run.deterministic`` additionally turns on TensorFlow's op determinism:
 kernels with a non-deterministic implementation (on GPUs: cuDNN convolution
 algorithms, atomics in reductions and scatters) are replaced by deterministic ones, or
 the op raises instead of silently differing between runs. It is process state, so
@@ -27,12 +27,12 @@ def op_determinism_enabled() -> bool:
 
 
 class reproducible_run:  # noqa: N801 - reads as a function call, works as a context manager
-    """Seed everything from ``train.seed``; with ``train.deterministic`` enable op
+    """Seed everything from ``train.seed``; with ``run.deterministic`` enable op
     determinism until the block ends (if it was off before)."""
 
     def __init__(self, config: ExperimentConfig):
         self.seed = config.train.seed
-        self.deterministic = config.train.deterministic
+        self.deterministic = config.run.deterministic
         self._enabled_here = False
 
     def __enter__(self) -> "reproducible_run":
@@ -40,7 +40,7 @@ class reproducible_run:  # noqa: N801 - reads as a function call, works as a con
         if self.deterministic and not op_determinism_enabled():
             tf.config.experimental.enable_op_determinism()
             self._enabled_here = True
-            logging.info("Op determinism on (train.deterministic): seed %d", self.seed)
+            logging.info("Op determinism on (run.deterministic): seed %d", self.seed)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,4 +1,4 @@
-"""``train.strategy`` -> a ``tf.distribute.Strategy``, and who writes the run's files.
+"""``run.strategy`` -> a ``tf.distribute.Strategy``, and who writes the run's files.
 
 - ``default``: no distribution (``tf.distribute.get_strategy()``), one device.
 - ``mirrored``: synchronous data parallelism on one machine, one replica per visible
@@ -44,7 +44,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         return _tpu()
-    raise ConfigError(f"train.strategy={name!r}; choose one of {STRATEGIES}")
+    raise ConfigError(f"run.strategy={name!r}; choose one of {STRATEGIES}")
 
 
 def _mirrored() -> tf.distribute.MirroredStrategy:
@@ -59,21 +59,21 @@ def _tpu() -> tf.distribute.TPUStrategy:
     # Checked first: with none of these set the resolver has nothing to connect to,
     # and a clear message beats its stack trace.
     if not any(os.environ.get(k) for k in _TPU_ENV):
-        raise ConfigError("train.strategy=tpu but no TPU is configured: set TPU_NAME to the "
+        raise ConfigError("run.strategy=tpu but no TPU is configured: set TPU_NAME to the "
                           "TPU's name or grpc:// address (TPU_NAME=local on a TPU VM)")
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as err:
-        raise ConfigError(f"train.strategy=tpu: cannot reach the TPU ({err})") from err
+        raise ConfigError(f"run.strategy=tpu: cannot reach the TPU ({err})") from err
     return tf.distribute.TPUStrategy(resolver)
 
 
 def parse_tf_config(raw: Optional[str]) -> dict:
     """Validate ``TF_CONFIG`` for a multi-worker run; returns it parsed."""
     if not raw:
-        raise ConfigError("train.strategy=multi_worker needs the TF_CONFIG environment "
+        raise ConfigError("run.strategy=multi_worker needs the TF_CONFIG environment "
                           f"variable on every host, e.g. {_TF_CONFIG_EXAMPLE} (index 1 on the "
                           "second host)")
     try:

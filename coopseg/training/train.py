@@ -9,15 +9,13 @@ import os
 from absl import logging
 
 from coopseg.config import ExperimentConfig
-from coopseg.models.registry import build_system
 from coopseg.runs.lock import run_directory_lock
 from coopseg.serving.export import export_saved_model
-from coopseg.training.init import encoder_init_fn
-from coopseg.training.inputs import build_inputs
 from coopseg.training.loop import CooperativeTrainer, summarize
 from coopseg.training.precision import use_precision
 from coopseg.training.reproducibility import reproducible_run
 from coopseg.training.strategy import is_chief, make_strategy
+from coopseg.training.tasks import task_for
 from coopseg.utils.atomic_write import write_json_atomically
 from data_pipelines.decode import DecodeReport
 
@@ -26,19 +24,20 @@ def train(config: ExperimentConfig, export: bool = True, strategy=None) -> dict:
     """Build, restore or initialise, train, evaluate, export. Returns a summary dict.
 
     ``train.seed`` seeds weight initialisation, data order and augmentation;
-    ``train.deterministic`` turns on TensorFlow's op determinism for the run
+    ``run.deterministic`` turns on TensorFlow's op determinism for the run
     (``training/reproducibility.py``). ``train.mixed_precision`` is the global Keras
     policy while the models are built, trained and exported, and the previous policy is
     restored afterwards (even on error). ``strategy`` defaults to
-    ``make_strategy(config.train.strategy)``; a multi-worker strategy must be made
+    ``make_strategy(config.run.strategy)``; a multi-worker strategy must be made
     before TensorFlow runs any op (``coopseg.cli.train.main`` does so). The system, the
-    trainer and the restore are built inside its scope. Every worker runs all of it; only the chief
+    trainer and the restore are built inside its scope. Every worker runs all of it; only
+    the chief
     writes ``metrics.json``, checkpoints, logs and the export into ``model_dir`` (the
     others write to a temporary directory, deleted at the end), and only the chief
     holds ``model_dir``'s lock: a second process training into it is refused
     (``coopseg/runs/lock.py``).
     """
-    strategy = strategy or make_strategy(config.train.strategy)
+    strategy = strategy or make_strategy(config.run.strategy)
     with model_dir_lock(config, strategy), use_precision(config), reproducible_run(config):
         return _train(config, export, strategy)
 
@@ -47,7 +46,7 @@ def model_dir_lock(config: ExperimentConfig, strategy):
     """The run directory's lock on the chief; nothing on other workers."""
     if not is_chief(strategy):
         return contextlib.nullcontext()
-    return run_directory_lock(config.train.model_dir)
+    return run_directory_lock(config.run.model_dir)
 
 
 def _train(config, export: bool, strategy) -> dict:
@@ -59,13 +58,14 @@ def _train(config, export: bool, strategy) -> dict:
         logging.warning("%d replicas with per-replica BatchNorm statistics: not the same as "
                         "one device on the global batch (--sync_batch_norm "
                         "makes it so)", replicas)
+    task = task_for(config)
     with strategy.scope():
-        system = build_system(config)
+        system = task.build_system(config)
         trainer = CooperativeTrainer(config, system, strategy)
-        start = trainer.restore_or_initialize(encoder_init_fn(config, system))
+        start = trainer.restore_or_initialize(task.init_fn(config, system))
     try:
         report = DecodeReport()
-        inputs = build_inputs(config, start_step=start, report=report)
+        inputs = task.build_inputs(config, start_step=start, report=report)
         if start >= config.train.steps:
             logging.info("Already trained to step %d: evaluating only", start)
             metrics = trainer.validate(inputs)

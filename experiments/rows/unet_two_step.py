@@ -10,8 +10,8 @@ every ``encoder_*`` weight handed over by name.
     coopseg-train --experiment=unet_two_step --scale=small \\
         --init_encoder_from=runs/jointseg_encoder_pretrain
 """
-from experiments import jointseg_encoder_pretrain
 from experiments.common import segmentation_baseline, two_step
+from experiments.rows import jointseg_encoder_pretrain
 
 
 def get_config(scale: str = "paper"):

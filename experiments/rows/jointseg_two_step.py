@@ -8,8 +8,8 @@ from that encoder — the classic alternative to cooperation, with the very netw
     coopseg-train --experiment=jointseg_two_step --scale=small \\
         --init_encoder_from=runs/jointseg_encoder_pretrain
 """
-from experiments import jointseg_encoder_pretrain
 from experiments.common import two_step
+from experiments.rows import jointseg_encoder_pretrain
 from experiments.scales import experiment
 
 

@@ -9,8 +9,8 @@ mask set with every ``block*`` weight handed over by name (checked: none may be 
     coopseg-train --experiment=fcn8s_two_step --scale=small \\
         --init_encoder_from=runs/vgg16_pretrain
 """
-from experiments import vgg16_pretrain
 from experiments.common import segmentation_baseline, two_step
+from experiments.rows import vgg16_pretrain
 
 
 def get_config(scale: str = "paper"):

@@ -1,0 +1,10 @@
+"""DeconvNet, every strong annotation (Hong et al. 2015, Table 1; paper: 67.1 mIoU).
+
+One stage: the encoder-decoder alone, per-pixel softmax over all classes.
+"""
+from experiments.decouplednet_stages import deconvnet_stages
+
+
+def get_stages(scale: str = "paper"):
+    """The row's stages in order (``python -m experiments.run`` runs them)."""
+    return deconvnet_stages(scale, strong_per_class=0)
