@@ -1,22 +1,9 @@
 """What does ``--deterministic`` cost? Training steps with TensorFlow's op determinism
 off and on, side by side.
 
-    python -m benchmarks.determinism --scale=small
     python -m benchmarks.determinism --scale=small --rounds=6 --steps_per_round=10
 
-Two cases, interleaved round by round (``common.run_interleaved``), each a
-``CooperativeTrainer`` of its own (same config, same seed, so the same initial weights)
-fed by its own real input pipelines (``coopseg.training.tasks.build_inputs`` on a
-synthetic fundus set): ``default`` and ``deterministic``. Op determinism is process
-state, so each case's ``setup`` switches it to that case's value before its block, and
-the trainer, its ``tf.function`` step and its iterators were created in that state.
-A block is ``--steps_per_round`` training steps (both agents, joint mode), pipeline
-included, since op determinism also constrains tf.data.
-
-Read **deterministic / default**: the median over rounds of the per-round ratio of
-seconds per step (wall and process CPU time). Also printed: whether the two cases'
-losses were identical at every step (they need not be: op determinism may select other
-kernels than the default run uses).
+Read deterministic / default, per-round ratios of seconds per step (benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -87,6 +74,19 @@ def measure_determinism(scale: str = "small", *, rounds: int = 5, steps_per_roun
                         model: Optional[dict] = None, on_round=None) -> dict:
     """Time training steps with op determinism off and on; returns the results dict.
     ``model``: ModelConfig fields to override (e.g. a smaller model for a smoke test).
+
+    Two cases, interleaved round by round (``common.run_interleaved``), each a
+    ``CooperativeTrainer`` of its own (same config, same seed, so the same initial
+    weights) fed by its own real input pipelines (``coopseg.training.tasks.build_inputs``
+    on a synthetic fundus set): ``default`` and ``deterministic``. Op determinism is
+    process state, so each case's ``setup`` switches it to that case's value before its
+    block, and the trainer, its ``tf.function`` step and its iterators were created in
+    that state. A block is ``steps_per_round`` training steps (both agents, joint mode),
+    pipeline included, since op determinism also constrains tf.data.
+
+    The ratio is the median over rounds of the per-round ratio deterministic / default
+    of seconds per step (wall and process CPU time). ``same_losses`` need not be true:
+    op determinism may select other kernels than the default run uses.
 
     Keys: ``machine``, ``load_after``, ``scale``, ``rounds``, ``steps_per_round``,
     ``steps`` (per case: ``ms``/``cpu_ms`` quartiles per step, images/s), ``ratio`` and

@@ -2,18 +2,8 @@
 
     python -m benchmarks.fit_vs_custom --scale=small --rounds=8 --steps_per_round=5
 
-Custom: ``CooperativeTrainer(mode=seg_only).step_fn``, the ``tf.function`` training
-runs (one agent; the same code path as the joint step). Keras: a second model system
-of the same config whose segmenter is ``compile``d with the same optimizer (SGD +
-Nesterov, the agent's polynomial-decay schedule), the same loss function (the seg
-agent's own, class weights included) and the same weight decay (``add_loss`` of the
-same L2 term), then ``fit(dataset, epochs=1, steps_per_epoch=k)`` on a dataset that
-repeats the same pre-made batch. Both are traced before timing (``--warmup_steps``);
-Keras keeps its compiled ``train_function`` across ``fit`` calls, so a timed block
-pays only ``fit``'s per-call set-up (iterator, callbacks), spread over k steps.
-
-The ratio fit / custom is taken within each round (``common.paired_ratios``); >= 1.0
-means the custom step is not slower than Keras' own loop.
+Read keras_fit / custom_step, taken within each round (``common.paired_ratios``): >= 1.0
+means the custom step is not slower than Keras' own loop (benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -39,7 +29,13 @@ from coopseg.training.schedules import PolynomialDecayWithWarmup
 
 
 def build_fit_model(config: ExperimentConfig, bench: StepBench) -> tf.keras.Model:
-    """A fresh segmenter of ``config``, compiled as the seg agent trains its own."""
+    """A fresh segmenter of ``config``, compiled as the seg agent trains its own.
+
+    A second model system of the same config whose segmenter is ``compile``d with the
+    same optimizer (SGD + Nesterov, the agent's polynomial-decay schedule), the same loss
+    function (the seg agent's own, class weights included) and the same weight decay
+    (``add_loss`` of the same L2 term).
+    """
     seg_agent = bench.trainers["seg_only"].seg_agent
     agent_cfg = config.train.seg
     with use_precision(config):
@@ -75,6 +71,13 @@ def measure_fit_vs_custom(options: StepOptions = StepOptions(), *, rounds: int =
                           on_round: Optional[Callable[[int, Dict[str, float]], None]] = None
                           ) -> dict:
     """Time the seg-only step and ``model.fit`` side by side; returns the results dict.
+
+    Custom: ``CooperativeTrainer(mode=seg_only).step_fn``, the ``tf.function`` training
+    runs (one agent; the same code path as the joint step). Keras: ``build_fit_model``,
+    then ``fit(dataset, epochs=1, steps_per_epoch=k)`` on a dataset that repeats the same
+    pre-made batch. Both are traced before timing (``warmup_steps``); Keras keeps its
+    compiled ``train_function`` across ``fit`` calls, so a timed block pays only
+    ``fit``'s per-call set-up (iterator, callbacks), spread over k steps.
 
     Keys: ``machine``, ``load_after``, ``config``, ``rounds``, ``steps_per_round``,
     ``steps`` (per case ``custom_step`` and ``keras_fit``: ``ms``/``cpu_ms`` quartiles

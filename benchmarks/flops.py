@@ -1,23 +1,9 @@
 """FLOPs of one joint training step, the FLOP/s it achieves, and what this CPU can do.
 
     python -m benchmarks.flops --scale=small --rounds=5
-    python -m benchmarks.flops --scale=paper --batch_ratio=8 --rounds=3 --steps_per_round=1
 
-Model FLOPs come from the TensorFlow profiler (``tf.compat.v1.profiler.profile`` with
-``ProfileOptionBuilder.float_operation()``) on the graph of a concrete function of
-each agent's forward pass at its batch size: the classifier agent's (encoder +
-classifier) and the segmentation agent's (encoder + decoder), so the encoder counts
-twice, as the joint step runs it twice. The profiler counts 2 FLOPs per multiply-add
-of convolutions, transposed convolutions and matmuls (plus bias adds and a few
-elementwise ops; BatchNorm and ReLU count nothing). A training step is taken as 3x
-the forward pass (backward = gradients w.r.t. activations + w.r.t. weights, each
-about one forward): an estimate, which the output says.
-
-Achieved FLOP/s = step FLOPs / median step time. The machine's practical rate is
-measured in the same run, interleaved with the step: one large 3x3 convolution
-(default batch 8, 128x128x128 -> 128 channels) in a ``tf.function``, whose FLOPs the
-same profiler counts. Their ratio is the fraction of the practical conv throughput
-the training step reaches.
+Read the fraction: the step's achieved FLOP/s over those of one large 3x3 convolution
+timed in the same rounds, a utilisation estimate (benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -36,11 +22,18 @@ from benchmarks.step_cost import (build_step_bench, define_step_flags, describe_
                                   describe_step_setting, log_round, step_case,
                                   step_options_from_flags, StepOptions, warm_up, write_json)
 
+# A training step is taken as 3x the forward pass (backward = gradients w.r.t.
+# activations + w.r.t. weights, each about one forward): an estimate, which the output says.
 TRAINING_TO_FORWARD = 3.0
 
 
 def graph_flops(fn: Callable, *specs: tf.TensorSpec) -> int:
-    """Float operations the TF profiler counts in the graph of ``fn`` at ``specs``."""
+    """Float operations the TF profiler counts in the graph of ``fn`` at ``specs``.
+
+    ``tf.compat.v1.profiler.profile`` with ``ProfileOptionBuilder.float_operation()``
+    counts 2 FLOPs per multiply-add of convolutions, transposed convolutions and matmuls
+    (plus bias adds and a few elementwise ops; BatchNorm and ReLU count nothing).
+    """
     concrete = tf.function(fn).get_concrete_function(*specs)
     opts = (tf.compat.v1.profiler.ProfileOptionBuilder(
         tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
@@ -96,6 +89,15 @@ def measure_flops(options: StepOptions = StepOptions(), conv: ConvOptions = Conv
                   rounds: int = 5, steps_per_round: int = 2,
                   on_round: Optional[Callable[[int, Dict[str, float]], None]] = None) -> dict:
     """Count the joint step's FLOPs and time it next to the reference convolution.
+
+    Model FLOPs: the profiler on each agent's forward pass at its batch size, the
+    classifier agent's (encoder + classifier) and the segmentation agent's (encoder +
+    decoder), so the encoder counts twice, as the joint step runs it twice; the step is
+    ``TRAINING_TO_FORWARD`` x their sum. Achieved FLOP/s = step FLOPs / median step
+    time. The machine's practical rate is measured in the same run, interleaved with the
+    step: one large 3x3 convolution (``conv``, default batch 8, 128x128x128 -> 128
+    channels) in a ``tf.function``, whose FLOPs the same profiler counts. Their ratio is
+    the fraction of the practical conv throughput the training step reaches.
 
     Keys: ``machine``, ``load_after``, ``config``, ``conv`` (the reference's shape),
     ``forward_flops`` (``clf``, ``seg``: per agent, one forward pass at its batch),

@@ -3,30 +3,7 @@
     python -m benchmarks.input_pipeline --scale=small
     python -m benchmarks.input_pipeline --scale=small --data_dir=data/synthetic  # demo's set
 
-Measured in one run, interleaved round by round (``common.run_interleaved``):
-
-- the two training pipelines exactly as ``coopseg-train`` builds them
-  (``coopseg.training.tasks.build_inputs``): graded images -> classifier batches and
-  mask set -> segmenter batches, read from the raw JPEG folders (EyePACS layout,
-  generic mask layout) or from TFRecords ``coopseg-convert`` made of the same folders,
-  with the paper's augmentation, without and with the TEFLA affine warp;
-- the joint cooperative step on random tensors (``step_cost``): what training consumes;
-- the joint step fed by the pipelines themselves (``--fed``): on a 2-core machine the
-  pipeline and the step share the cores, so this is the end-to-end answer. Read its
-  CPU time against the tensor step's: when other jobs crowd the machine, wall time
-  favours the case with more threads (tf.data's workers win the fed step a larger
-  share of the cores), so the fed step can even look faster in wall time.
-
-*Lead* = pipeline images/s / images/s the joint step consumes of that kind (classifier
-images for the graded pipeline, segmenter images for the mask pipeline), per round,
-then the median. "Both" rows time one step's worth of inputs from the two pipelines
-(``clf_batch / graded rate + seg_batch / mask rate``) against one joint step.
-
-The benchmark set is small, so every timed block is aligned to whole epochs: each
-block starts from a fresh iterator that first reads one epoch untimed (the shuffle
-buffer, larger than the set, holds a whole epoch), then the timed block reads
-``--epochs_per_round`` epochs. The iterator is deleted after the block so its
-background threads stop before the next case runs.
+Read the lead: pipeline images/s over what the joint step consumes (benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -152,7 +129,13 @@ def pipeline_inputs(config: ExperimentConfig, data: BenchData, source: str, affi
 
 class FreshIterators:
     """Fresh iterators of some datasets, each read one epoch untimed (``setup``), dropped
-    again after the timed block (``teardown``) so no background work outlives it."""
+    again after the timed block (``teardown``) so no background work outlives it.
+
+    The benchmark set is small, so every timed block is aligned to whole epochs: the
+    untimed epoch fills the shuffle buffer, which is larger than the set and so holds a
+    whole epoch; the timed block then reads ``epochs_per_round`` epochs. Deleting the
+    iterator after the block stops its background threads before the next case runs.
+    """
 
     def __init__(self, datasets: Dict[str, tf.data.Dataset], epoch_batches: Dict[str, int]):
         self.datasets, self.epoch_batches = datasets, epoch_batches
@@ -266,6 +249,26 @@ def measure_input_pipeline(step: StepOptions = StepOptions(), data: DataOptions 
                            on_round: Optional[Callable[[int, Dict[str, float]], None]] = None
                            ) -> dict:
     """Time the pipelines next to the joint step; returns the results dict.
+
+    Measured in one run, interleaved round by round (``common.run_interleaved``):
+
+    - the two training pipelines exactly as ``coopseg-train`` builds them
+      (``coopseg.training.tasks.build_inputs``): graded images -> classifier batches and
+      mask set -> segmenter batches, read from the raw JPEG folders (EyePACS layout,
+      generic mask layout) or from TFRecords ``coopseg-convert`` made of the same
+      folders, with the paper's augmentation, without and with the TEFLA affine warp;
+    - the joint cooperative step on random tensors (``step_cost``): what training consumes;
+    - the joint step fed by the pipelines themselves (``fed``): on a 2-core machine the
+      pipeline and the step share the cores, so this is the end-to-end answer. Read its
+      CPU time against the tensor step's: when other jobs crowd the machine, wall time
+      favours the case with more threads (tf.data's workers win the fed step a larger
+      share of the cores), so the fed step can even look faster in wall time.
+
+    *Lead* = pipeline images/s / images/s the joint step consumes of that kind
+    (classifier images for the graded pipeline, segmenter images for the mask
+    pipeline), per round, then the median. "Both" rows time one step's worth of inputs
+    from the two pipelines (``clf_batch / graded rate + seg_batch / mask rate``) against
+    one joint step.
 
     Keys: ``machine``, ``load_after``, ``config`` (step setting, data sizes and paths),
     ``rounds``, ``epochs_per_round``, ``steps_per_round``, ``step`` (joint step on

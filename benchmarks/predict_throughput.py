@@ -1,23 +1,9 @@
 """What grading a folder costs: coopseg-predict's Python path vs the bytes signature.
 
-    python -m benchmarks.predict_throughput --scale=small
     python -m benchmarks.predict_throughput --scale=paper --photos=16 --rounds=3
 
-A SavedModel of the experiment's model (untrained weights: the cost does not depend
-on them) and ``--photos`` synthetic fundus photos (JPEG, ``--photo_size`` px disc in a
-wider black frame, like a camera's output) are made in a temp dir; the model is
-exported as one trained on retina-cropped TFRecords, so every path crops. Timed side by side
-in interleaved rounds (``common.run_interleaved``), each block grading every photo:
-
-- ``predict``: ``predict_folder`` as ``coopseg-predict`` runs it (OpenCV decode and
-  retina crop, resize, network, CSV, overlay PNGs);
-- ``predict_no_overlays``: the same with ``--nooverlays``;
-- ``predict_tta``: the same with ``--tta`` (two network passes);
-- ``serving_bytes``: the file bytes through the SavedModel's bytes signature
-  (in-graph decode, crop, resize, network), in batches of ``--batch_size``;
-- ``network_only``: the float signature on photos prepared beforehand (the floor).
-
-Ratios are per round against ``predict``, then the median (wall and CPU).
+Five cases timed side by side in interleaved rounds (``measure_predict``); ratios are
+per round against ``predict``, then the median, wall and CPU (benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -61,7 +47,22 @@ def write_photos(folder: str, count: int, photo_size: int) -> List[str]:
 def measure_predict(scale: str = "small", photos: int = 16, photo_size: int = 512,
                     batch_size: int = 8, rounds: int = 3, overrides=(),
                     on_round: Optional[Callable[[int, Dict[str, float]], None]] = None) -> dict:
-    """Time the five cases of the module docstring; returns rows and per-round ratios."""
+    """Time five ways of grading the same photos; returns rows and per-round ratios.
+
+    A SavedModel of the experiment's model (untrained weights: the cost does not depend
+    on them) and ``photos`` synthetic fundus photos (JPEG, ``photo_size`` px disc in a
+    wider black frame, like a camera's output) are made in a temp dir; the model is
+    exported as one trained on retina-cropped TFRecords, so every path crops. Each timed
+    block grades every photo:
+
+    - ``predict``: ``predict_folder`` as ``coopseg-predict`` runs it (OpenCV decode and
+      retina crop, resize, network, CSV, overlay PNGs);
+    - ``predict_no_overlays``: the same with ``--nooverlays``;
+    - ``predict_tta``: the same with ``--tta`` (two network passes);
+    - ``serving_bytes``: the file bytes through the SavedModel's bytes signature
+      (in-graph decode, crop, resize, network), in batches of ``batch_size``;
+    - ``network_only``: the float signature on photos prepared beforehand (the floor).
+    """
 
     machine = machine_info()
     config = experiment(scale)

@@ -1,22 +1,9 @@
 """How the joint step's time grows with input size and batch size, and what XLA does.
 
     python -m benchmarks.scaling                       # paper model, 224/320/448 px, seg batch 1/2/4
-    python -m benchmarks.scaling --scale=small --batch_ratio=4 --input_sizes=128 --seg_batches=4 \
-        --compare_jit --rounds=4 --steps_per_round=2      # XLA on vs off, one setting
+    python -m benchmarks.scaling --scale=small --input_sizes=128 --seg_batches=4 --compare_jit
 
-One ``StepBench`` per setting (the model's input shape is fixed at build time), all
-timed side by side in interleaved rounds: the input-size sweep at the first seg batch,
-the batch sweep at the first input size, and (``--compare_jit``) the base setting with
-``run.jit_compile`` on. XLA's compile time is not timed (warm-up) but is long on a
-CPU: over 10 minutes for the paper-shape joint step on 2 loaded cores, hence off by
-default; compare at ``--scale=small``. Every row is also given as a per-round ratio to the base row
-(first size, first batch): step time, and time per image (step time / images per
-step): cost linear in pixels shows as a per-image ratio of (size / base size)^2; a
-per-image ratio below 1 along the batch sweep means larger batches use the cores better
-(1 = no gain from batching).
-
-The clf batch is seg batch x ``--batch_ratio``; ``--batch_ratio=0`` (the default)
-means 2 here, not the paper's 32, so the sweep finishes in a few minutes on 2 cores.
+Per image vs base = (size / base size)^2 means cost linear in pixels (benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -30,10 +17,12 @@ from absl import app, flags, logging
 
 from benchmarks.common import (case_stats, describe_machine, format_range, format_table,
                                machine_info, paired_ratios, per_op, run_interleaved)
-from benchmarks.step_cost import (StepOptions, build_step_bench, define_step_flags, describe_config,
-                                  describe_step_setting, log_round, step_case,
-                                  step_options_from_flags, warm_up, write_json)
+from benchmarks.step_cost import (StepOptions, build_step_bench, define_step_flags,
+                                  describe_config, describe_step_setting, log_round,
+                                  step_case, step_options_from_flags, warm_up, write_json)
 
+# The clf batch is seg batch x --batch_ratio; --batch_ratio=0 (the default) means this,
+# not the paper's 32, so the sweep finishes in a few minutes on 2 cores.
 DEFAULT_BATCH_RATIO = 2
 
 
@@ -70,6 +59,17 @@ def measure_scaling(options: StepOptions, input_sizes: Sequence[int] = (224, 320
                     on_round: Optional[Callable[[int, Dict[str, float]], None]] = None
                     ) -> dict:
     """Time the joint step at every setting of the sweep, interleaved.
+
+    One ``StepBench`` per setting (the model's input shape is fixed at build time), all
+    timed side by side in interleaved rounds: the input-size sweep at the first seg
+    batch, the batch sweep at the first input size, and (``compare_jit``) the base
+    setting with ``run.jit_compile`` on. XLA's compile time is not timed (warm-up) but
+    is long on a CPU: over 10 minutes for the paper-shape joint step on 2 loaded cores,
+    hence off by default in the CLI; compare at ``--scale=small``. Every row is also
+    given as a per-round ratio to the base row (first size, first batch): step time, and
+    time per image (step time / images per step): cost linear in pixels shows as a
+    per-image ratio of (size / base size)^2; a per-image ratio below 1 along the batch
+    sweep means larger batches use the cores better (1 = no gain from batching).
 
     Keys: ``machine``, ``load_after``, ``config`` (the base setting), ``rounds``,
     ``steps_per_round``, ``rows`` (per setting, in sweep order: ``input_size``,

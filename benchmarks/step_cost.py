@@ -1,25 +1,9 @@
 """The price of cooperation: one joint step vs one seg-only plus one clf-only step.
 
     python -m benchmarks.step_cost --scale=small
-    python -m benchmarks.step_cost --scale=paper --batch_ratio=8 --rounds=4
+    python -m benchmarks.step_cost --scale=small --cooperation      # each cooperation option
 
-One ``ModelSystem`` (so all three steps train the same weights) and three
-``CooperativeTrainer`` on it, modes ``joint``, ``seg_only`` and ``clf_only``: what is
-timed is ``trainer.step_fn``, the very ``tf.function`` training runs. The batches are
-random tensors made once, so only the step is measured (``input_pipeline.py`` measures
-the data side). Tracing is excluded (``--warmup_steps`` untimed calls per mode).
-
-Rounds interleave the modes (``common.run_interleaved``): each round times
-``--steps_per_round`` steps of every mode, and the ratio joint / (seg + clf) is taken
-within each round before the median over rounds, so load from other jobs on the
-machine cancels out. A ratio near 1.0 means cooperation costs nothing beyond running
-both agents; the goal is <= 1.1.
-
-``--cooperation`` instead prices the cooperation options: the joint step with each
-option (``train.cooperation``, per-agent BatchNorm) against the paper's joint step, on
-the same batches, interleaved the same way:
-
-    python -m benchmarks.step_cost --scale=small --cooperation
+Read joint / (seg + clf) per round: 1.0 = cooperation is free; goal <= 1.1 (benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -201,6 +185,16 @@ def measure_step_cost(options: StepOptions = StepOptions(), *, rounds: int = 5,
                       ) -> dict:
     """Time joint, seg-only and clf-only steps side by side; returns the results dict.
 
+    One ``ModelSystem`` (so all three steps train the same weights) and three
+    ``CooperativeTrainer`` on it, modes ``joint``, ``seg_only`` and ``clf_only``: what is
+    timed is ``trainer.step_fn``, the very ``tf.function`` training runs. The batches are
+    random tensors made once, so only the step is measured (``input_pipeline.py``
+    measures the data side). Tracing is excluded (``warmup_steps`` untimed calls per
+    mode). Rounds interleave the modes (``common.run_interleaved``): each round times
+    ``steps_per_round`` steps of every mode, and the ratio joint / (seg + clf) is taken
+    within each round before the median over rounds, so load from other jobs on the
+    machine cancels out.
+
     Keys: ``machine`` (date, cores, load before), ``load_after``, ``config`` (scale,
     sizes, batches, parameter count), ``rounds``, ``steps_per_round``, ``steps`` (per
     mode: ``ms`` and ``cpu_ms`` quartiles per step, ``images_per_op``,
@@ -287,6 +281,10 @@ def measure_cooperation_cost(options: StepOptions = StepOptions(), *, rounds: in
                              on_round: Optional[Callable[[int, Dict[str, float]], None]] = None
                              ) -> dict:
     """Time the joint step with each cooperation option next to the paper's joint step.
+
+    ``--cooperation`` in the CLI: each option (``train.cooperation``, per-agent
+    BatchNorm) against the paper's joint step, on the same batches, interleaved as in
+    ``measure_step_cost``.
 
     Keys: ``machine``, ``load_after``, ``config``, ``rounds``, ``steps_per_round``,
     ``steps`` (per case, as in ``measure_step_cost``), ``ratio`` / ``cpu_ratio`` (per

@@ -1,19 +1,9 @@
 """Stage 2 of the input pipelines: the paper's preprocessing and augmentation, in-graph.
 
-JointSeg paper Sec. III (trained with TEFLA): resize to 256, random 224 crop, random
-flips left/right and up/down (each a switch), random padding, colour jitter for the
-classifier only (a preset: TEFLA's ``distort_color``, the paper's three jitters, a
-milder one, or none), and per-image standardisation last. A mask gets exactly the
-geometric transforms of its image, nearest-neighbour. TEFLA's affine augmentation
-(rotation, zoom, shear, translation) is an option (``DataConfig.affine``), the one use
-of ``tfa.image.transform`` in the project.
-
-Every random draw is stateless and derived from one per-example ``seed`` (shape [2]),
-so a run is reproducible from its seed; ``pipeline.py`` supplies the seeds.
-
-Where padding, rotation or zoom expose area outside the picture, the image is filled
-with black and the mask with 0 (background), not 255 (ignore): a fundus photo's
-border is black background already, so the filled area looks like what it is.
+JointSeg paper Sec. III (trained with TEFLA): resize to 256, random 224 crop, flips,
+random padding, colour jitter for the classifier only, per-image standardisation last;
+TEFLA's affine warp optionally. Every random draw is stateless, derived from one
+per-example ``seed`` (shape [2]) that ``pipeline.py`` supplies. Each step: docs/data.md.
 """
 from __future__ import annotations
 
@@ -22,7 +12,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
-import tensorflow_addons as tfa
+import tensorflow_addons as tfa  # only tfa.image.transform: TEFLA's affine warp
 
 from coopseg.config import ConfigError, DataConfig
 
@@ -175,6 +165,10 @@ def random_geometry(
     only the affine warp interpolates, bilinear for the image and nearest for the mask.
     Random padding (paper Sec. III) pads ``random_pad`` zeros on every side and crops
     back to ``crop_size``: a random translation of up to +-random_pad pixels.
+
+    Where padding, rotation or zoom expose area outside the picture, the image is filled
+    with black and the mask with 0 (background), not 255 (ignore): a fundus photo's
+    border is black background already, so the filled area looks like what it is.
     """
     affine_seed, crop_seed, flip_seed, pad_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, 4))

@@ -1,24 +1,9 @@
 """Stage 1 of the input pipelines: records -> decoded uint8 examples.
 
-``graded_source`` and ``mask_source`` turn the record lists the readers produce
-(``records.GradedExample`` / ``records.MaskExample``) into ``tf.data`` datasets of
-
-    graded: (image uint8 [H, W, 3] RGB, grade int32 [])
-    masks:  (image uint8 [H, W, 3] RGB, mask uint8 [H, W])  class index, 255 = ignore
-
-the same element structure as the TFRecord sources, so ``pipeline.py`` takes either.
-
-Pixels come from ``imageio`` (OpenCV) inside ``tf.numpy_function``, with errors that
-name the file. Two kinds of problems are told apart:
-
-- ``UnreadableImageError`` (empty, truncated, corrupt, not an image, missing): with
-  ``skip_bad`` the example is dropped, logged once with its file name and counted in a
-  ``DecodeReport``; without it the error is raised.
-- any other ``DataError`` (a mask whose size differs from its image, label values that
-  are not classes): an annotation bug, always raised; skipping would hide it.
-
-An error raised inside the graph reaches the user wrapped in an InvalidArgumentError
-(its message still names the file); ``validate_files`` is the clean, up-front check.
+``graded_source`` and ``mask_source`` turn the readers' record lists into ``tf.data``
+datasets with the element structure of the TFRecord sources, so ``pipeline.py`` takes
+either. Pixels come from ``imageio`` (OpenCV) inside ``tf.numpy_function``, with errors
+that name the file; ``validate_files`` is the up-front check.
 """
 from __future__ import annotations
 
@@ -145,10 +130,14 @@ def mask_source(
     mask_threshold: int = 0,
     shuffle_seed: Optional[int] = None,
 ) -> tf.data.Dataset:
-    """Dataset of ``(image uint8 [H, W, 3], mask uint8 [H, W])``; see ``read_mask_example``.
+    """Dataset of ``(image uint8 [H, W, 3], mask uint8 [H, W])``, the mask a class index
+    per pixel with 255 = ignore; see ``read_mask_example``.
 
-    ``skip_bad`` drops unreadable image or mask files (recorded in ``report``);
-    annotation errors (size mismatch, values that are not classes) always raise.
+    Two kinds of problems are told apart. An ``UnreadableImageError`` (empty, truncated,
+    corrupt, not an image, missing): with ``skip_bad`` the example is dropped, logged
+    once with its file name and counted in ``report``; without it the error is raised.
+    Any other ``DataError`` (a mask whose size differs from its image, label values that
+    are not classes) is an annotation bug and always raised: skipping would hide it.
     ``shuffle_seed`` as in ``graded_source``.
     """
     if len(class_names) > IGNORE_LABEL:
@@ -192,8 +181,9 @@ def validate_files(
 ) -> List[Example]:
     """Decode every example once, before training, and return the usable ones.
 
-    The errors a source would raise mid-epoch inside the graph surface here as one
-    plain DataError that lists every offending file. Unreadable files are recorded
+    The errors a source would raise mid-epoch inside the graph (where they reach the
+    user wrapped in an InvalidArgumentError, message intact) surface here as one plain
+    DataError that lists every offending file. Unreadable files are recorded
     in ``report`` and left out (or, when ``strict``, raise); annotation errors always
     raise. ``class_names``/``mask_priority`` are needed for MaskExamples only.
 

@@ -1,12 +1,7 @@
 """EyePACS / Kaggle Diabetic Retinopathy Detection reader.
 
-Layouts accepted (Kaggle's own file names):
-- ``root/trainLabels.csv`` (``image,level``) with images in ``root/train/`` when that
-  folder exists, else in ``root/`` itself;
-- ``root/retinopathy_solution.csv`` (``image,level,Usage``; Usage ``Public`` or
-  ``Private``, the two halves of the Kaggle leaderboard) with images in ``root/test/``
-  when it exists, else in ``root/``.
-Images are ``<image>.jpeg`` (also ``.jpg``, ``.png``, ``.tif``, tried in that order).
+Kaggle's own file names: ``trainLabels.csv`` with ``train/``, or
+``retinopathy_solution.csv`` with ``test/`` (``load_eyepacs``; docs/data.md).
 """
 from __future__ import annotations
 
@@ -59,10 +54,16 @@ def load_eyepacs(root: str, labels_csv: Optional[str] = None, image_dir: Optiona
       root: dataset folder.
       labels_csv: label file, relative to ``root`` or absolute; default
         ``trainLabels.csv``, else ``retinopathy_solution.csv``.
-      image_dir: image folder, relative to ``root`` or absolute; default see module doc.
+      image_dir: image folder, relative to ``root`` or absolute; default ``root/train/``
+        for ``trainLabels.csv`` (``image,level``) and ``root/test/`` for
+        ``retinopathy_solution.csv`` (``image,level,Usage``) when that folder exists,
+        else ``root/`` itself.
       usage: ``public`` | ``private`` | ``all`` rows of a solution CSV (needs a
-        ``Usage`` column unless ``all``).
+        ``Usage`` column unless ``all``; Public and Private are the two halves of the
+        Kaggle leaderboard).
       strict: raise instead of skipping rows whose image is missing or zero bytes.
+
+    Images are ``<image>.jpeg`` (also ``.jpg``, ``.png``, ``.tif``, tried in that order).
     """
     usage = usage.lower()
     if usage not in USAGES:

@@ -1,14 +1,8 @@
 """Fundus-specific preprocessing: retina crop, square resize, Graham normalisation.
 
-Used once, offline, by the converter (``coopseg-convert``): crop the black
-camera border to the retina disc, pad to a centred square so resizing does not
-distort the disc, resize, and optionally apply Ben Graham's local colour
-normalisation (Kaggle DR 2015 winner). Masks go through the same crop box and are
-always resized nearest-neighbour. Reading files is ``data_pipelines.imageio``'s job
-(``read_image``, ``read_mask_example``), so the converter and the direct pipeline
-decode the same pixels.
-
-All images here are RGB ``uint8 [H, W, 3]``; masks are ``uint8 [H, W]``.
+Used once, offline, by the converter (``coopseg-convert``; ``prepare_fundus``). Reading
+files is ``data_pipelines.imageio``'s job, so the converter and the direct pipeline
+decode the same pixels. Images are RGB ``uint8 [H, W, 3]``; masks are ``uint8 [H, W]``.
 """
 from __future__ import annotations
 
@@ -129,6 +123,10 @@ def prepare_fundus(image: np.ndarray, mask: Optional[np.ndarray], size: int,
                    crop_retina: bool = True, threshold: int = 10, graham: bool = False
                    ) -> Tuple[np.ndarray, Optional[np.ndarray], bool]:
     """Retina crop, centred square padding, resize to ``size``, optional Graham.
+
+    Crop the black camera border to the retina disc, pad to a centred square so that
+    resizing does not distort the disc, resize, and optionally apply Ben Graham's local
+    colour normalisation (Kaggle DR 2015 winner).
 
     The converter's per-image preprocessing; use it wherever raw fundus
     photos must look like converted ones (e.g. predicting on a folder). The mask, if

@@ -1,20 +1,8 @@
 """IDRiD reader: lesion segmentation (part A) and disease grading (part B).
 
-IDRiD is the public analogue of the paper's lesion mask set. Its zip unpacks to
-folder names with spaces and dots, which are accepted as they are::
-
-    A. Segmentation/1. Original Images/a. Training Set/IDRiD_01.jpg
-    A. Segmentation/2. All Segmentation Groundtruths/a. Training Set/1. Microaneurysms/IDRiD_01_MA.tif
-    B. Disease Grading/1. Original Images/a. Training Set/IDRiD_001.jpg
-    B. Disease Grading/2. Groundtruths/a. IDRiD_Disease Grading_Training Labels.csv
-
-(``b. Testing Set`` / ``b. ..._Testing Labels.csv`` for ``split="test"``). The
-simplified layout is accepted too: ``images/IDRiD_NN.jpg`` plus one
-folder per lesion holding ``IDRiD_NN_MA.tif`` etc. Mask files are found by their
-suffix (``_MA``, ``_HE``, ``_EX``, ``_SE``, ``_OD``), not their folder name, so both
-layouts read the same way. A missing mask file means "no lesion of that kind" (IDRiD
-omits soft-exudate files for images without any). Masks are colour TIFs; the pipeline
-binarises them with > 0.
+IDRiD is the public analogue of the paper's lesion mask set. The zip's folder names,
+with spaces and dots (``A. Segmentation/1. Original Images/a. Training Set/``), are
+accepted as they are, and so is a simplified ``images/`` layout (docs/data.md).
 """
 from __future__ import annotations
 
@@ -58,7 +46,16 @@ def _check_split(split: str) -> None:
 
 
 def _segmentation_dirs(root: str, split: str) -> Tuple[str, str]:
-    """(image folder, folder whose subfolders hold the masks) for either layout."""
+    """(image folder, folder whose subfolders hold the masks) for either layout.
+
+    The zip's layout (``b. Testing Set`` for ``split="test"``)::
+
+        A. Segmentation/1. Original Images/a. Training Set/IDRiD_01.jpg
+        A. Segmentation/2. All Segmentation Groundtruths/a. Training Set/1. Microaneurysms/IDRiD_01_MA.tif
+
+    or the simplified one: ``[<split>/]images/IDRiD_NN.jpg`` plus one folder per lesion
+    holding ``IDRiD_NN_MA.tif`` etc.
+    """
     part = os.path.join(root, SEGMENTATION_DIR)
     part = part if os.path.isdir(part) else root
     if os.path.isdir(os.path.join(part, "1. Original Images")):
@@ -113,6 +110,11 @@ def load_idrid_segmentation(root: str, split: str = "train",
     absent from the image. ``image_labels`` marks which masks exist. ``root`` is the
     dataset root or its ``A. Segmentation`` folder. ``strict`` raises instead of
     skipping zero-byte files and masks without an image.
+
+    Mask files are found by their suffix (``_MA``, ``_HE``, ``_EX``, ``_SE``, ``_OD``),
+    not their folder name, so both layouts read the same way. A missing mask file means
+    "no lesion of that kind" (IDRiD omits soft-exudate files for images without any).
+    Masks are colour TIFs; the pipeline binarises them with > 0.
     """
     _check_split(split)
     if class_names is None:
@@ -165,7 +167,11 @@ def load_idrid_grading(root: str, split: str = "train", labels_csv: Optional[str
 
     ``root`` is the dataset root or its ``B. Disease Grading`` folder; ``labels_csv``
     and ``image_dir`` override the IDRiD names (relative to that folder, or absolute).
-    IDRiD has no patient ids, so each image is its own patient.
+    IDRiD has no patient ids, so each image is its own patient. The zip's layout
+    (``b. ...`` for ``split="test"``)::
+
+        B. Disease Grading/1. Original Images/a. Training Set/IDRiD_001.jpg
+        B. Disease Grading/2. Groundtruths/a. IDRiD_Disease Grading_Training Labels.csv
     """
     _check_split(split)
     root = require_dir(root, "IDRiD root")

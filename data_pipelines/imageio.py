@@ -1,20 +1,9 @@
-"""Reading image, label-map and mask files into numpy arrays.
+"""Reading image, label-map and mask files into numpy arrays (and writing palette PNGs).
 
-The one place that turns files into pixels; the tf.data sources (``decode``), the
-offline converter (``conversion``) and the VOC reader all call it, so every path
-decodes the same pixels and reports bad files the same way. numpy and OpenCV only:
-a reader can import it without TensorFlow.
-
-One OpenCV code path covers JPEG, PNG, TIFF and BMP, grayscale and RGBA, 8 and 16
-bit. Two kinds of problems are told apart:
-
-- ``UnreadableImageError`` (missing, empty, truncated, corrupt, not an image): noise
-  in a big set, which callers may skip and count;
-- any other ``DataError`` (a mask whose size differs from its image, label values
-  that are not classes, colours outside a palette): an annotation bug, never skipped.
-
-It also writes the one format OpenCV cannot: 8-bit palette PNGs (``write_palette_png``),
-the label maps of PASCAL VOC, for the synthetic VOC set and the tests.
+The one place that turns files into pixels: the tf.data sources (``decode``), the
+offline converter (``conversion``) and the VOC reader all call it, so every path decodes
+the same pixels and reports bad files the same way. numpy and OpenCV only: a reader can
+import it without TensorFlow.
 """
 from __future__ import annotations
 
@@ -36,7 +25,12 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class UnreadableImageError(DataError):
-    """A file that cannot be decoded as an image (empty, truncated, corrupt, missing)."""
+    """A file that cannot be decoded as an image (empty, truncated, corrupt, missing).
+
+    Noise in a big set, which callers may skip and count. Any other ``DataError`` (a mask
+    whose size differs from its image, label values that are not classes, colours
+    outside a palette) is an annotation bug and never skipped.
+    """
 
 
 # ------------------------------------------------------------------- bytes -> array
@@ -80,6 +74,8 @@ def to_uint8(path: str, array: np.ndarray) -> np.ndarray:
 
 def read_image(path: str) -> np.ndarray:
     """Read an image file as RGB uint8 ``[H, W, 3]``.
+
+    One OpenCV code path covers JPEG, PNG, TIFF and BMP, grayscale and RGBA, 8 and 16 bit.
 
     Grayscale is replicated to 3 channels, alpha is dropped, 16-bit is shifted to 8-bit.
     Raises UnreadableImageError naming the file when it cannot be decoded.
@@ -256,6 +252,7 @@ def write_palette_png(path: str, indices: np.ndarray, palette: np.ndarray) -> No
     chunks are assembled here (zlib, filter type 0 on every row). ``palette`` is
     ``[N, 3]`` RGB, N <= 256, and must cover every index used. The parent directory is
     created. The bytes depend only on the inputs (and zlib), so files are reproducible.
+    Used for the synthetic VOC set and the tests.
     """
     indices = np.asarray(indices)
     palette = np.asarray(palette)

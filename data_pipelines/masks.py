@@ -1,17 +1,9 @@
 """Generic mask-set reader: any lesion (or other) segmentation set in a plain layout.
 
-The layout, with one of two annotation forms::
-
-    root/images/<id>.<ext>
-    root/masks/<class_name>/<id>.png    binary, one folder per foreground class;
-                                        a missing file means "no pixel of that class"
-  or
-    root/labels/<id>.png                class-index map (255 = ignore)
-
-Optional: ``root/classes.txt`` (one class name a line) must agree with the
-``class_names`` asked for, so a set drawn for other classes is not silently misread;
-``root/grades.csv`` (``image,level``) fills ``MaskExample.grade``. The synthetic
-fundus generator writes exactly this layout (masks only where non-empty).
+``root/images/<id>.<ext>`` with either ``root/masks/<class_name>/<id>.png`` (binary, one
+folder per foreground class) or ``root/labels/<id>.png`` (class-index map, 255 = ignore);
+optionally ``classes.txt`` and ``grades.csv`` (``load_mask_set``; docs/data.md). The
+synthetic fundus generator writes exactly this layout (masks only where non-empty).
 """
 from __future__ import annotations
 
@@ -34,7 +26,9 @@ MASK_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp")
 def check_classes_file(root: str, class_names: Sequence[str]) -> None:
     """DataError when ``root/classes.txt`` lists other classes than ``class_names``.
 
-    The file may list all classes or only the foreground ones (background implied).
+    The file may list all classes or only the foreground ones (background implied); it
+    must agree with the run's classes, so a set drawn for other classes is not silently
+    misread.
     """
     path = os.path.join(root, "classes.txt")
     if not os.path.isfile(path):
@@ -105,6 +99,9 @@ def load_mask_set(root: str, class_names: Sequence[str], strict: bool = False) -
     binary mask is a valid negative example; in the ``labels/`` layout an image
     without a label file is unannotated and skipped. ``strict`` raises instead of
     skipping zero-byte files, unannotated images and annotations without an image.
+
+    A missing binary mask file means "no pixel of that class". ``root/grades.csv``
+    (``image,level``), if present, fills ``MaskExample.grade``.
     """
     root = require_dir(root, "mask set root")
     if len(class_names) < 2:

@@ -3,17 +3,7 @@
     source (decode.py or tfrecords.py) -> resize -> [cache] -> [shuffle] -> [repeat]
         -> per-example seed -> augment (training) / standardise (eval) -> batch -> prefetch
 
-A source is any dataset of ``(image uint8 [H, W, 3], grade int32 [])`` (graded) or
-``(image uint8 [H, W, 3], mask uint8 [H, W])`` (masks), so files and TFRecords plug
-in alike. The cache holds the resized uint8 images, before any random op: later
-epochs skip decoding and resizing but still get fresh augmentation.
-
-Evaluation resizes straight to ``crop_size`` instead of cropping, so the whole field
-of view is seen and no lesion at the border is cut out of the evaluation.
-
-Reproducibility: shuffling and every augmentation draw derive from ``seed``. A fresh
-pipeline built with the same seed yields the same batches; iterating the same
-pipeline object again reshuffles and redraws, as another epoch should.
+Files and TFRecords plug in alike; shuffling and every augmentation draw derive from ``seed``.
 """
 from __future__ import annotations
 
@@ -59,7 +49,11 @@ def _with_seeds(dataset: tf.data.Dataset, seed: int) -> tf.data.Dataset:
 
 def _order_and_seed(dataset: tf.data.Dataset, *, data: DataConfig, training: bool, seed: int,
                     repeat: bool, cache_file: str) -> tf.data.Dataset:
-    """Cache, shuffle, repeat and attach seeds: everything between resize and augment."""
+    """Cache, shuffle, repeat and attach seeds: everything between resize and augment.
+
+    The cache holds the resized uint8 images, before any random op: later epochs skip
+    decoding and resizing but still get fresh augmentation.
+    """
     if data.cache:
         dataset = dataset.cache(cache_file)
     if training:
@@ -94,6 +88,13 @@ def graded_pipeline(
     cache_file: str = "",
 ) -> tf.data.Dataset:
     """Batches of ``(images float32 [B, S, S, 3], grades int32 [B])`` for the classifier.
+
+    ``source`` is any dataset of ``(image uint8 [H, W, 3], grade int32 [])`` (image files
+    through ``decode.py``, or TFRecords). Evaluation (``training=False``) resizes straight
+    to ``crop_size`` instead of cropping, so the whole field of view is seen and no
+    lesion at the border is cut out of the evaluation. A fresh pipeline built with the
+    same ``seed`` yields the same batches; iterating the same pipeline object again
+    reshuffles and redraws, as another epoch should.
 
     ``repeat`` and ``drop_remainder`` default to ``training``. ``cache_file`` ("" =
     memory) is used when ``data.cache``. ``deterministic=False`` lets parallel maps
@@ -136,6 +137,7 @@ def mask_pipeline(
 ) -> tf.data.Dataset:
     """Batches of ``(images float32 [B, S, S, 3], masks int32 [B, S, S])`` for the segmenter.
 
+    ``source`` is any dataset of ``(image uint8 [H, W, 3], mask uint8 [H, W])``.
     Masks keep 255 (ignore) through every transform; areas exposed by padding or the
     affine warp are background (0). Arguments as in ``graded_pipeline``.
     """

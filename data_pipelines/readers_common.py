@@ -1,14 +1,9 @@
 """Plumbing shared by the dataset readers: label CSVs and skip-and-count file checks.
 
-Every reader follows the same input policy (the decisions are listed in docs/data.md):
-- a missing root/folder/CSV, a CSV without the required columns, a bad label or two
-  disagreeing rows for one id is a data bug -> ``DataError`` naming the file (and line);
-- a labelled example whose image (or mask) file is missing or zero bytes is noise in a
-  big set -> skipped, counted, logged once with up to ``MAX_NAMED`` names, and an error
-  under ``strict=True``;
-- an image no label row mentions is not part of the set -> ignored, counted, logged
-  (never an error: a folder may legitimately hold other splits' images);
-- nothing usable left -> ``DataError`` saying what was skipped and why.
+Every reader follows the same input policy (``SkipLog``; every case in docs/data.md): a
+data bug (missing folder or CSV, bad label, disagreeing rows) is a ``DataError`` naming
+the file; a labelled example whose file is missing or empty is skipped and counted; an
+image no label row mentions is ignored.
 """
 from __future__ import annotations
 
@@ -51,7 +46,17 @@ class SkipLog:
     """Counts what a reader skipped or ignored, by reason, and logs one line per reason.
 
     ``skip`` drops a labelled example (an error when ``strict``); ``ignore`` notes a
-    file that simply is not part of the dataset (never an error).
+    file that simply is not part of the dataset (never an error). The policy:
+
+    - a missing root/folder/CSV, a CSV without the required columns, a bad label or two
+      disagreeing rows for one id is a data bug -> ``DataError`` naming the file (and
+      line), raised by the reader, never logged here;
+    - a labelled example whose image (or mask) file is missing or zero bytes is noise
+      in a big set -> skipped, counted, logged once with up to ``MAX_NAMED`` names, and
+      an error under ``strict=True``;
+    - an image no label row mentions is not part of the set -> ignored, counted, logged
+      (never an error: a folder may legitimately hold other splits' images);
+    - nothing usable left -> ``DataError`` saying what was skipped and why (``finish``).
     """
 
     def __init__(self, source: str, strict: bool):

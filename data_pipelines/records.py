@@ -2,9 +2,8 @@
 
 A reader (EyePACS, APTOS, IDRiD, generic mask set, VOC, synthetic) turns an on-disk
 layout into a list of these records, checking what can be checked without decoding
-pixels (missing files, bad labels, duplicate ids). ``data_pipelines.pipeline`` turns
-a list of records into a ``tf.data.Dataset``. Keeping the two apart means a new
-dataset format is one small reader and nothing else.
+pixels; ``data_pipelines.pipeline`` turns records into a ``tf.data.Dataset``. Keeping
+the two apart means a new dataset format is one small reader and nothing else.
 """
 from __future__ import annotations
 

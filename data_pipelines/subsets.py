@@ -1,11 +1,9 @@
 """Nested training subsets: "the first N images" of a set in one fixed, seeded order.
 
-A learning curve trains on N = 10, 30, 100, ... images of one set. Taking the first N of
-one permutation of the whole (sorted) list makes the subsets nest, so a larger N only
-adds images, and makes the subset independent of the training seed and of the method:
-every row and seed at one N sees the same images and differs only in what it learns.
-The permutation (not the sorted order) keeps a subset from being, say, all images of
-one camera or patient when file names group them.
+A learning curve trains on N = 10, 30, 100, ... images of one set. The first N of one
+permutation of the whole (sorted) list nest (a larger N only adds images) and do not
+depend on the training seed or the method: every row and seed at one N sees the same
+images and differs only in what it learns.
 """
 from __future__ import annotations
 
@@ -31,5 +29,7 @@ def nested_subset(examples: Sequence[T], count: int, source: str = "") -> List[T
     if count > len(examples):
         raise ConfigError(f"data.masks_train_count={count}, but {source or 'the set'} has "
                           f"only {len(examples)} usable images")
+    # A permutation, not the sorted order: it keeps a subset from being, say, all images
+    # of one camera or patient when file names group them.
     order = np.random.default_rng(SUBSET_SEED).permutation(len(examples))
     return [examples[i] for i in order[:count]]

@@ -1,25 +1,9 @@
 """The embedded synthetic fundus data set: DR-graded images and lesion masks.
 
-No real DR data can be downloaded here, so the demo and the tests train on retina-like
-images (``synthetic_draw``) whose lesion kinds and counts follow the DR grade the way
-the ETDRS scale describes them (``synthetic_lesions``). The files are written in the
-real formats, so the real readers load them:
-
-    out_dir/graded_train/trainLabels.csv        image,level       (EyePACS layout)
-    out_dir/graded_train/train/<patient>_<left|right>.jpeg
-    out_dir/graded_val/...                      same, other patients
-    out_dir/lesions_train/images/<id>.jpg       (generic mask-set layout)
-    out_dir/lesions_train/masks/<class>/<id>.png   0/255; absent = empty mask
-    out_dir/lesions_train/grades.csv            image,level (for reference)
-    out_dir/lesions_train/classes.txt           LESION_CLASSES, one a line
-    out_dir/lesions_val/...
-    out_dir/synthetic.json                      manifest: parameters, grade and pixel stats
-
-Every image is rendered from its own generator seeded by (seed, split, index), so an
-image does not depend on the size of the set or on the order images are made in.
-
     coopseg-synth --out_dir=/tmp/coopseg_synth --num_graded_train=2000
-    python -m data_pipelines.synthetic --out_dir=/tmp/coopseg_synth
+
+No real DR data can be downloaded here, so the demo and the tests train on retina-like
+images whose lesions follow the DR grade, in the real formats (layout: docs/data.md).
 """
 from __future__ import annotations
 
@@ -111,6 +95,8 @@ class _Item:
 
 
 def _image_seed(seed: int, split: str, index: int) -> int:
+    """Every image is rendered from its own generator seeded by (seed, split, index), so
+    an image does not depend on the size of the set or on the order images are made in."""
     return int(np.random.SeedSequence([seed, _SPLIT_CODES[split], index]).generate_state(1)[0])
 
 
@@ -233,6 +219,20 @@ def generate_dataset(out_dir: str, *, num_graded_train: int, num_graded_val: int
                      num_masks_train: int, num_masks_val: int, image_size: int = 256,
                      seed: int = 0, workers: Optional[int] = None, progress: bool = True) -> dict:
     """Write the synthetic set to ``out_dir`` (replacing an older one); returns the manifest.
+
+    Retina-like images (``synthetic_draw``) whose lesion kinds and counts follow the DR
+    grade the way the ETDRS scale describes them (``synthetic_lesions``), written in the
+    real formats, so the real readers load them::
+
+        out_dir/graded_train/trainLabels.csv        image,level       (EyePACS layout)
+        out_dir/graded_train/train/<patient>_<left|right>.jpeg
+        out_dir/graded_val/...                      same, other patients
+        out_dir/lesions_train/images/<id>.jpg       (generic mask-set layout)
+        out_dir/lesions_train/masks/<class>/<id>.png   0/255; absent = empty mask
+        out_dir/lesions_train/grades.csv            image,level (for reference)
+        out_dir/lesions_train/classes.txt           LESION_CLASSES, one a line
+        out_dir/lesions_val/...
+        out_dir/synthetic.json                      manifest: parameters, grade and pixel stats
 
     Everything is written into a temporary sibling directory first and renamed into
     place at the end, so an interrupted run never leaves a half-written set that

@@ -2,9 +2,7 @@
 
 ``data_pipelines.synthetic_lesions`` draws the lesions on top and
 ``data_pipelines.synthetic`` puts the two together for a DR grade. Images are float32
-RGB planes in [0, 255] while drawing. Sizes are given for a 256 px image and scaled by
-``image_size / 256``, so a larger image shows the same anatomy rather than relatively
-smaller lesions.
+RGB planes in [0, 255] while drawing; sizes are given for a 256 px image.
 """
 from __future__ import annotations
 
@@ -38,7 +36,9 @@ class Retina:
     disc_center: Tuple[float, float]
     disc_radius: float
     macula_center: Tuple[float, float]
-    scale: float  # image_size / 256
+    # image_size / 256: every size is given for a 256 px image and multiplied by this,
+    # so a larger image shows the same anatomy rather than relatively smaller lesions.
+    scale: float
 
     @property
     def size(self) -> int:

@@ -3,10 +3,6 @@
 ``data_pipelines.synthetic_draw`` draws the healthy retina; this module draws the
 paper's lesion classes on it (microaneurysms, haemorrhages, hard and soft exudates,
 drusen, artifacts), with counts that follow the DR grade (``DR_LESION_COUNTS``).
-
-A lesion is a patch of blending weights (alpha): the image moves towards the lesion's
-colour by alpha, and the lesion's mask is where alpha >= ``VISIBLE_ALPHA``. So a mask
-is exactly the set of pixels where that lesion can be seen.
 """
 from __future__ import annotations
 
@@ -18,6 +14,9 @@ import numpy as np
 
 from data_pipelines.synthetic_draw import SHIFT, SUPERSAMPLE, Retina, fixed_point, smooth_noise
 
+# A lesion is a patch of blending weights (alpha): the image moves towards the lesion's
+# colour by alpha, and the lesion's mask is where alpha >= VISIBLE_ALPHA. So a mask is
+# exactly the set of pixels where that lesion can be seen.
 VISIBLE_ALPHA = 0.25
 
 

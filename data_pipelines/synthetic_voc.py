@@ -1,23 +1,9 @@
 """A synthetic PASCAL VOC 2012 segmentation set, read by ``data_pipelines.voc`` unchanged.
 
+    coopseg-synth-voc --out=data/synthetic_voc --train=500 --val=150
+
 DecoupledNet needs VOC's 20 classes + background, which cannot be downloaded here, so
-it runs on this stand-in. Objects are class-specific shape x texture x hue combinations
-(``synthetic_voc_shapes``) on cluttered backgrounds, and the files follow the devkit:
-
-    out_dir/VOC2012/JPEGImages/<id>.jpg                 JPEG, quality 90
-    out_dir/VOC2012/SegmentationClass/<id>.png          palette PNG, VOC colormap;
-                                                        index = class, 255 = void border
-    out_dir/VOC2012/ImageSets/Segmentation/{train,val,trainval}.txt
-    out_dir/synthetic_voc.json                          manifest (see ``_write_all``)
-
-Ids are ``2007_000001``... for train and ``2008_000001``... for val. Like VOC, most
-images hold one class (1-3 objects of 1-3 classes), and a void band a few pixels wide
-covers every object's outline. Each image is drawn from its own generator seeded by
-(seed, split, index), so an image does not depend on the set size or on write order;
-each block of 20 images has every class once as its main class, so classes stay
-balanced and DecoupledNet's "N strong annotations per class" subsets exist.
-
-    python -m data_pipelines.synthetic_voc --out=data/synthetic_voc --train=500 --val=150
+it runs on this stand-in in the devkit's layout (``generate_voc_dataset``).
 """
 from __future__ import annotations
 
@@ -63,7 +49,14 @@ class _Item:
 
 
 def _items(seed: int, split: str, count: int) -> List[_Item]:
-    """Per-image seeds and main classes; each block of 20 is a permutation of the classes."""
+    """Per-image seeds and main classes; each block of 20 is a permutation of the classes.
+
+    Each image is drawn from its own generator seeded by (seed, split, index), so an
+    image does not depend on the set size or on write order. Each block of 20 images
+    has every class once as its main class, so classes stay balanced and DecoupledNet's
+    "N strong annotations per class" subsets exist. Ids are ``2007_000001``... for train
+    and ``2008_000001``... for val.
+    """
     items = []
     for index in range(count):
         block = np.random.default_rng([seed, _SPLIT_CODES[split], index // 20, _CLASS_STREAM])
@@ -165,6 +158,18 @@ def generate_voc_dataset(out_dir: str, *, num_train: int, num_val: int, image_si
                          seed: int = 0, workers: Optional[int] = None,
                          progress: bool = True) -> dict:
     """Write the set to ``out_dir`` (replacing an older one); returns the manifest.
+
+    Objects are class-specific shape x texture x hue combinations
+    (``synthetic_voc_shapes``) on cluttered backgrounds, and the files follow the devkit::
+
+        out_dir/VOC2012/JPEGImages/<id>.jpg                 JPEG, quality 90
+        out_dir/VOC2012/SegmentationClass/<id>.png          palette PNG, VOC colormap;
+                                                            index = class, 255 = void border
+        out_dir/VOC2012/ImageSets/Segmentation/{train,val,trainval}.txt
+        out_dir/synthetic_voc.json                          manifest (see ``_write_all``)
+
+    Like VOC, most images hold one class (1-3 objects of 1-3 classes), and a void band a
+    few pixels wide covers every object's outline.
 
     The manifest's ``root`` (``out_dir/VOC2012``, absolute) is what ``load_voc`` takes.
     Everything is written to a temporary sibling first and renamed into place, so an

@@ -1,18 +1,9 @@
 """How the synthetic VOC set looks: 20 object classes as shape x texture x hue, on clutter.
 
 This module draws one image and its label map (``render_voc_image``);
-``data_pipelines.synthetic_voc`` plans the set and writes the files.
-Each foreground class is a fixed (shape, texture, hue) combination (``CLASS_STYLES``),
-chosen so that no single cue names the class:
-
-- every hue is shared by two classes of different shapes (class k and k + 10);
-- every shape is shared by two classes of different hues and textures;
-- object colours are jittered per object, and the background carries noise, gradients
-  and saturated distractor lines in the object hues.
-
-So a classifier or segmenter has to combine colour with shape or texture, as on real
-data, while every class stays learnable from a few examples. Images are float32 RGB
-H x W x 3 in [0, 255] while drawing; masks are uint8 0/1 H x W.
+``data_pipelines.synthetic_voc`` plans the set and writes the files. Each foreground
+class is a fixed (shape, texture, hue) combination (``CLASS_STYLES``), chosen so that no
+single cue names the class.
 """
 from __future__ import annotations
 
@@ -35,6 +26,9 @@ HUE_JITTER = 8.0
 
 # Class c (1..20) -> (shape, texture, hue in degrees). Classes k+1 and k+11 share hue k
 # but differ in shape (k vs k+5); two classes with one shape differ in hue and texture.
+# With object colours jittered per object and distractor lines in the object hues on
+# the background, a classifier or segmenter has to combine colour with shape or
+# texture, as on real data, while every class stays learnable from a few examples.
 CLASS_STYLES: Tuple[Tuple[str, str, float], ...] = tuple(
     [(SHAPES[k], TEXTURES[k % 4], HUES[k]) for k in range(10)]
     + [(SHAPES[(k + 5) % 10], TEXTURES[(k + 2) % 4], HUES[k]) for k in range(10)])
@@ -162,7 +156,8 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def finish(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """Sensor noise and a slight blur, then uint8 RGB."""
+    """Sensor noise and a slight blur, then uint8 RGB (images are float32 RGB H x W x 3 in
+    [0, 255] while drawing; masks uint8 0/1 H x W)."""
     image = cv2.GaussianBlur(image, (3, 3), 0.6)
     image = image + rng.normal(0.0, 6.0, image.shape).astype(np.float32)
     return np.clip(np.round(image), 0, 255).astype(np.uint8)

@@ -1,22 +1,9 @@
 """Sharded TFRecords written by ``coopseg-convert`` and the tf.data sources reading them.
 
-Schema of one ``tf.train.Example`` (fixed; ``data_pipelines.pipeline`` relies on it):
-
-==================  =======  ======================================================
-``image/id``        bytes    record id (EyePACS ``10_left``, IDRiD ``IDRiD_01``, ...)
-``image/encoded``   bytes    PNG or JPEG of the RGB uint8 image (OpenCV encoder)
-``image/format``    bytes    ``b"png"`` or ``b"jpeg"``
-``image/grade``     int64    DR grade 0-4, -1 when unknown
-``mask/encoded``    bytes    PNG of the uint8 class-index map (255 = ignore); ``b""``
-                             when the record has no mask
-``image/labels``    int64[]  multi-hot over foreground classes (may be empty)
-``image/height``    int64    image height in pixels
-``image/width``     int64    image width in pixels
-==================  =======  ======================================================
-
 Files: ``<root>/<split>-<shard:05d>-of-<num_shards:05d>.tfrecord`` plus
-``<root>/manifest.json`` (counts, class names, class pixel frequencies, grade
-histogram, options, skipped files; see ``data_pipelines/conversion.py``).
+``<root>/manifest.json`` (counts, class names, class pixel frequencies, grade histogram,
+options, skipped files; see ``data_pipelines/conversion.py``). The schema of one
+``tf.train.Example`` is fixed (``_FEATURES``): ``data_pipelines.pipeline`` relies on it.
 """
 from __future__ import annotations
 
@@ -37,6 +24,16 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 _PARTIAL_SUFFIX = ".partial"
 
+# The schema of one tf.train.Example:
+#   image/id        bytes    record id (EyePACS ``10_left``, IDRiD ``IDRiD_01``, ...)
+#   image/encoded   bytes    PNG or JPEG of the RGB uint8 image (OpenCV encoder)
+#   image/format    bytes    b"png" or b"jpeg"
+#   image/grade     int64    DR grade 0-4, -1 when unknown
+#   mask/encoded    bytes    PNG of the uint8 class-index map (255 = ignore); b"" when
+#                            the record has no mask
+#   image/labels    int64[]  multi-hot over foreground classes (may be empty)
+#   image/height    int64    image height in pixels
+#   image/width     int64    image width in pixels
 _FEATURES = {
     "image/id": tf.io.FixedLenFeature([], tf.string),
     "image/encoded": tf.io.FixedLenFeature([], tf.string),
@@ -51,7 +48,7 @@ _FEATURES = {
 
 @dataclass(frozen=True)
 class EncodedRecord:
-    """One converted example, its pixels already encoded (see the module schema)."""
+    """One converted example, its pixels already encoded (the schema: ``_FEATURES``)."""
 
     image_id: str
     image_encoded: bytes

@@ -1,18 +1,9 @@
-"""PASCAL VOC 2012 segmentation reader, for DecoupledNet.
+"""PASCAL VOC 2012 segmentation reader, for DecoupledNet (``load_voc``).
 
-Layout (the devkit's own)::
-
-    VOCdevkit/VOC2012/JPEGImages/<id>.jpg
-    VOCdevkit/VOC2012/SegmentationClass/<id>.png     palette PNG: index = class, 255 = ignore
-    VOCdevkit/VOC2012/ImageSets/Segmentation/{train,val,trainval}.txt
-
-Class-index labels live in the PNG's palette indices, which OpenCV cannot return: it
-expands palette PNGs to BGR (checked with OpenCV 4.11), and PIL is not a dependency.
-``read_voc_label`` therefore maps colours back to indices through the file's own
-palette (PLTE chunk, ``imageio.png_palette``), or through the VOC colormap for a
-non-palette colour PNG; grayscale index PNGs (e.g. SegmentationClassAug) are read
-as they are.
-DecoupledNet's image-level labels are derived from these maps (``voc_image_labels``).
+The devkit's layout: ``VOCdevkit/VOC2012/JPEGImages/<id>.jpg``, palette PNG label maps
+``SegmentationClass/<id>.png`` (index = class, 255 = ignore) and split files
+``ImageSets/Segmentation/{train,val,trainval}.txt``. DecoupledNet's image-level labels
+are derived from the label maps (``voc_image_labels``).
 """
 from __future__ import annotations
 
@@ -55,8 +46,11 @@ def voc_colormap(size: int = 256) -> np.ndarray:
 def read_voc_label(path: str) -> np.ndarray:
     """Class indices (uint8, H x W; 255 = ignore) of a VOC-style label PNG.
 
-    Grey index PNGs (with or without alpha) are read as they are; colour PNGs map back
-    to indices through their own palette or, without one, the VOC colormap.
+    Grey index PNGs (with or without alpha, e.g. SegmentationClassAug) are read as they
+    are; colour PNGs map back to indices through their own palette (PLTE chunk,
+    ``imageio.png_palette``) or, without one, the VOC colormap. The class indices live
+    in the PNG's palette indices, which OpenCV cannot return: it expands palette PNGs to
+    BGR (checked with OpenCV 4.11), and PIL is not a dependency.
     """
     data = imageio.read_bytes(path)
     image = imageio.decode_unchanged(path, data)

@@ -3,11 +3,7 @@
     coopseg-convert --format=eyepacs --input=/data/eyepacs --output=/data/eyepacs_tfr \\
         --split=train --size=256 --crop_retina --nograham --encoding=png --workers=8
 
-The flags map one to one onto ``data_pipelines.conversion.ConvertOptions``; what a
-conversion does (retina crop, resize, shards, ``manifest.json``, resume) is
-described there. Unreadable images are skipped and listed in the manifest
-(``--strict`` makes them an error); re-running into the same ``--output`` with other
-options is an error unless ``--overwrite``.
+What a conversion does (retina crop, resize, shards, manifest.json, resume): docs/data.md.
 """
 from __future__ import annotations
 
@@ -67,7 +63,13 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 
 def options_from_flags(flag_values: flags.FlagValues = FLAGS) -> ConvertOptions:
-    """ConvertOptions from parsed flags (UsageError for a malformed --reader_arg)."""
+    """ConvertOptions from parsed flags (UsageError for a malformed --reader_arg).
+
+    The flags map one to one onto ``data_pipelines.conversion.ConvertOptions``, whose
+    docstrings describe what a conversion does. Unreadable images are skipped and listed
+    in the manifest (``--strict`` makes them an error); re-running into the same
+    ``--output`` with other options is an error unless ``--overwrite``.
+    """
     v = flag_values
     return ConvertOptions(
         format=v.format, input=v.input, output=v.output, split=v.split,

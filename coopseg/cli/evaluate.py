@@ -1,11 +1,9 @@
 """coopseg-evaluate: the papers' metrics for a trained run on its (or given) validation data.
 
-    coopseg-evaluate --model_dir=runs/demo
     coopseg-evaluate --model_dir=runs/demo --masks_val=/data/lesions/val --output=val.json
     coopseg-evaluate --model_dir=runs/demo --report=runs/demo/report
 
-``--report DIR`` writes the full set of segmentation and grading metrics (``coopseg.evaluation.report``):
-metrics.json, report.md and PNG figures, also logged to TensorBoard.
+``--report DIR``: the full report, also logged to TensorBoard (docs/serving.md).
 """
 from __future__ import annotations
 

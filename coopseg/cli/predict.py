@@ -2,11 +2,8 @@
 
     coopseg-predict --model=runs/demo/export --input=photos/ --output_dir=predictions
     coopseg-predict --model=runs/demo --input=a.jpg,b.png --tta
-    coopseg-predict --model=runs/demo/export --input_list=files.txt --recursive
 
-``--model`` is a SavedModel (``coopseg-export``) or a run directory (its latest
-checkpoint). Writes ``<output_dir>/predictions.csv`` (one row per input file,
-unreadable ones with the reason) and ``<output_dir>/overlays/*.png``.
+Writes predictions.csv (one row per input file) and overlays/*.png; see docs/serving.md.
 """
 from __future__ import annotations
 

@@ -1,14 +1,8 @@
 """PNG figures for evaluation reports, drawn with OpenCV (no plotting library).
 
-Every function returns a uint8 RGB array ``[H, W, 3]`` (white background) that
-``write_png`` saves and ``tf.summary.image`` logs as is. OpenCV draws on whatever
-channel order it is given; colours here are RGB throughout and ``write_png`` swaps
-to OpenCV's BGR only when encoding.
-
-- ``line_chart``: curves in a unit box (PR curves, ROC) with axes, ticks, grid, axis
-  labels, title, markers (an operating point) and a legend to the right of the plot.
-- ``confusion_heatmap``: counts in cells, shaded by the row fraction (rows = truth).
-- ``image_grid``: rows of equally sized panels with a caption per row and column titles.
+``line_chart`` (PR curves, ROC), ``confusion_heatmap`` and ``image_grid`` each return a
+uint8 RGB array ``[H, W, 3]`` on white, which ``write_png`` saves and
+``tf.summary.image`` logs as is.
 """
 from __future__ import annotations
 
@@ -23,6 +17,8 @@ from coopseg.utils.atomic_write import write_bytes_atomically
 
 Colour = Tuple[int, int, int]
 
+# OpenCV draws on whatever channel order it is given: every colour and array here is
+# RGB, and only write_png swaps to OpenCV's BGR, when encoding.
 # Distinct line colours (RGB), readable on white.
 LINE_COLOURS: Tuple[Colour, ...] = (
     (31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189),
@@ -120,6 +116,9 @@ def line_chart(curves: Sequence[Curve], title: str, xlabel: str, ylabel: str,
                ticks: int = 5,
                xticks: Optional[Sequence[Tuple[float, str]]] = None) -> np.ndarray:
     """Curves and markers in a ``plot_size`` (width, height) box; legend on the right.
+
+    Used for PR curves and ROC: axes, ticks, grid, axis labels and title around the box;
+    a ``Marker`` shows e.g. an operating point.
 
     ``xticks``: (position, label) pairs instead of ``ticks`` evenly spaced numbers (e.g.
     a log axis: positions log10(N), labels N).
@@ -301,7 +300,8 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], captions: Sequence[str],
 
 
 def write_png(path: str, rgb: np.ndarray) -> str:
-    """Save a uint8 RGB array as PNG at ``path``; returns ``path``."""
+    """Save a uint8 RGB array as PNG at ``path`` (swapped to BGR for OpenCV only here,
+    written atomically); returns ``path``."""
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"write_png needs uint8 RGB [H, W, 3], got {rgb.dtype} {rgb.shape}")

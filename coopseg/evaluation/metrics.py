@@ -1,20 +1,9 @@
 """Streaming validation metrics, updated per batch inside ``tf.function``.
 
-- ``SegmentationConfusion``: a confusion matrix accumulated over the whole validation
-  set (not a mean of per-batch IoUs), giving per-class IoU/Dice and mIoU with and
-  without background, as the paper's Tables I-III report it.
-- ``ClassificationMetrics``: top-1, top-2, binary (grade >= 1 vs 0) accuracy,
-  quadratic weighted kappa and the grade confusion matrix (Table IV, Kaggle DR).
-
-Both are Keras metrics: state variables are sync-on-read sums (correct under
-``tf.distribute``), ``update_state``/``reset_state``/``result`` work inside and
-outside ``tf.function``, and ``result()`` returns tensors. ``result_dict()`` (eager
-only) returns plain Python types for ``json.dump``, with ``None`` for undefined
-values. The offline NumPy counterparts live in ``coopseg.evaluation.metric_tables``.
-
-This module is one of the two places that use TensorFlow Addons (end-of-life; kept
-to a minimum so a move to Keras 3 touches two files), for
-``CohenKappa``; a move to Keras 3 replaces it here.
+``SegmentationConfusion`` (IoU/Dice, mIoU: the paper's Tables I-III) and
+``ClassificationMetrics`` (top-1/top-2/binary accuracy, QWK: Table IV, Kaggle DR) are
+Keras metrics whose state is sync-on-read sums, correct under ``tf.distribute``. The
+offline NumPy counterparts live in ``coopseg.evaluation.metric_tables``.
 """
 from __future__ import annotations
 
@@ -28,7 +17,9 @@ from coopseg.config import IGNORE_LABEL, NUM_GRADES, ConfigError
 from coopseg.evaluation.metric_tables import to_jsonable
 
 with warnings.catch_warnings():
-    # TFA warns on import that it is end-of-life; it is confined to this module and augment.
+    # TFA warns on import that it is end-of-life; it is confined to this module (for
+    # CohenKappa) and data_pipelines/augment.py, so a move to Keras 3 touches two files
+    # and replaces CohenKappa here.
     warnings.filterwarnings("ignore", message=r"[\s\S]*TensorFlow Addons", category=UserWarning)
     import tensorflow_addons as tfa
 
@@ -71,6 +62,10 @@ def zero_variables(metric: tf.keras.metrics.Metric) -> None:
 
 class SegmentationConfusion(tf.keras.metrics.Metric):
     """Streaming pixel confusion matrix (rows = true class, cols = predicted class).
+
+    The matrix is accumulated over the whole validation set, so mIoU is that of the set,
+    not a mean of per-batch IoUs. ``update_state``, ``reset_state`` and ``result`` work
+    inside and outside ``tf.function`` and return tensors; ``result_dict`` is eager only.
 
     ``update_state(y_true, y_pred)``: ``y_true`` int ``[B, H, W]`` (or ``[B, H, W, 1]``);
     ``y_pred`` either class indices of the same shape or logits/probabilities
@@ -178,7 +173,7 @@ class ClassificationMetrics(tf.keras.metrics.Metric):
     - ``binary_accuracy``: any DR (grade >= 1) vs none, with the predicted binary
       label ``argmax >= 1`` — what the paper's Table IV reports. The alternative
       ``1 - p(0) >= 0.5`` differs when p(0) is the largest probability but below 0.5;
-      it is the ranking score ``metrics_report.grade_at_least_probability`` offers for
+      it is the ranking score ``metric_tables.grade_at_least_probability`` offers for
       offline sensitivity/specificity/AUC.
     - ``quadratic_kappa``: ``tfa.metrics.CohenKappa(weightage='quadratic')`` on the
       argmax grade; nan when undefined (both raters constant on one grade).

@@ -2,19 +2,8 @@
 
 DecoupledNet segments only the classes whose sigmoid score passes
 ``decoupled.score_threshold`` (Hong et al. 2015, Sec. 3.3), so its mIoU is bounded by
-the classifier: a class it never scores above the threshold is never segmented. These
-numbers make that visible next to the segmentation table:
-
-- per-class average precision (AP, non-interpolated: the mean of the precision at the
-  rank of each positive, as scikit-learn's ``average_precision_score``) and their mean
-  mAP over the classes with at least one positive image (the usual VOC-classification
-  summary; a class without positives has no defined AP);
-- at the inference threshold: micro precision, recall and F1 over (image, class)
-  pairs, and the fraction of images with at least one class passing it (the others
-  get an all-background map).
-
-Validation sets are small (hundreds of images), so scores are gathered in NumPy and
-the ranking is done once at the end.
+the classifier; these numbers (AP, mAP, precision/recall at the threshold) make that
+visible next to the segmentation table.
 """
 from __future__ import annotations
 
@@ -27,6 +16,9 @@ from coopseg.config import ConfigError
 
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> Optional[float]:
     """Non-interpolated AP of one class; None without positives.
+
+    The mean of the precision at the rank of each positive, as scikit-learn's
+    ``average_precision_score``.
 
     Tied scores are ranked as one block (every tied item counts as retrieved together),
     so the value does not depend on the input order.
@@ -51,7 +43,11 @@ def _ratio(numerator: float, denominator: float) -> Optional[float]:
 
 
 class MultiLabelMetrics:
-    """Accumulates (multi-hot labels, sigmoid scores) batches; ``result_dict`` as JSON types."""
+    """Accumulates (multi-hot labels, sigmoid scores) batches; ``result_dict`` as JSON types.
+
+    Validation sets are small (hundreds of images), so scores are gathered in NumPy and
+    ranked once at the end.
+    """
 
     def __init__(self, class_names: Sequence[str], threshold: float = 0.5):
         if not 0.0 <= threshold <= 1.0:
@@ -73,7 +69,14 @@ class MultiLabelMetrics:
         self._labels, self._scores = [], []
 
     def result_dict(self) -> Dict[str, object]:
-        """mAP, per-class AP, and precision/recall/F1 and images passing at the threshold."""
+        """mAP, per-class AP, and precision/recall/F1 and images passing at the threshold.
+
+        mAP is the mean over the classes with at least one positive image (the usual
+        VOC-classification summary; a class without positives has no defined AP).
+        Precision, recall and F1 are micro, over (image, class) pairs;
+        ``images_passing_threshold`` is the fraction of images with at least one class
+        at or above the threshold (the others get an all-background map).
+        """
         n = len(self.class_names)
         labels = np.concatenate(self._labels) if self._labels else np.zeros((0, n), bool)
         scores = np.concatenate(self._scores) if self._scores else np.zeros((0, n))

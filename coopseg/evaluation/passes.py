@@ -1,12 +1,8 @@
 """The one evaluation path: a pass over the masks and a pass over the grades.
 
-Training-time validation and ``coopseg-evaluate`` (``evaluate.evaluate_system``) and the
+Training-time validation, ``coopseg-evaluate`` (``evaluate.evaluate_system``) and the
 full report (``report.build_report``) run these same passes, so their mIoU, top-1,
-QWK... cannot drift apart. Without ``ReportOptions`` a pass collects only the streaming
-metrics; with them it also collects what the report needs: per-class pixel-score
-histograms for AUPR (``pixel_ranking``), every image's grade probabilities (N x G
-numbers: small), and a per-image lesion Dice with thumbnails of only the k worst and
-k best images (bounded memory).
+QWK... cannot drift apart. ``ReportOptions`` add what only the report needs.
 """
 from __future__ import annotations
 
@@ -137,7 +133,9 @@ def segmentation_pass(system, dataset: tf.data.Dataset, class_names: Sequence[st
                       options: Optional[ReportOptions] = None, max_batches: int = 0,
                       progress: bool = True) -> dict:
     """One pass over (images, masks): the pixel confusion (and, for methods that have
-    one, the true-class diagnostic); with ``options`` also the report's extras.
+    one, the true-class diagnostic); with ``options`` also the report's extras:
+    per-class pixel-score histograms for AUPR (``pixel_ranking``) and a per-image lesion
+    Dice with thumbnails of only the k worst and k best images (bounded memory).
     ``max_batches`` (0 = all) applies when ``options`` does not set it."""
     num_classes = len(class_names)
     max_batches = options.max_batches if options is not None else max_batches
@@ -205,7 +203,7 @@ def classification_pass(system, dataset: tf.data.Dataset, num_grades: int,
                         max_batches: int = 0, progress: bool = True) -> dict:
     """One pass over (images, labels): grade metrics (softmax classifiers) and image-level
     label metrics (multi-label ones, ``class_names[1:]``); with ``options`` also every
-    image's grade probabilities for the report's ROC curves."""
+    image's grade probabilities for the report's ROC curves (N x G numbers: small)."""
     max_batches = options.max_batches if options is not None else max_batches
     grades_metrics = ClassificationMetrics(num_grades) if system.scores_grades else None
     labels_metrics = (MultiLabelMetrics(class_names[1:], system.image_label_threshold)

@@ -1,28 +1,9 @@
 """Per-lesion AUPR (the IDRiD challenge metric) over every validation pixel, streamed.
 
-A validation set has tens of millions of pixels; sorting all their scores is what an
-exact AUPR needs and what this module avoids. For each foreground class c the softmax
-probability p_c of every valid pixel (label in ``[0, num_classes)``) is binned into
-``num_bins`` equal bins, ``bin = clip(floor(p_c * B), 0, B - 1)``, counting positive
-pixels (label == c) and negative pixels apart. Memory is ``(C - 1) * B * 2`` counts
-whatever the set size, and one batch costs one ``tf.math.bincount``.
-
-**The one deviation from an exact sort.** Pixels that land in the same bin become one
-threshold, as tied scores are in ``coopseg.evaluation.metric_tables`` (precision is taken at the
-end of the bin). The histogram's AUPR is therefore *exactly*
-``metrics_report.average_precision`` on scores quantised to their bin, and differs
-from the AUPR of the raw scores only through the order inside a bin. That difference
-is bounded and computed for every class (``binning_error_bound``): within a bin
-holding m pixels, the last of which is ranked N-th overall, precision moves by at
-most (m - 1) / N, so
-
-    |AUPR_binned - AUPR_exact| <= sum over bins b of (positives_b / P) * (m_b - 1) / N_b.
-
-It grows when many positives share a bin with many pixels, e.g. a lesion the model
-scores near 0 — where the curve is low anyway. More bins shrink it about linearly.
-On the demo model (64 images at 128 px) 1000 bins gave bounds up to 0.036 while the
-AUPRs moved by at most 0.0009 going to 10000 bins (bounds then <= 0.007): the bound is
-loose, and 10000 bins, the default, cost nothing measurable ((C - 1) * 20000 counts).
+A validation set has tens of millions of pixels, too many to sort for an exact AUPR:
+``PixelScoreHistogram`` counts each foreground class's pixel scores in equal bins, and
+the NumPy functions below derive AUPR, PR curves and a proven bound on the binning
+error (``binning_error_bound``) from those counts.
 """
 from __future__ import annotations
 
@@ -34,11 +15,19 @@ import tensorflow as tf
 
 from coopseg.config import IGNORE_LABEL, ConfigError
 
+# On the demo model (64 images at 128 px) 1000 bins gave error bounds up to 0.036 while
+# the AUPRs moved by at most 0.0009 going to 10000 bins (bounds then <= 0.007): the
+# bound is loose, and 10000 bins cost nothing measurable ((C - 1) * 20000 counts).
 DEFAULT_BINS = 10000
 
 
 class PixelScoreHistogram(tf.keras.metrics.Metric):
     """Streaming per-class histograms of pixel scores, split by positive/negative.
+
+    For each foreground class c the softmax probability p_c of every valid pixel goes
+    to bin ``clip(floor(p_c * B), 0, B - 1)`` of ``B = num_bins`` equal bins, counted
+    apart for positive (label == c) and negative pixels. Memory is ``(C - 1) * B * 2``
+    counts whatever the set size; one batch costs one ``tf.math.bincount``.
 
     ``update_state(y_true, probabilities)``: ``y_true`` int ``[B, H, W]`` (or with a
     trailing 1), ``probabilities`` ``[B, H, W, num_classes]`` softmax scores. Labels
@@ -139,7 +128,7 @@ def _cumulative(counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]
 def histogram_average_precision(counts: np.ndarray) -> float:
     """Step-wise AUPR ``sum_n (R_n - R_{n-1}) P_n`` with one threshold per occupied bin.
 
-    Equals ``metrics_report.average_precision`` on scores quantised to their bin; nan
+    Equals ``metric_tables.average_precision`` on scores quantised to their bin; nan
     when the class has no positive pixel.
     """
     tps, fps, _ = _cumulative(counts)
@@ -152,7 +141,7 @@ def histogram_average_precision(counts: np.ndarray) -> float:
 
 def histogram_precision_recall_curve(
         counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(precision, recall, thresholds) in ``metrics_report.precision_recall_curve``'s
+    """(precision, recall, thresholds) in ``metric_tables.precision_recall_curve``'s
     convention: thresholds (each bin's lower edge, ``bin / num_bins``) increase, and
     precision/recall end with the point (1, 0). Recall is nan without positives."""
     tps, fps, occupied = _cumulative(counts)
@@ -165,8 +154,20 @@ def histogram_precision_recall_curve(
 
 
 def binning_error_bound(counts: np.ndarray) -> float:
-    """Upper bound on |histogram AUPR - AUPR of the unbinned scores| (module docstring).
+    """Upper bound on |histogram AUPR - AUPR of the unbinned scores|.
 
+    Binning is the one deviation from an exact sort: pixels in one bin become one
+    threshold, as tied scores are in ``coopseg.evaluation.metric_tables`` (precision is
+    taken at the end of the bin). The histogram's AUPR is therefore *exactly*
+    ``metric_tables.average_precision`` on scores quantised to their bin, and differs
+    from the AUPR of the raw scores only through the order inside a bin. Within a bin
+    holding m pixels, the last of which is ranked N-th overall, precision moves by at
+    most (m - 1) / N, so
+
+        |AUPR_binned - AUPR_exact| <= sum over bins b of (positives_b / P) * (m_b - 1) / N_b.
+
+    It grows when many positives share a bin with many pixels, e.g. a lesion the model
+    scores near 0, where the curve is low anyway; more bins shrink it about linearly.
     nan without positives (AUPR undefined); 0 when no bin holds more than one pixel.
     """
     tps, fps, occupied = _cumulative(counts)

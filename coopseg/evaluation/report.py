@@ -1,11 +1,7 @@
 """The full evaluation report of one trained system: ``coopseg-evaluate --report DIR``.
 
-``build_report`` runs the data passes (``coopseg.evaluation.passes``: the same
-streaming metrics and predictions as ``coopseg.evaluation.evaluate.evaluate_system``, plus
-pixel-score histograms, grade probabilities and per-image lesion Dice), then derives
-per-lesion AUPR and PR curves, referable-DR (grade >= 2) sensitivity/specificity at a
-probability threshold and ROC-AUC, any-DR (grade >= 1) ROC-AUC, and draws the figures
-(``coopseg.evaluation.figures``). ``coopseg.evaluation.report_output`` writes it all.
+``build_report`` derives the metrics and figures; ``coopseg.evaluation.report_output``
+writes them. What a report holds and how each number is computed: docs/serving.md.
 """
 from __future__ import annotations
 
@@ -146,7 +142,14 @@ def _classification_metrics(clf: dict, num_grades: int, options: ReportOptions,
 def build_report(system, clf_val: Optional[tf.data.Dataset], seg_val: Optional[tf.data.Dataset],
                  num_grades: int, class_names: Sequence[str],
                  options: Optional[ReportOptions] = None) -> Report:
-    """Run the passes the system and data allow; return the metrics and figures."""
+    """Run the passes the system and data allow; return the metrics and figures.
+
+    The passes (``coopseg.evaluation.passes``) give the same streaming metrics and
+    predictions as ``evaluate.evaluate_system``, plus pixel-score histograms, grade
+    probabilities and per-image lesion Dice. From them: per-lesion AUPR and PR curves,
+    referable-DR (grade >= 2) sensitivity/specificity at a probability threshold and
+    ROC-AUC, any-DR (grade >= 1) ROC-AUC, and the figures (``figures``).
+    """
     options = (options or ReportOptions()).validate()
     class_names = tuple(class_names)
     metrics: dict = {"settings": mr.to_jsonable({

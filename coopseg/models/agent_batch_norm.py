@@ -1,12 +1,9 @@
 """Per-agent BatchNorm statistics in JointSeg's shared encoder (``model.per_agent_batch_norm``).
 
-The classifier agent and the segmentation agent train the same encoder M on batches
-from different sets (graded photos vs. lesion masks) with different augmentation. One
-set of BN moving statistics, updated by both, ends up an average of the two input
-distributions and describes neither at evaluation. Here the classifier agent runs M
-through a *view*: every layer is the encoder's own (same conv kernels, same BN γ/β),
-except that each BatchNormalization is replaced by an ``AgentBatchNormalization``
-that reads the shared γ/β but keeps its own moving mean/variance.
+The agents train encoder M on different sets (graded photos vs. lesion masks), and one
+set of BN moving statistics updated by both describes neither at evaluation. So the
+classifier runs M through a view (``encoder_view_with_own_statistics``): M's own layers
+and γ/β, each BatchNormalization an ``AgentBatchNormalization`` with its own statistics.
 """
 from __future__ import annotations
 

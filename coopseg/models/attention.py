@@ -1,20 +1,8 @@
 """Partial attention gating (PAG) over encoder maps (paper Sec. II-B, Fig. 4, Eq. 3).
 
-For a decoder output U_i and each encoder map E_j (the last map of encoder level j,
-before it is downsampled):
-
-    a_ij = min(H_Ej, W_Ej) // min(H_Ui, W_Ui)                       (Eq. 3)
-
-The switch s_ij is on only when a_ij >= 1, i.e. E_j is at least as large as U_i;
-then E_j is max-pooled with window and stride a_ij (identity when a_ij == 1), which
-"ensures maximally activated features". The figure that shows how the pooled maps
-join U_i is lost, so the combination is a documented option:
-
-- ``none``:   U_i alone (ablation: no encoder information).
-- ``concat``: U_i ⊕ pooled E_j; the decoder's conv block that follows fuses them.
-- ``gated``:  U_i ⊕ (sigmoid(conv1x1(U_i ⊕ P)) ⊙ BN(conv1x1(P))), P = ⊕_j pooled E_j.
-              The gate, computed from decoder and encoder features together, decides
-              per pixel and channel how much encoder detail to let through (default).
+Each decoder output U_i is joined by the encoder maps E_j at least as large as it,
+max-pooled to its size. The paper's figure of how they join is lost, so the combination
+is an option (``none`` | ``concat`` | ``gated``, ``partial_attention_gate``).
 """
 from __future__ import annotations
 
@@ -28,7 +16,12 @@ layers = tf.keras.layers
 
 
 def attention_factor(encoder_hw: Tuple[int, int], decoder_hw: Tuple[int, int]) -> int:
-    """a_ij of Eq. 3: how many times smaller the decoder map is than the encoder map."""
+    """a_ij of Eq. 3: how many times smaller the decoder map is than the encoder map.
+
+        a_ij = min(H_Ej, W_Ej) // min(H_Ui, W_Ui)                       (Eq. 3)
+
+    E_j is the last map of encoder level j, before it is downsampled.
+    """
     return min(encoder_hw) // min(decoder_hw)
 
 
@@ -38,7 +31,8 @@ def switch_on(encoder_hw: Tuple[int, int], decoder_hw: Tuple[int, int]) -> bool:
 
 
 def pool_to_decoder(encoder_map: tf.Tensor, factor: int, *, name: str) -> tf.Tensor:
-    """op of Fig. 4: max-pool with window = stride = a_ij, identity for a_ij == 1."""
+    """op of Fig. 4: max-pool with window = stride = a_ij, identity for a_ij == 1
+    (the paper's pooling "ensures maximally activated features")."""
     if factor == 1:
         return encoder_map
     return layers.MaxPooling2D(pool_size=factor, strides=factor, padding="valid",
@@ -71,7 +65,16 @@ def gated_encoder_maps(decoder_map: tf.Tensor, encoder_maps: Sequence[tf.Tensor]
 def partial_attention_gate(decoder_map: tf.Tensor, encoder_maps: Sequence[tf.Tensor], *,
                            mode: str, name: str, bn_momentum: float = 0.99,
                            bn_epsilon: float = 1e-3, bn_sync: bool = False) -> tf.Tensor:
-    """Combine decoder output U_i with the switched-on, pooled encoder maps (Fig. 4)."""
+    """Combine decoder output U_i with the switched-on, pooled encoder maps (Fig. 4).
+
+    The figure that shows how the pooled maps join U_i is lost, so ``mode`` chooses:
+
+    - ``none``:   U_i alone (ablation: no encoder information).
+    - ``concat``: U_i ⊕ pooled E_j; the decoder's conv block that follows fuses them.
+    - ``gated``:  U_i ⊕ (sigmoid(conv1x1(U_i ⊕ P)) ⊙ BN(conv1x1(P))), P = ⊕_j pooled E_j.
+                  The gate, computed from decoder and encoder features together, decides
+                  per pixel and channel how much encoder detail to let through (default).
+    """
     if mode == "none":
         return decoder_map
     pooled = gated_encoder_maps(decoder_map, encoder_maps, name=name)

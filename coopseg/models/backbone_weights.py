@@ -1,38 +1,9 @@
 """Start a backbone from a Keras ImageNet weights file on disk (``train.backbone_weights``).
 
-DecoupledNet (Hong et al., arXiv:1506.04924) and FCN-8s (Long et al., arXiv:1411.4038)
-start from ImageNet VGG-16, and the JointSeg paper's Table III compares VGG-19 and
-InceptionV3 classifiers. Nothing may be downloaded here, but a user who has Keras'
-published files (``vgg16_weights_tf_dim_ordering_tf_kernels[_notop].h5``,
-``vgg19_..._notop.h5``, ``inception_v3_..._notop.h5``) can start from them.
-
-Files are read with h5py in Keras' HDF5 layout: ``model.save_weights("x.h5")`` (root
-attribute ``layer_names``, per layer group attribute ``weight_names``) or a full-model
-``model.save("x.h5")`` (the same under ``model_weights``). Within a layer, weights are
-matched by position, as Keras' own ``load_weights`` does: the published VGG files
-name them in Keras 1 style (``block1_conv1_W_1:0``), later files ``block1_conv1/kernel:0``.
-
-Rules (every shape is checked, and nothing is written unless all layers check out):
-
-- VGG-16 (fcn8s, vgg16, decouplednet's classifier, deconvnet) and VGG-19 (vgg19):
-  the convolutions by name (``block{b}_conv{i}``, kernel + bias). The file must hold
-  exactly that network's convolutions (a VGG-19 file has ``block3_conv4``, which
-  VGG-16 has not). VGG-16's top ``fc1``/``fc2`` go to ``fc6``/``fc7`` where they fit:
-  reshaped to a 7x7 and a 1x1 convolution for FCN-8s / DeconvNet (the FCN
-  conversion, Long et al. Sec. 3.1), as they are for DecoupledNet's Dense fc6/fc7
-  (only at 224 px, where pool5 flattens to 25088). An fc layer that does not fit is
-  skipped with one logged line; ``predictions`` (the 1000 ImageNet classes) never loads.
-  The published VGGs have no BatchNorm, so a BN trunk (``model.vgg_batch_norm=true``)
-  is refused with a hint; a ``block{b}_conv{i}_bn`` in file and model (coopseg's own BN
-  trunk saved to .h5) loads with its convolution.
-- InceptionV3 (inceptionv3): keras.applications' layer names are generated
-  (``conv2d_N``, ``batch_normalization_N``, N depending on how many layers the process
-  made before), so the layers with weights are paired in topological order (Keras'
-  ``model.layers`` order, which ``save_weights`` writes), skipping our head (Dense).
-
-Models of a run with ``backbone_weights`` start with ``input_adapter.InputAdapter``
-(the pixel scale the weights expect). A DecoupledNet stage 2 restores its stage-1
-classifier instead of reading the file; there the setting only declares that adapter.
+Nothing is downloaded here, but a user who has Keras' published VGG-16, VGG-19 or
+InceptionV3 ``.h5`` files can start a backbone from them (``load_backbone_weights``:
+every shape checked, nothing written unless all layers check out). Which methods, what
+is loaded where, and the papers that start from ImageNet: docs/backbone_weights.md.
 """
 from __future__ import annotations
 
@@ -74,7 +45,12 @@ class LoadReport:
 
 # ----------------------------------------------------------------------------- config
 def input_adapter_kind(config) -> str:
-    """The input adapter the models of ``config`` need: "" without backbone_weights."""
+    """The input adapter the models of ``config`` need: "" without backbone_weights.
+
+    Models of a run with ``backbone_weights`` start with ``input_adapter.InputAdapter``
+    (the pixel scale the weights expect). A DecoupledNet stage 2 restores its stage-1
+    classifier instead of reading the file; there the setting only declares that adapter.
+    """
     if not config.train.backbone_weights:
         return ""
     return ADAPTER_OF_BACKBONE[backbone_of(config.method)]
@@ -107,7 +83,14 @@ def _name_list(group: h5py.Group, name: str) -> Optional[List[str]]:
 
 
 def _read_layers(f: h5py.File, path: str) -> List[_FileLayer]:
-    """The layers of a Keras weights file that have weights, in file (topological) order."""
+    """The layers of a Keras weights file that have weights, in file (topological) order.
+
+    Keras' HDF5 layout: ``model.save_weights("x.h5")`` (root attribute ``layer_names``,
+    per layer group attribute ``weight_names``) or a full-model ``model.save("x.h5")``
+    (the same under ``model_weights``). Within a layer, weights are matched by position,
+    as Keras' own ``load_weights`` does: the published VGG files name them in Keras 1
+    style (``block1_conv1_W_1:0``), later files ``block1_conv1/kernel:0``.
+    """
     root = f["model_weights"] if "model_weights" in f else f
     names = _name_list(root, "layer_names")
     if names is None:
@@ -158,6 +141,15 @@ def _shape_problem(layer_name: str, what: str, model_shapes: Sequence, file_shap
 
 def _vgg_plan(model, layers: List[_FileLayer], backbone: str, path: str,
               report: LoadReport) -> List[_Assignment]:
+    """VGG-16 (fcn8s, vgg16, decouplednet's classifier, deconvnet) and VGG-19 (vgg19).
+
+    The convolutions load by name (``block{b}_conv{i}``, kernel + bias). The file must
+    hold exactly that network's convolutions (a VGG-19 file has ``block3_conv4``, which
+    VGG-16 has not). The published VGGs have no BatchNorm, so a BN trunk
+    (``model.vgg_batch_norm=true``) is refused with a hint; a ``block{b}_conv{i}_bn`` in
+    file and model (coopseg's own BN trunk saved to .h5) loads with its convolution.
+    Then the top (``_vgg_fc_plan``); ``predictions`` (the 1000 ImageNet classes) never loads.
+    """
     title = BACKBONE_TITLES[backbone]
     expected = [f"block{b}_conv{i}" for b, n in enumerate(VGG_BLOCK_CONVS[backbone], start=1)
                 for i in range(1, n + 1)]
@@ -216,7 +208,13 @@ def _vgg_plan(model, layers: List[_FileLayer], backbone: str, path: str,
 
 def _vgg_fc_plan(model_layers: Dict, by_name: Dict[str, _FileLayer],
                  report: LoadReport) -> List[_Assignment]:
-    """fc1 -> fc6, fc2 -> fc7 where they fit (Dense as is, Conv2D reshaped); else skipped."""
+    """fc1 -> fc6, fc2 -> fc7 where they fit (Dense as is, Conv2D reshaped); else skipped.
+
+    Reshaped to a 7x7 and a 1x1 convolution for FCN-8s / DeconvNet (the FCN conversion,
+    Long et al., arXiv:1411.4038, Sec. 3.1), as they are for DecoupledNet's Dense
+    fc6/fc7 (only at 224 px, where pool5 flattens to 25088). An fc layer that does not
+    fit is skipped with one logged line.
+    """
     plan: List[_Assignment] = []
     previous_loaded = True
     for src_name, dst_name in VGG_FC_MAP:
@@ -265,6 +263,10 @@ def _fc_fit(source: _FileLayer, target) -> Tuple[Optional[str], List[_Assignment
 
 def _inception_plan(model, layers: List[_FileLayer], path: str,
                     report: LoadReport) -> List[_Assignment]:
+    """InceptionV3 (inceptionv3): keras.applications' layer names are generated
+    (``conv2d_N``, ``batch_normalization_N``, N depending on how many layers the process
+    made before), so the layers with weights are paired in topological order (Keras'
+    ``model.layers`` order, which ``save_weights`` writes), skipping our head (Dense)."""
     source = [layer for layer in layers if layer.name != IMAGENET_TOP]
     if not any(layer.name.startswith(_INCEPTION_PREFIXES) for layer in source):
         raise ConfigError(
@@ -300,9 +302,10 @@ def _inception_plan(model, layers: List[_FileLayer], path: str,
 # ----------------------------------------------------------------------------- load
 def load_backbone_weights(model, path: str, backbone: str) -> LoadReport:
     """Copy the ImageNet ``backbone`` ("vgg16", "vgg19", "inceptionv3") weights of the Keras
-    HDF5 file ``path`` into ``model`` (rules: module docstring). Every layer is checked and
-    every tensor read before the first is written; any problem is a ConfigError naming the
-    file. Logs one line per skipped file layer and one with the count loaded."""
+    HDF5 file ``path`` into ``model`` (rules: ``_vgg_plan``, ``_inception_plan``). Every
+    layer is checked and every tensor read before the first is written; any problem is a
+    ConfigError naming the file. Logs one line per skipped file layer and one with the
+    count loaded."""
     if backbone not in BACKBONE_TITLES:
         raise ConfigError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONE_TITLES)}")
     report = LoadReport(path)

@@ -1,17 +1,9 @@
 """DecoupledNet's bridging layers: class-specific saliency at pool5, combined with pool5.
 
-Hong et al. 2015 (arXiv:1506.04924), Sec. 2.1 ("Bridging Layers"). The segmentation network
-sees one class at a time through g_l = phi(f_spat ⊕ f_cls^l):
-- f_spat: the classification network's pool5 activations (spatial, class-agnostic);
-- f_cls^l: the class score of class l back-propagated through fc8 -> fc7 -> fc6 to
-  pool5 with the forward pass's ReLU masks (a class-specific saliency map);
-- phi: batch-normalise f_cls^l, concatenate with f_spat on channels, then a fully
-  connected combination. We apply the fully connected layer per pool5 position (a
-  1x1 conv): a dense layer on the flattened 7x7x1024 map would need 1.3 G weights.
-
-The back-propagation is written out explicitly (three matmuls and two masks) rather
-than taken with a nested tf.GradientTape: it is identical in eager, tf.function and
-SavedModel export and needs no second-order tape while the segmenter trains.
+Hong et al. 2015 (arXiv:1506.04924), Sec. 2.1 ("Bridging Layers"): the segmentation
+network sees one class at a time through g_l = phi(f_spat ⊕ f_cls^l), where f_spat is
+the classifier's pool5 (spatial, class-agnostic), f_cls^l the class-specific saliency
+(``class_saliency``) and phi ``bridging_layers``.
 """
 from __future__ import annotations
 
@@ -45,6 +37,10 @@ def class_saliency(class_logits: tf.Tensor, class_index: tf.Tensor, fc6_preact: 
     analytic gradient with the score held fixed as the back-propagated signal
     (not d s_l / d pool5: the sigmoid's derivative is not applied). The masks are
     ``z > 0``, as TF's ReLU gradient, so the result equals tf.GradientTape's.
+
+    The back-propagation is written out (three matmuls and two masks) rather than taken
+    with a nested tf.GradientTape: it is identical in eager, tf.function and SavedModel
+    export and needs no second-order tape while the segmenter trains.
 
     Args:
       class_logits: [B, L] fc8 output. class_index: int [B], the class l per example.
@@ -124,7 +120,9 @@ def bridging_layers(f_spat: tf.Tensor, f_cls: tf.Tensor, filters: int, *,
     """g_l = relu(BN(1x1 conv(f_spat ⊕ BN(f_cls^l)))) with ``filters`` channels at pool5 size.
 
     f_cls is batch-normalised before the concatenation because
-    back-propagated saliency and pool5 activations live on unrelated scales.
+    back-propagated saliency and pool5 activations live on unrelated scales. The paper's
+    fully connected combination is applied per pool5 position (a 1x1 conv): a dense
+    layer on the flattened 7x7x1024 map would need 1.3 G weights.
     """
     f_cls = layers.BatchNormalization(name=f"{name}_cls_bn")(f_cls)
     x = layers.Concatenate(name=f"{name}_concat")([f_spat, f_cls])

@@ -1,20 +1,8 @@
 """Grade classifiers: the paper's VGG-19 / InceptionV3 baselines and the VGG-16 encoder pre-trainer.
 
-Table III/IV compare the classifier agent with VGG-19 and InceptionV3 (paper Sec. III-A);
-both come from ``tf.keras.applications`` with ``weights=None`` (nothing is downloaded).
-Those networks were designed for their own input preprocessing (caffe-style mean
-subtraction, or scaling to [-1, 1]); we feed the paper's per-image standardised images
-instead (Sec. III: "each image is standardized by its mean and dividing its standard
-deviation"). From random init that is harmless — the first BatchNorm / conv learns any
-affine rescaling — and it keeps one input pipeline for all methods. A model started
-from ImageNet weights (``train.backbone_weights``) gets ``input_adapter`` ("caffe" for
-the VGGs, "inception" for InceptionV3): a first layer that maps the standardised image
-to the scale and channel order those weights expect (``coopseg.models.input_adapter``).
-
-``build_vgg16_classifier`` is the first step of the paper's "two-step" FCN-8s (Table I:
-"parameters were initialized with a pre-trained model; trained on eyepacs classification
-set"): it shares the FCN-8s VGG-16 trunk layer for layer, so its ``block*`` weights move
-to FCN-8s by name.
+Table III/IV compare the classifier agent with VGG-19 and InceptionV3 (paper Sec. III-A),
+built by ``tf.keras.applications`` with ``weights=None`` (nothing is downloaded).
+``build_vgg16_classifier`` is the first step of the paper's "two-step" FCN-8s.
 """
 from __future__ import annotations
 
@@ -43,6 +31,11 @@ def build_vgg16_classifier(config: ModelConfig, width_multiplier: float = 1.0,
                            batch_norm: bool = True, input_adapter: str = "") -> tf.keras.Model:
     """VGG-16 trunk (same layers as FCN-8s) + GAP + dense ``num_grades`` logits.
 
+    The first step of the paper's "two-step" FCN-8s (Table I: "parameters were
+    initialized with a pre-trained model; trained on eyepacs classification set"): it
+    shares the FCN-8s VGG-16 trunk layer for layer, so its ``block*`` weights move to
+    FCN-8s by name.
+
     ``input_adapter``: "" (none) or an ``input_adapter.ADAPTERS`` kind before the trunk.
     """
     check_vgg_input_size(config, "the VGG-16 classifier")
@@ -64,7 +57,16 @@ def _check_min_size(config: ModelConfig, minimum: int, what: str) -> None:
 def build_vgg19_classifier(config: ModelConfig, input_adapter: str = "") -> tf.keras.Model:
     """``keras.applications.VGG19`` (random init, no top) + GAP + dense ``num_grades`` logits.
 
-    ``input_adapter``: "" (none) or an ``input_adapter.ADAPTERS`` kind before the trunk.
+    VGG-19 and InceptionV3 were designed for their own input preprocessing (caffe-style
+    mean subtraction, or scaling to [-1, 1]); we feed the paper's per-image standardised
+    images instead (Sec. III: "each image is standardized by its mean and dividing its
+    standard deviation"). From random init that is harmless (the first BatchNorm / conv
+    learns any affine rescaling) and it keeps one input pipeline for all methods.
+
+    ``input_adapter``: "" (none) or an ``input_adapter.ADAPTERS`` kind before the trunk:
+    a model started from ImageNet weights (``train.backbone_weights``) gets "caffe" for
+    the VGGs, "inception" for InceptionV3, a first layer that maps the standardised image
+    to the scale and channel order those weights expect.
     """
     _check_min_size(config, VGG_MIN_SIZE, "VGG-19")
     size = config.input_size
@@ -80,7 +82,8 @@ def build_vgg19_classifier(config: ModelConfig, input_adapter: str = "") -> tf.k
 def build_inceptionv3_classifier(config: ModelConfig, input_adapter: str = "") -> tf.keras.Model:
     """``keras.applications.InceptionV3`` (random init, no top) + GAP + dense logits.
 
-    ``input_adapter``: "" (none) or an ``input_adapter.ADAPTERS`` kind before the trunk.
+    ``input_adapter``: "" (none) or an ``input_adapter.ADAPTERS`` kind before the trunk
+    (input scale: see ``build_vgg19_classifier``).
     """
     _check_min_size(config, INCEPTIONV3_MIN_SIZE, "InceptionV3")
     size = config.input_size

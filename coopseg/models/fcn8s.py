@@ -1,30 +1,9 @@
 """FCN-8s (Long et al., CVPR 2015) on a VGG-16 trunk: the paper's first segmentation baseline.
 
-Tables I/II of the JointSeg paper compare against FCN-8s trained from random init and
-"two-step" (trunk first trained as a grade classifier). For that hand-over the trunk
-here uses exactly the layer names of ``tf.keras.applications.VGG16`` (``block1_conv1``
-... ``block5_pool``), so ``coopseg.models.transfer.transfer_encoder_weights(vgg16_clf,
-fcn, prefix="block")`` copies it by name (see ``classifiers.build_vgg16_classifier``).
-
-Choices the FCN paper fixes and we keep: fc6 is a 7x7 conv and fc7 a 1x1 conv, each
-followed by dropout 0.5; class-scoring 1x1 convs on fc7, pool4 and pool3 are
-zero-initialised (Long et al. Sec. 4.1/4.2: random init gave "neither better
-performance nor faster convergence", and a zero skip starts the net as FCN-32s);
-upsampling is a learnable Conv2DTranspose initialised to bilinear interpolation.
-Choices that differ, and why:
-- ``padding="same"`` everywhere instead of Caffe's pad-100 + crop layers: the score
-  maps then land exactly on pool4/pool3/input sizes, so the input must divide by 32.
-- ``batch_norm=True`` (default, ``model.vgg_batch_norm``) puts BatchNorm after every
-  conv, as the paper's TEFLA setup does for all its nets (JointSeg paper Sec. III);
-  original FCN has none. It is also what makes a from-scratch VGG trainable at a few
-  CPU steps. With BN the convs drop their bias (BN's beta replaces it), so the weights
-  are no longer shape-compatible with the ImageNet VGG-16 file; ``batch_norm=False``
-  is the published conv + bias net, which ``train.backbone_weights`` can start from
-  (``coopseg.models.backbone_weights``; fc1/fc2 become the 7x7 fc6 and 1x1 fc7).
-- ``input_adapter`` ("caffe" with ImageNet weights) puts ``input_adapter.InputAdapter``
-  before the trunk; "" (default) builds no such layer.
-- ``width_multiplier`` scales every VGG width and fc6/fc7 (4096) so tests and CPU
-  runs can use small nets; 1.0 is the original FCN-8s (about 134 M parameters).
+Tables I/II of the JointSeg paper compare against FCN-8s from random init and "two-step"
+(trunk first trained as a grade classifier). The trunk has exactly the layer names of
+``tf.keras.applications.VGG16``, so ``transfer.transfer_encoder_weights(vgg16_clf, fcn,
+prefix="block")`` hands it over by name. What we keep and change: ``build_fcn8s``.
 """
 from __future__ import annotations
 
@@ -112,7 +91,9 @@ def _conv(x: tf.Tensor, filters: int, kernel: int, *, name: str, batch_norm: boo
 
 def vgg16_trunk(inputs: tf.Tensor, config: ModelConfig, width_multiplier: float = 1.0,
                 batch_norm: bool = True) -> Dict[str, tf.Tensor]:
-    """VGG-16 convolutional trunk with keras.applications layer names.
+    """VGG-16 convolutional trunk with keras.applications layer names (``block1_conv1``
+    ... ``block5_pool``), shared layer for layer by FCN-8s and the VGG-16 pre-trainer
+    (``classifiers.build_vgg16_classifier``).
 
     Returns the five pooled maps as ``{"block1_pool": ..., ..., "block5_pool": ...}``.
     """
@@ -152,7 +133,28 @@ def build_fcn8s(config: ModelConfig, width_multiplier: float = 1.0, batch_norm: 
     """FCN-8s: VGG-16 trunk, fc6/fc7 as convs, skips from pool4 and pool3.
 
     Output: float32 logits [B, H, W, num_seg_classes] at ``config.input_size``.
-    ``input_adapter``: "" (none) or an ``input_adapter.ADAPTERS`` kind before the trunk.
+
+    Choices the FCN paper fixes and we keep: fc6 is a 7x7 conv and fc7 a 1x1 conv, each
+    followed by dropout 0.5; class-scoring 1x1 convs on fc7, pool4 and pool3 are
+    zero-initialised (Long et al. Sec. 4.1/4.2: random init gave "neither better
+    performance nor faster convergence", and a zero skip starts the net as FCN-32s);
+    upsampling is a learnable Conv2DTranspose initialised to bilinear interpolation.
+    Choices that differ, and why:
+
+    - ``padding="same"`` everywhere instead of Caffe's pad-100 + crop layers: the score
+      maps then land exactly on pool4/pool3/input sizes, so the input must divide by 32.
+    - ``batch_norm=True`` (default, ``model.vgg_batch_norm``) puts BatchNorm after every
+      conv, as the paper's TEFLA setup does for all its nets (JointSeg paper Sec. III);
+      original FCN has none. It is also what makes a from-scratch VGG trainable at a few
+      CPU steps. With BN the convs drop their bias (BN's beta replaces it), so the
+      weights are no longer shape-compatible with the ImageNet VGG-16 file;
+      ``batch_norm=False`` is the published conv + bias net, which
+      ``train.backbone_weights`` can start from (``coopseg.models.backbone_weights``;
+      fc1/fc2 become the 7x7 fc6 and 1x1 fc7).
+    - ``input_adapter``: "" (default, no such layer) or an ``input_adapter.ADAPTERS``
+      kind ("caffe" with ImageNet weights) before the trunk.
+    - ``width_multiplier`` scales every VGG width and fc6/fc7 (4096) so tests and CPU
+      runs can use small nets; 1.0 is the original FCN-8s (about 134 M parameters).
 
     Example::
 

@@ -1,19 +1,9 @@
 """UNet built from the improved residual inception block: the paper's second segmentation baseline.
 
 Paper Sec. III-A: "we use the improved inception block for UNet training; which is an
-improved version of the original UNet design". To make the comparison with JointSeg
-about cooperative training and not about capacity, the UNet's encoder *is* the JointSeg
-encoder M (``coopseg.models.jointseg.build_encoder``: same depth, widths, layer names).
-The two-step baseline of Table I then starts from an encoder trained as a grade
-classifier (JointSeg's ``clf_model`` in ``clf_only`` mode) and receives it by
-``transfer_encoder_weights(clf_model, unet, prefix="encoder_")`` or, on the encoder
-model itself, ``unet.get_layer("encoder").set_weights(encoder.get_weights())``.
-
-The decoder is UNet's: per level up a 2x2/stride-2 transposed conv (+BN+ReLU, as the
-JointSeg decoder), concatenation with the encoder map of the same size (the skip), and
-a residual inception block; a final 1x1 conv gives the logits. The encoder's stem is
-already stride 2, so the last up-step (to input resolution) has no skip to join.
-``config.pag_mode`` and ``config.decoder_block`` are JointSeg options and are ignored.
+improved version of the original UNet design". So that the comparison with JointSeg is
+about cooperative training and not about capacity, the UNet's encoder *is* JointSeg's
+encoder M (``jointseg.build_encoder``: same depth, widths, layer names).
 """
 from __future__ import annotations
 
@@ -55,6 +45,18 @@ def build_inception_unet(config: ModelConfig,
 
     ``encoder`` defaults to a fresh ``jointseg.build_encoder(config)``; pass one to share
     it. Output: float32 logits [B, H, W, num_seg_classes] at ``config.input_size``.
+
+    The two-step baseline of Table I starts from an encoder trained as a grade
+    classifier (JointSeg's ``clf_model`` in ``clf_only`` mode) and receives it by
+    ``transfer_encoder_weights(clf_model, unet, prefix="encoder_")`` or, on the encoder
+    model itself, ``unet.get_layer("encoder").set_weights(encoder.get_weights())``.
+
+    The decoder is UNet's: per level up a 2x2/stride-2 transposed conv (+BN+ReLU, as the
+    JointSeg decoder), concatenation with the encoder map of the same size (the skip),
+    and a residual inception block; a final 1x1 conv gives the logits. The encoder's
+    stem is already stride 2, so the last up-step (to input resolution) has no skip to
+    join. ``config.pag_mode`` and ``config.decoder_block`` are JointSeg options and are
+    ignored.
 
     Example::
 

@@ -1,24 +1,8 @@
 """Input adapter: per-image standardised RGB -> the pixel scale ImageNet weights were trained on.
 
-Every coopseg pipeline feeds per-image standardised RGB (zero mean, unit standard
-deviation over the image; JointSeg paper Sec. III). Keras' published ImageNet weights
-expect something else:
-
-- VGG-16 / VGG-19 (``preprocess_input`` mode "caffe"): BGR pixels 0..255 minus the
-  ImageNet per-channel mean, so values with a standard deviation of about 57.
-- InceptionV3 (mode "tf"): RGB pixels scaled to [-1, 1], standard deviation about 0.45.
-
-Feeding standardised images to the VGG weights would put a ~57x too small signal into
-``block1_conv1`` (and the wrong channel order), and every later layer's activations
-would be off by the same factor: the ImageNet start would be mostly wasted. The adapter
-is the first layer of the model, so the SavedModel export serves the same computation.
-
-It is an approximation: it rescales the *per-image* standardised values by ImageNet's
-*data-set* per-channel pixel standard deviation (and reverses RGB -> BGR for VGG). It
-does not restore the per-channel means (per-image standardisation removed them, along
-with each image's brightness), so an image's channels sit a few pixel units off where
-caffe preprocessing of the raw photo would put them; the scale, which is what matters
-most for pre-trained filters and ReLU thresholds, is right on average.
+Every coopseg pipeline feeds per-image standardised RGB (JointSeg paper Sec. III); Keras'
+ImageNet weights expect caffe-style BGR (VGG) or RGB in [-1, 1] (InceptionV3). The adapter
+is the model's first layer, so the SavedModel export serves the same computation.
 """
 from __future__ import annotations
 
@@ -47,6 +31,21 @@ class InputAdapter(tf.keras.layers.Layer):
     """``y = (x[..., ::-1] if reverse_channels else x) * scale``; no weights.
 
     ``scale`` has one entry per output channel (in the output's channel order).
+
+    What the weights expect: VGG-16 / VGG-19 (``preprocess_input`` mode "caffe") BGR
+    pixels 0..255 minus the ImageNet per-channel mean, so a standard deviation of about
+    57; InceptionV3 (mode "tf") RGB pixels scaled to [-1, 1], about 0.45. Standardised
+    images would put a ~57x too small signal into VGG's ``block1_conv1`` (and the wrong
+    channel order), every later layer's activations off by the same factor: the
+    ImageNet start would be mostly wasted.
+
+    It is an approximation: it rescales the *per-image* standardised values by
+    ImageNet's *data-set* per-channel pixel standard deviation (and reverses RGB -> BGR
+    for VGG). It does not restore the per-channel means (per-image standardisation
+    removed them, along with each image's brightness), so an image's channels sit a few
+    pixel units off where caffe preprocessing of the raw photo would put them; the
+    scale, which is what matters most for pre-trained filters and ReLU thresholds, is
+    right on average.
     """
 
     def __init__(self, scale: Sequence[float], reverse_channels: bool, **kwargs):

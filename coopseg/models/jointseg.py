@@ -1,14 +1,9 @@
 """JointSeg: shared encoder M, classifier agent C and segmentation agent S (paper Fig. 5).
 
-Three separate Keras functional models so that each parameter group (θ1, θ2, θ3 of
-Eq. 2) is simply ``model.trainable_variables``:
-
     y_common = M(x);  y_clf = C(M(x));  y_seg = S(M(x), encoder skips)      (Eq. 1)
 
 ``build_jointseg`` also wires them into two end-to-end models (classifier and
-segmenter) that share the encoder's layers, for evaluation and export. With
-``model.per_agent_batch_norm`` the classifier runs the encoder through a view with its
-own BatchNorm moving statistics (``coopseg.models.agent_batch_norm``).
+segmenter) that share the encoder's layers, for evaluation and export.
 """
 from __future__ import annotations
 
@@ -126,6 +121,9 @@ class JointSegModels:
 
 def build_jointseg(config: ModelConfig) -> JointSegModels:
     """Build M, C and S and the end-to-end views that share them.
+
+    M, C and S are three separate Keras functional models so that each parameter group
+    (θ1, θ2, θ3 of Eq. 2) is simply ``model.trainable_variables``.
 
     With ``config.per_agent_batch_norm`` the classifier path (``clf_model`` and the
     grade head of ``joint_model``) runs M through ``clf_encoder_view``: the same layers

@@ -2,11 +2,7 @@
 
 Tables I/II of the paper differ only in how the segmentation baselines start: from
 random init, or from an encoder "trained on eyepacs classification set". The hand-over
-is by layer name and checked: every source layer under the prefix must have a target
-layer of the same name with weights of the same shapes, or nothing is copied.
-
-Typical prefixes: ``"block"`` (VGG-16 classifier -> FCN-8s), ``"encoder_"`` (JointSeg
-classifier/encoder -> Inception-UNet).
+is by layer name and checked, or nothing is copied (``transfer_encoder_weights``).
 """
 from __future__ import annotations
 
@@ -47,6 +43,9 @@ def _layers_by_name(model: tf.keras.Model, prefix: str) -> Dict[str, tf.keras.la
 def transfer_encoder_weights(source: tf.keras.Model, target: tf.keras.Model, prefix: str) -> int:
     """Copy the weights of every ``source`` layer whose name starts with ``prefix`` into
     the ``target`` layer of the same name. Returns the number of tensors copied.
+
+    Typical prefixes: ``"block"`` (VGG-16 classifier -> FCN-8s), ``"encoder_"``
+    (JointSeg classifier/encoder -> Inception-UNet).
 
     All pairs are checked before anything is written: a source layer without a target
     counterpart, with a different number of weights, or with a shape mismatch raises

@@ -1,15 +1,8 @@
 """Max pooling that keeps its switches, and the unpooling that reuses them (DeconvNet).
 
 DecoupledNet's segmentation network (Hong et al. 2015, Sec. 2.1, built on Noh et al.'s
-DeconvNet) upsamples by *unpooling*: each pooled value goes back to the exact
-position its max came from in the classification network, every other position is
-zero. The positions ("switches") come from ``tf.nn.max_pool_with_argmax``.
-
-Switches are flat indices into the pre-pool tensor *including the batch*
-(``include_batch_in_index=True``): index = ((b * H + y) * W + x) * C + c. So a single
-``tf.scatter_nd`` into a zero vector of size B*H*W*C restores a whole batch, and a
-batch whose images were repeated (one copy per class at inference) stays correct
-because the switches are computed on that same repeated batch.
+DeconvNet) upsamples by *unpooling*: each pooled value goes back to the exact position
+its max came from in the classification network, every other position is zero.
 """
 from __future__ import annotations
 
@@ -21,7 +14,14 @@ layers = tf.keras.layers
 
 
 def max_pool_with_switches(x: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-    """2x2, stride-2 VALID max pooling; returns (pooled, int64 switches of pooled's shape)."""
+    """2x2, stride-2 VALID max pooling; returns (pooled, int64 switches of pooled's shape).
+
+    Switches are flat indices into the pre-pool tensor *including the batch*
+    (``include_batch_in_index=True``): index = ((b * H + y) * W + x) * C + c. So a single
+    ``tf.scatter_nd`` into a zero vector of size B*H*W*C restores a whole batch, and a
+    batch whose images were repeated (one copy per class at inference) stays correct
+    because the switches are computed on that same repeated batch.
+    """
     return tf.nn.max_pool_with_argmax(x, ksize=2, strides=2, padding="VALID",
                                       include_batch_in_index=True)
 

@@ -1,19 +1,9 @@
 """One writer per run directory: an exclusive lock held while a run writes into it.
 
 Two ``coopseg-train`` processes on one ``--model_dir`` would interleave checkpoints and
-overwrite each other's metrics and export. The first takes ``<model_dir>/.lock`` with
-``flock`` (the kernel releases it when the process dies, however it dies) and writes
-its pid, host, start time and command into it; a second process fails at once with
-a ``RunDirectoryLocked`` error naming the directory and that process. A lock file
-still holding a record while nobody holds the kernel lock was left by a run that was
-killed: it is taken over with a warning. Nothing here ever waits.
-
-The file is emptied, never deleted, on release: deleting it would let a process that
-opened the old file and one that creates a new one both "hold" the lock.
-
-Filesystems without ``flock`` (some network mounts) fall back to the record alone: a
-record of a live process on this host refuses; a record of a process on another host
-refuses too (we cannot see whether it runs), naming the file to delete if it does not.
+overwrite each other's metrics and export. ``run_directory_lock`` holds ``.lock`` in it; a
+second process fails at once (``RunDirectoryLocked``). Nothing here ever waits, and the
+file is emptied, never deleted, on release. User-facing: docs/run_directories.md.
 """
 from __future__ import annotations
 
@@ -87,7 +77,12 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _check_record_only(path: str, model_dir: str, previous: Optional[dict]) -> None:
-    """The no-flock fallback: refuse unless the recorded holder is provably gone."""
+    """The no-flock fallback: refuse unless the recorded holder is provably gone.
+
+    Filesystems without ``flock`` (some network mounts) have the record alone: a record
+    of a live process on this host refuses; a record of a process on another host
+    refuses too (we cannot see whether it runs), naming the file to delete if it does not.
+    """
     if not previous or "unreadable" in previous or previous.get("pid") == os.getpid():
         return
     if previous.get("host") != socket.gethostname():
@@ -102,7 +97,13 @@ def _check_record_only(path: str, model_dir: str, previous: Optional[dict]) -> N
 @contextlib.contextmanager
 def run_directory_lock(model_dir: str) -> Iterator[None]:
     """Hold ``model_dir``'s lock for the block; RunDirectoryLocked if another live
-    process holds it. Re-entrant within one process."""
+    process holds it. Re-entrant within one process.
+
+    The lock is ``flock`` on ``<model_dir>/.lock`` (the kernel releases it when the
+    process dies, however it dies), and the holder writes its pid, host, start time and
+    command into the file. A file still holding a record while nobody holds the kernel
+    lock was left by a run that was killed: it is taken over with a warning.
+    """
     os.makedirs(model_dir, exist_ok=True)
     path = os.path.join(os.path.realpath(model_dir), LOCK_NAME)
     if path in _held:
@@ -139,6 +140,8 @@ def run_directory_lock(model_dir: str) -> Iterator[None]:
             yield
         finally:
             del _held[path]
+            # Emptied, never deleted: deleting it would let a process that opened the old
+            # file and one that creates a new one both "hold" the lock.
             _write_record(fd, None)
             if kernel_lock:
                 fcntl.flock(fd, fcntl.LOCK_UN)

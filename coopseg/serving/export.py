@@ -1,22 +1,9 @@
-"""SavedModel export with an explicit serving signature.
+"""SavedModel export with two serving signatures over the same weights.
 
-``serving_default``: float32 RGB images [N, S, S, 3] with values 0..255 (S = the
-model's input size) -> grade probabilities, predicted grade, segmentation
-probabilities and the class map. Per-image standardisation (paper Sec. III) happens
-inside the graph, so a client needs no Python preprocessing beyond resizing.
-
-``serving_bytes``: encoded JPEG/PNG photos of any size (a batch of strings,
-``image_bytes``) -> the same outputs. Decoding, the retina crop and Graham
-normalisation where the training data had them, and the resize run in-graph
-(``coopseg.serving.preprocess``), so TF Serving or a plain
-``tf.saved_model.load`` needs no Python preprocessing at all. TF Serving's REST API
-takes such an input as ``{"instances": [{"image_bytes": {"b64": "..."}}]}``.
-
-Mixed precision: the signature stays float32 in and float32 out whatever policy the
-models were built under. The float32 images are standardised in float32; each layer
-casts its input to its own compute dtype (Keras autocast: float16/bfloat16 inside the
-network), the logits layers compute in float32, and ``float32_outputs`` casts anything
-floating that is left, so a client never sees half precision.
+``serving_default`` takes float32 RGB 0..255 ``[N, S, S, 3]``; ``serving_bytes`` takes
+encoded photos of any size and prepares them in-graph (``coopseg.serving.preprocess``).
+Both standardise in-graph, so a client (TF Serving, a plain ``tf.saved_model.load``)
+needs no Python preprocessing. Inputs, outputs and a REST example: docs/serving.md.
 """
 from __future__ import annotations
 
@@ -53,7 +40,9 @@ def bytes_signature(float_signature, input_size: int, preprocessing: PhotoPrepro
 
 def serving_function(system, input_size: int):
     """``(module, fn)``: the tf.Module a SavedModel of ``system`` holds and its float
-    serving function (float32 RGB 0..255 ``[N, S, S, 3]`` -> outputs)."""
+    serving function (float32 RGB 0..255 ``[N, S, S, 3]`` -> grade probabilities,
+    grade, segmentation probabilities, class map). The per-image standardisation
+    (paper Sec. III) happens inside it, so a client only resizes."""
     module = system.serving_module(input_size)
     return module, getattr(module, "serve", None) or getattr(module, "predict")
 
@@ -67,6 +56,12 @@ def export_saved_model(system, config: ExperimentConfig, export_dir: str,
     ``photo_preprocessing.from_config(config)``).
     ``export_dir/assets/coopseg.json`` records class names, grades, input size and
     that preprocessing (``coopseg-predict`` reads it).
+
+    Mixed precision: the signatures stay float32 in and float32 out whatever policy the
+    models were built under. The images are standardised in float32; each layer casts
+    its input to its own compute dtype (Keras autocast: float16/bfloat16 inside the
+    network), the logits layers compute in float32, and ``float32_outputs`` casts
+    anything floating that is left, so a client never sees half precision.
     """
     module, signature = serving_function(system, config.model.input_size)
     if preprocessing is None:

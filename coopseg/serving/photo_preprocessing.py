@@ -1,24 +1,9 @@
-"""Which photo preprocessing a trained model expects, so prediction repeats it.
+"""Which photo preprocessing a trained model expects, and whether a photo is gradable.
 
-A model must see new photos the way it saw its training images. Two steps of that
-depend on how the training data was made, not on the model:
-
-- **retina crop** (crop the black camera border, pad to a centred square) and
-- **Graham normalisation**
-
-are applied by ``coopseg-convert`` when it writes TFRecords (and recorded in their
-``manifest.json``), and by nothing else: the direct folder readers and the synthetic
-set feed whole frames, resized. ``from_config`` reads that off a run's config, the
-export stores it in ``assets/coopseg.json``, and ``coopseg-predict`` and the
-``serving_bytes`` signature apply it. The resize and the per-image standardisation
-are always applied.
-
-**Gradability** (``assess_gradability``): whatever the preprocessing, the model
-answers for every photo, also for a black frame or an underexposed eye. Before the
-model runs, ``coopseg-predict`` measures the photo (``measure_retina``: is there a
-retina disc, how bright is it, how many pixels across) and flags the photos a grader
-could not judge (``gradability_reasons``, thresholds below). The flag never replaces
-the prediction: the user sees both.
+A model must see new photos the way it saw its training images: ``from_config`` reads
+the retina crop and Graham normalisation off a run's config, the export records them,
+and ``coopseg-predict`` and ``serving_bytes`` repeat them. ``assess_gradability`` flags
+the photos a grader could not judge.
 """
 from __future__ import annotations
 
@@ -39,7 +24,12 @@ from data_pipelines.tfrecords import read_manifest
 
 @dataclass(frozen=True)
 class PhotoPreprocessing:
-    """Data-dependent preprocessing of photos before the model's resize."""
+    """Data-dependent preprocessing of photos before the model's resize.
+
+    The retina crop (crop the black camera border, pad to a centred square) and Graham
+    normalisation depend on how the training data was made, not on the model; the
+    resize and the per-image standardisation are always applied.
+    """
 
     crop_retina: bool = False
     retina_threshold: int = 10
@@ -77,7 +67,11 @@ def _converted_options(config: ExperimentConfig) -> List[dict]:
 
 
 def from_config(config: ExperimentConfig) -> PhotoPreprocessing:
-    """What the run's training images went through (see the module docstring).
+    """What the run's training images went through.
+
+    The retina crop and Graham normalisation are applied by ``coopseg-convert`` when it
+    writes TFRecords (and recorded in their ``manifest.json``), and by nothing else: the
+    direct folder readers and the synthetic set feed whole frames, resized.
 
     With two converted sets (graded and masks) that were converted differently, the
     graded set's options win and a warning says so: the classifier is the head a
@@ -146,7 +140,13 @@ class RetinaMeasure:
 
 @dataclass(frozen=True)
 class Gradability:
-    """Whether the model's answer for a photo can be trusted, and why not."""
+    """Whether the model's answer for a photo can be trusted, and why not.
+
+    The model answers for every photo, also for a black frame or an underexposed eye,
+    so ``coopseg-predict`` measures each photo before the model runs (``measure_retina``:
+    is there a retina disc, how bright, how many pixels across) and flags the ones a
+    grader could not judge. The flag never replaces the prediction: the user sees both.
+    """
 
     gradable: bool
     reasons: Tuple[str, ...]

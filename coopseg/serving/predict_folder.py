@@ -1,27 +1,9 @@
 """Grade a folder of fundus photos: one CSV row and one overlay PNG per photo.
 
-Every photo goes through the preprocessing the training data went through
-(``coopseg.serving.photo_preprocessing``, recorded in the export): the converter's retina
-crop and centred square padding (``data_pipelines.fundus``) if the training TFRecords
-had it, the evaluation pipeline's resize (``data_pipelines.augment.resize_image``),
-Graham normalisation if the training data had it, and the per-image standardisation
-inside the serving function. Every input file gets a row:
-a file that cannot be read is listed with the reason, never dropped.
-
-Every photo is also checked for whether a grader could judge it
-(``photo_preprocessing.assess_gradability``: a retina found, not too dark, not
-clipped bright, not smaller than the model's input). The retina detector runs
-whether or not the preprocessing crops, so ``retina_found`` means the same either
-way. An ungradable photo still gets its prediction and overlay, flagged.
-
-CSV columns (``csv_columns``): ``image``, ``status`` (``ok`` | ``unreadable``),
-``reason`` (why a file is unreadable; for a readable photo, that the retina crop
-found no disc and used the whole frame), ``retina_found`` (1/0), ``gradable`` (1/0),
-``gradable_reason`` (empty when gradable, else the reasons joined with ``"; "``;
-both empty for an unreadable file), then per head ``grade``, ``p_grade_<g>``,
-``p_referable`` (P(grade >= 2)), ``score_<class>`` (image-level labels),
-``pixels_<lesion>`` (pixels of each lesion class in the model's S x S view of the
-photo), and ``overlay`` (the PNG, relative to the output directory).
+Each photo gets the preprocessing its model's training data had
+(``coopseg.serving.photo_preprocessing``, recorded in the export) and a gradability
+check. Every input file gets a row: a file that cannot be read is listed with the
+reason, never dropped. The CSV's columns: docs/serving.md.
 """
 from __future__ import annotations
 
@@ -129,7 +111,14 @@ def prepare_photo(path: str, size: int, preprocessing: PhotoPreprocessing,
                   overlay_size: int = 512) -> PreparedPhoto:
     """Read and prepare one photo for a model with ``size`` px inputs, and judge whether
     it is gradable; any DataError (unreadable, corrupt, not an image, missing) becomes
-    ``error`` instead of an exception."""
+    ``error`` instead of an exception.
+
+    The steps the training data went through: the converter's retina crop and centred
+    square padding (``data_pipelines.fundus``) if the training TFRecords had it, the
+    evaluation pipeline's resize (``data_pipelines.augment.resize_image``), and Graham
+    normalisation if the training data had it; the per-image standardisation happens
+    inside the serving function. Gradability (``assess_gradability``): a retina found,
+    not too dark, not clipped bright, not smaller than the model's input."""
     try:
         image = read_image(path)
     except DataError as err:
@@ -155,7 +144,17 @@ def prepare_photo(path: str, size: int, preprocessing: PhotoPreprocessing,
 # ---------------------------------------------------------------------- rows and images
 
 def csv_columns(predictor: Predictor, outputs: Sequence[str]) -> List[str]:
-    """The CSV header for a model with ``outputs`` (keys of its serving signature)."""
+    """The CSV header for a model with ``outputs`` (keys of its serving signature).
+
+    ``image``, ``status`` (``ok`` | ``unreadable``), ``reason`` (why a file is
+    unreadable; for a readable photo, that the retina crop found no disc and used the
+    whole frame), ``retina_found`` (1/0), ``gradable`` (1/0), ``gradable_reason`` (empty
+    when gradable, else the reasons joined with ``"; "``; both empty for an unreadable
+    file), then per head ``grade``, ``p_grade_<g>``, ``p_referable`` (P(grade >= 2)),
+    ``score_<class>`` (image-level labels), ``pixels_<lesion>`` (pixels of each lesion
+    class in the model's S x S view of the photo), and ``overlay`` (the PNG, relative
+    to the output directory).
+    """
     columns = ["image", "status", "reason", "retina_found", "gradable", "gradable_reason"]
     if "grade_probabilities" in outputs:
         columns += ["grade"] + [f"p_grade_{g}" for g in range(predictor.num_grades)]

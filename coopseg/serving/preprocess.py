@@ -1,27 +1,9 @@
 """In-graph preprocessing of encoded photos for the SavedModel's bytes signature.
 
 ``coopseg-predict`` prepares photos in Python with the converter's OpenCV code
-(``data_pipelines.fundus``: retina crop, centred square padding) and the evaluation
-pipeline's resize. A server has no Python, so the ``serving_bytes`` signature does
-the same steps with TensorFlow ops only:
-
-1. decode JPEG/PNG/BMP/GIF bytes to RGB uint8 (``tf.io.decode_image``);
-2. if the training data was retina-cropped (``coopseg.serving.photo_preprocessing``): find
-   the retina disc's bounding box (``retina_box``), crop to it and pad to a centred
-   square with black;
-3. resize to the model's input size, bilinear with antialiasing
-   (``data_pipelines.augment.resize_image``);
-4. if the training data was Graham-normalised: ``graham_normalize``.
-
-The float signature then standardises in-graph as usual.
-
-The box differs from ``fundus.crop_box_to_retina`` in one way: TensorFlow has no
-connected components, so instead of keeping the largest bright region, a 5x5
-morphological opening (min-pool, then max-pool) removes what is thinner than the
-disc: sensor noise, JPEG ringing in the border, the strokes of burnt-in text. A
-solid logo in the border would survive the opening and widen the box, where the
-OpenCV crop would drop it. ``tests/test_serving_bytes.py`` checks that the two boxes
-agree on synthetic photos with noise and text in the border.
+(``data_pipelines.fundus``) and the evaluation pipeline's resize. A server has no
+Python, so ``serving_bytes`` does the same steps with TensorFlow ops only
+(``prepare_encoded``); how closely they agree: docs/serving.md.
 """
 from __future__ import annotations
 
@@ -55,7 +37,15 @@ def retina_box(image: tf.Tensor, threshold: int = 10) -> tf.Tensor:
     """``[y0, y1, x0, x1]`` (int32, half-open) of the retina disc in an RGB uint8 image.
 
     The whole frame when no disc covers 1 % of the image (a black frame, or a photo
-    without a border). See the module docstring for how this follows the converter.
+    without a border).
+
+    It differs from ``fundus.crop_box_to_retina`` in one way: TensorFlow has no connected
+    components, so instead of keeping the largest bright region, a 5x5 morphological
+    opening (min-pool, then max-pool) removes what is thinner than the disc: sensor
+    noise, JPEG ringing in the border, the strokes of burnt-in text. A solid logo in
+    the border would survive the opening and widen the box, where the OpenCV crop would
+    drop it. ``tests/test_serving_bytes.py`` checks that the two boxes agree on
+    synthetic photos with noise and text in the border.
     """
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
@@ -139,8 +129,15 @@ def graham_normalize(image: tf.Tensor, size: int, disc_fraction: float = 0.9) ->
 def prepare_encoded(encoded: tf.Tensor, size: int,
                     preprocessing: PhotoPreprocessing = PhotoPreprocessing()) -> tf.Tensor:
     """A batch of encoded photos ``[N]`` -> float32 RGB 0..255 ``[N, size, size, 3]``,
-    ready for the float ``serving_default`` signature: decode, then what the training
-    data went through (``preprocessing``), then the evaluation pipeline's resize."""
+    ready for the float ``serving_default`` signature, which then standardises as usual.
+
+    1. decode JPEG/PNG/BMP/GIF bytes to RGB uint8 (``decode_photo``);
+    2. if the training data was retina-cropped (``preprocessing.crop_retina``): find the
+       retina disc's box (``retina_box``), crop to it and pad to a centred black square;
+    3. resize to the model's input size, bilinear with antialiasing
+       (``data_pipelines.augment.resize_image``);
+    4. if the training data was Graham-normalised: ``graham_normalize``.
+    """
 
     def prepare_one(data: tf.Tensor) -> tf.Tensor:
         image = decode_photo(data)

@@ -1,10 +1,9 @@
 """Pixel class weights for the segmentation loss, estimated from the training masks.
 
-The paper uses plain softmax cross-entropy (Eq. 2). With lesions covering ~1-2 % of
-a fundus image, short CPU runs of *any* segmenter then settle on "all background"
-(lesion IoU exactly 0). ``train.seg_class_weighting`` counters that with per-class
-weights; it is a property of the loss, so every segmentation method of an experiment
-gets the same weights (see docs/method.md). ``none`` reproduces the paper.
+With lesions at ~1-2 % of a fundus image, short CPU runs of *any* segmenter settle on
+"all background" (lesion IoU 0) under the paper's plain cross-entropy (Eq. 2).
+``train.seg_class_weighting`` counters that; a property of the loss, it is the same for
+every segmentation method of an experiment (docs/method.md). ``none`` is the paper's.
 """
 from __future__ import annotations
 

@@ -1,24 +1,9 @@
 """The cooperation options: how the two agents' gradients on the shared encoder θ1 meet.
 
-In the paper's step (Eq. 2) each agent applies its whole gradient with its own
-optimizer, so θ1 moves by the sum of both steps. When the classifier's step on θ1
-pulls against the segmenter's, joint training can segment worse than the segmenter
-alone; these options change only the θ1 part of the classifier's (and, for PCGrad,
-the segmenter's) gradient, after both exist and before either update:
-
-- ``clf_encoder_lr_scale``: the classifier's θ1 gradient times a constant (= its LR on
-  θ1 relative to its head, exactly, for SGD with momentum, whose update is linear in the
-  gradient).
-- ``normalize``: the classifier's θ1 gradient rescaled to ``balance_target`` x the
-  segmenter's θ1 gradient norm (a fixed-ratio form of GradNorm, Chen et al. 2018,
-  arXiv:1711.02257, which learns that ratio).
-- ``pcgrad``: PCGrad (Yu et al. 2020, "Gradient Surgery for Multi-Task Learning",
-  arXiv:2001.06782) for two tasks: when the θ1 gradients conflict (negative inner
-  product), each loses its component along the *other's original* gradient.
-
-The θ1 gradients are treated as one vector over all shared variables, as in PCGrad.
-Every function here is pure tensor maths, unit-tested on its own
-(``tests/test_cooperation.py``).
+In the paper's step (Eq. 2) θ1 moves by the sum of both agents' whole steps, and when
+the classifier pulls against the segmenter, joint training can segment worse than the
+segmenter alone. ``EncoderGradientPolicy`` changes only the θ1 gradients (docs/method.md);
+every function here is pure tensor maths, unit-tested in ``tests/test_cooperation.py``.
 """
 from __future__ import annotations
 
@@ -79,6 +64,20 @@ class EncoderGradientPolicy:
     """Applies ``CooperationConfig`` to the two agents' (gradient, variable) lists.
 
     ``shared_variables`` are θ1; the gradients of every other variable pass through.
+    The policy acts on the θ1 part of the classifier's (and, for PCGrad, the
+    segmenter's) gradient, after both exist and before either update:
+
+    - ``clf_encoder_lr_scale``: the classifier's θ1 gradient times a constant (= its LR
+      on θ1 relative to its head, exactly, for SGD with momentum, whose update is linear
+      in the gradient).
+    - ``normalize``: the classifier's θ1 gradient rescaled to ``balance_target`` x the
+      segmenter's θ1 gradient norm (a fixed-ratio form of GradNorm, Chen et al. 2018,
+      arXiv:1711.02257, which learns that ratio).
+    - ``pcgrad``: PCGrad (Yu et al. 2020, "Gradient Surgery for Multi-Task Learning",
+      arXiv:2001.06782) for two tasks: when the θ1 gradients conflict (negative inner
+      product), each loses its component along the *other's original* gradient.
+
+    The θ1 gradients are treated as one vector over all shared variables, as in PCGrad.
     Also reports the cosine between the two raw θ1 gradients (``encoder_grad_cosine``),
     which tells whether the agents pull together (> 0) or against each other (< 0).
     """

@@ -3,13 +3,7 @@
     J_clf = min_{θ1 ∪ θ2} Cost(C(M(x_clf)), y_clf)
     J_seg = min_{θ1 ∪ θ3} Cost(S(M(x_seg)), y_seg)
 
-Step order (the paper does not say; see docs/method.md): both agents compute their
-gradients from the *same* parameters, then the classifier's update and the
-segmentation agent's update are applied. The shared encoder θ1 therefore moves by
-the sum of both agents' steps, each with its own learning rate and momentum. BatchNorm
-runs in training mode in both forward passes (each agent's batch updates the
-encoder's moving statistics). ``seg_only``/``clf_only`` are the same step with one
-agent, which is what the baselines and the two-step procedure use.
+``seg_only``/``clf_only`` are the same step with one agent (the baselines, two-step).
 """
 from __future__ import annotations
 
@@ -39,6 +33,13 @@ def _agent_update(agent: Agent, images: tf.Tensor, labels: tf.Tensor):
 
 class CooperativeStep(tf.Module):
     """One training step over whichever agents are present (joint, seg_only, clf_only).
+
+    Step order (the paper does not say; docs/method.md): both agents compute their
+    gradients from the *same* parameters, then the classifier's update and the
+    segmentation agent's update are applied. The shared encoder θ1 therefore moves by
+    the sum of both agents' steps, each with its own learning rate and momentum.
+    BatchNorm runs in training mode in both forward passes (each agent's batch updates
+    the encoder's moving statistics).
 
     ``all_finite`` latches to False the first time any loss is NaN/Inf, so the loop
     can refuse to checkpoint a diverged model without syncing every step.

@@ -218,7 +218,7 @@ def build_decoupled_inputs(config: ExperimentConfig, start_step: int = 0,
     - ``seg_only``: ``seg_train`` = DecoupledNet's ((images, classes), class masks) pairs, or
       DeconvNet's (images, class-index masks); ``seg_val`` = (images, class-index
       masks) of ``data.masks_val`` for the shared mIoU evaluation.
-    Seeds follow ``coopseg.training.inputs.build_inputs`` (seed + train seed + step).
+    Seeds follow ``coopseg.training.inputs.graded_and_mask_inputs`` (seed + train seed + step).
     """
 
     d, tc, size = config.data, config.train, config.model.input_size

@@ -1,13 +1,5 @@
 """One seed for a whole run, and TensorFlow's op determinism while it trains.
 
-``train.seed`` seeds Python's ``random``, NumPy and TensorFlow (``set_random_seed``)
-before any model is built, so weight initialisation, data order and augmentation all
-follow it. ``run.deterministic`` additionally turns on TensorFlow's op determinism:
-kernels with a non-deterministic implementation (on GPUs: cuDNN convolution
-algorithms, atomics in reductions and scatters) are replaced by deterministic ones, or
-the op raises instead of silently differing between runs. It is process state, so
-it is switched back off when the run ends (the next test or suite row decides anew).
-
     with reproducible_run(config):
         system = build_system(config)
         ...
@@ -28,7 +20,16 @@ def op_determinism_enabled() -> bool:
 
 class reproducible_run:  # noqa: N801 - reads as a function call, works as a context manager
     """Seed everything from ``train.seed``; with ``run.deterministic`` enable op
-    determinism until the block ends (if it was off before)."""
+    determinism until the block ends (if it was off before).
+
+    ``train.seed`` seeds Python's ``random``, NumPy and TensorFlow (``set_random_seed``)
+    before any model is built, so weight initialisation, data order and augmentation
+    all follow it. Op determinism replaces kernels with a non-deterministic
+    implementation (on GPUs: cuDNN convolution algorithms, atomics in reductions and
+    scatters) by deterministic ones, or the op raises instead of silently differing
+    between runs. It is process state, so it is switched back off when the run ends
+    (the next test or suite row decides anew).
+    """
 
     def __init__(self, config: ExperimentConfig):
         self.seed = config.train.seed

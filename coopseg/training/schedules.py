@@ -2,9 +2,6 @@
 
     lr(t) = (lr0 - lr_end) * (1 - t / T) ** power + lr_end,   t clipped to [0, T]
 
-The defaults, power 10 and lr_end 0, are TEFLA's (``tefla/core/lr_policy.py``:
-``base_lr * (1 - iter_idx / (max_epoch * n_iters_per_epoch)) ** 10``).
-
 Each agent of the cooperative step has its own schedule (paper Sec. III), driven by
 its own optimizer's iteration counter, so a restored optimizer restores its rate.
 """
@@ -15,7 +12,11 @@ import tensorflow as tf
 
 class PolynomialDecayWithWarmup(tf.keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up from 0 to ``initial_learning_rate`` over ``warmup_steps``, then
-    polynomial decay to ``end_learning_rate`` at ``decay_steps`` (counted from the start)."""
+    polynomial decay to ``end_learning_rate`` at ``decay_steps`` (counted from the start).
+
+    The defaults, power 10 and lr_end 0, are TEFLA's (``tefla/core/lr_policy.py``:
+    ``base_lr * (1 - iter_idx / (max_epoch * n_iters_per_epoch)) ** 10``).
+    """
 
     def __init__(self, initial_learning_rate: float, decay_steps: int,
                  end_learning_rate: float = 0.0, power: float = 10.0, warmup_steps: int = 0,

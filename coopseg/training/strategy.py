@@ -1,18 +1,9 @@
 """``run.strategy`` -> a ``tf.distribute.Strategy``, and who writes the run's files.
 
-- ``default``: no distribution (``tf.distribute.get_strategy()``), one device.
-- ``mirrored``: synchronous data parallelism on one machine, one replica per visible
-  GPU; without GPUs, one per logical CPU device if there are several, else the CPU.
-- ``multi_worker``: ``MultiWorkerMirroredStrategy`` over the hosts named in the
-  ``TF_CONFIG`` environment variable (every host runs the same command). It must be
-  created before TensorFlow runs any op in the process.
-- ``tpu``: ``TPUStrategy`` on the TPU named by ``TPU_NAME`` (``local`` on a TPU VM).
-
-Every worker of a multi-worker run executes the same program, including checkpoint
-saves and summaries (they may read sync-on-read variables such as BatchNorm moving
-statistics, which is a collective every worker must join), but only the chief's
-files land in ``model_dir``; the others write to a private temporary directory that
-is deleted at the end (the recipe of TensorFlow's multi-worker guide).
+``default`` (one device), ``mirrored`` (the GPUs of this machine), ``multi_worker``
+(the hosts in ``TF_CONFIG``) or ``tpu`` (``make_strategy``). Every worker runs the whole
+program, but only the chief's files land in ``model_dir`` (``worker_dir``); commands
+and what each option does: docs/speed.md.
 """
 from __future__ import annotations
 
@@ -34,7 +25,16 @@ _TPU_ENV = ("TPU_NAME", "KUBE_GOOGLE_CLOUD_TPU_ENDPOINTS", "TPU_CONFIG")
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """The strategy ``name`` (one of ``coopseg.config.STRATEGIES``); ConfigError if it
-    cannot be set up here (unknown name, bad ``TF_CONFIG``, no TPU)."""
+    cannot be set up here (unknown name, bad ``TF_CONFIG``, no TPU).
+
+    - ``default``: no distribution (``tf.distribute.get_strategy()``), one device.
+    - ``mirrored``: synchronous data parallelism on one machine, one replica per visible
+      GPU; without GPUs, one per logical CPU device if there are several, else the CPU.
+    - ``multi_worker``: ``MultiWorkerMirroredStrategy`` over the hosts named in the
+      ``TF_CONFIG`` environment variable (every host runs the same command). It must be
+      created before TensorFlow runs any op in the process.
+    - ``tpu``: ``TPUStrategy`` on the TPU named by ``TPU_NAME`` (``local`` on a TPU VM).
+    """
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -110,7 +110,14 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 def worker_dir(model_dir: str, strategy: tf.distribute.Strategy) -> str:
     """Where this process writes run files: ``model_dir`` on the chief, a fresh temporary
-    directory elsewhere (remove it with ``remove_worker_dir``)."""
+    directory elsewhere (remove it with ``remove_worker_dir``).
+
+    Every worker of a multi-worker run executes the same program, including checkpoint
+    saves and summaries (they may read sync-on-read variables such as BatchNorm moving
+    statistics, which is a collective every worker must join), but only the chief's
+    files land in ``model_dir``; the others write here, and the directory is deleted at
+    the end (the recipe of TensorFlow's multi-worker guide).
+    """
     if is_chief(strategy):
         return model_dir
     resolver = strategy.cluster_resolver

@@ -1,10 +1,7 @@
 """Write a file as a whole or not at all.
 
-The bytes go to a hidden temporary file beside the target, are flushed to disk, and the
-temporary file is renamed over the target (``os.replace`` is atomic on POSIX and
-Windows within one filesystem). A crash, a full disk or Ctrl-C leaves the previous file
-(or none), never half a ``metrics.json`` that a resumed run or a results table would
-then fail to parse.
+A crash, a full disk or Ctrl-C leaves the previous file (or none), never half a
+``metrics.json`` that a resumed run or a results table would then fail to parse.
 """
 from __future__ import annotations
 
@@ -15,7 +12,12 @@ from typing import Any
 
 
 def write_bytes_atomically(path: str, data: bytes) -> str:
-    """Replace ``path`` with ``data`` atomically; returns ``path``."""
+    """Replace ``path`` with ``data`` atomically; returns ``path``.
+
+    The bytes go to a hidden temporary file beside the target, are flushed to disk, and
+    the temporary file is renamed over the target (``os.replace`` is atomic on POSIX and
+    Windows within one filesystem).
+    """
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".partial",
                                dir=directory)
