@@ -16,9 +16,9 @@ from experiments.scales import experiment
 LSO = tf.keras.mixed_precision.LossScaleOptimizer
 
 
-def _config(policy, model=None, **train):
-    return experiment("tiny", model=model,
-                      train=dict(mixed_precision=policy, **train)).validate()
+def _config(policy, model=None, model_dir: str = "runs/default", **train):
+    return experiment("tiny", model=model, train=dict(mixed_precision=policy, **train),
+                      run=dict(model_dir=model_dir)).validate()
 
 
 # One encoder level at 32 px: float16 kernels are slow on a CPU, and the step's size is
