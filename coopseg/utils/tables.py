@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
-ALIGNMENTS = ("left", "right")
 _RULES: Dict[str, str] = {"left": "---", "right": "---:"}
+ALIGNMENTS = tuple(_RULES)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]],
