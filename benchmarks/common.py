@@ -22,6 +22,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from coopseg.utils.tables import markdown_table
+
 
 @dataclass
 class Case:
@@ -142,14 +144,8 @@ def _cpu_model() -> str:
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain-text table (Markdown pipe syntax, so it pastes into README.md as is)."""
-    cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-
-    def line(row: List[str]) -> str:
-        return "| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |"
-
-    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(cells[0]), rule] + [line(row) for row in cells[1:]])
+    cells = [[_cell(v) for v in row] for row in rows]
+    return "\n".join(markdown_table([str(h) for h in headers], cells, pad=True))
 
 
 def format_number(value: float) -> str:

@@ -38,7 +38,6 @@ import json
 import os
 import re
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Dict, List, Optional, Sequence, Tuple, Union
@@ -48,6 +47,7 @@ from absl import logging
 
 from coopseg.config import IGNORE_LABEL, LESION_CLASSES, LESION_PRIORITY, ConfigError
 from coopseg.utils.atomic_write import write_json_atomically
+from coopseg.utils.progress import ProgressBar
 from data_pipelines import fundus, tfrecords
 from data_pipelines.datasets import GRADED_READERS, MASK_READERS, load_graded, load_masks
 from data_pipelines.idrid import idrid_class_names
@@ -235,42 +235,6 @@ def convert_example(example: Example, options: ConvertOptions) -> Converted:
     return Converted(record=record, pixel_counts=counts, retina_found=retina_found)
 
 
-# --- progress ------------------------------------------------------------------------
-
-class Progress:
-    """``convert train: 1200/35126 (34.1 img/s) skipped 2`` on stderr.
-
-    Rewritten in place on a terminal; on a log file one line every ``log_every``
-    seconds. The rate counts images converted in this run, not resumed shards.
-    """
-
-    def __init__(self, split: str, total: int, stream: IO[str], log_every: float = 30.0):
-        self.split, self.total, self.stream = split, total, stream
-        self.done = self.skipped = self.converted = 0
-        self.start = self.last = time.monotonic()
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self.interval = 0.2 if self.tty else log_every
-
-    def advance(self, count: int = 1, skipped: int = 0, converted: bool = True) -> None:
-        self.done += count
-        self.skipped += skipped
-        self.converted += count if converted else 0
-        if time.monotonic() - self.last >= self.interval:
-            self._show(final=False)
-
-    def _show(self, final: bool) -> None:
-        self.last = time.monotonic()
-        rate = self.converted / max(self.last - self.start, 1e-9)
-        line = (f"convert {self.split}: {self.done}/{self.total} ({rate:.1f} img/s) "
-                f"skipped {self.skipped}")
-        end = "\n" if final or not self.tty else ""
-        self.stream.write(("\r" if self.tty else "") + line + end)
-        self.stream.flush()
-
-    def finish(self) -> None:
-        self._show(final=True)
-
-
 # --- shards and their statistics -----------------------------------------------------
 
 def resolve_num_shards(options: ConvertOptions, num_records: int) -> int:
@@ -318,9 +282,15 @@ def _add_to_stats(stats: dict, example: Example, result: Converted, num_classes:
         stats["no_retina_found"].append(example.image_id)
 
 
+def _skipped_info(skipped: int) -> str:
+    return f"skipped {skipped}"
+
+
 def _convert_shard(pool: ThreadPoolExecutor, members: Sequence[Example], path: str,
-                   options: ConvertOptions, fingerprint: dict, progress: Progress) -> dict:
-    """Convert one shard's examples in parallel and write the shard, then its stats."""
+                   options: ConvertOptions, fingerprint: dict, bar: ProgressBar,
+                   skipped_before: int) -> dict:
+    """Convert one shard's examples in parallel and write the shard, then its stats.
+    ``skipped_before``: images the earlier shards skipped (for the progress line)."""
     num_classes = len(options.class_names)
     stats = _new_stats(fingerprint, num_classes)
     results = pool.map(lambda e: convert_example(e, options), members)
@@ -331,11 +301,11 @@ def _convert_shard(pool: ThreadPoolExecutor, members: Sequence[Example], path: s
                 logging.warning("Skipping %s: %s", example.image_path, result.skip_reason)
                 stats["skipped"].append({"id": example.image_id, "file": example.image_path,
                                          "reason": result.skip_reason})
-                progress.advance(skipped=1)
-                continue
-            _add_to_stats(stats, example, result, num_classes)
-            progress.advance()
-            yield result.record
+            else:
+                _add_to_stats(stats, example, result, num_classes)
+            bar.advance(info=_skipped_info(skipped_before + len(stats["skipped"])))
+            if result.record is not None:
+                yield result.record
 
     tfrecords.write_shard(records(), path)
     # Stats go last: a shard with final name but no stats is redone on resume.
@@ -474,8 +444,10 @@ def convert_split(options: ConvertOptions, examples: Optional[Sequence[Example]]
 
     logging.info("Converting %d %s records of %s into %d shard(s) in %s", len(examples),
                  options.format, options.input, num_shards, options.output)
-    progress = Progress(options.split, len(examples), progress_stream)
-    shard_stats = []
+    bar = ProgressBar(len(examples), desc=f"convert {options.split}", unit="img",
+                      stream=progress_stream)
+    shard_stats: List[dict] = []
+    skipped = 0
     with ThreadPoolExecutor(max_workers=options.workers or os.cpu_count() or 1) as pool:
         for shard in range(num_shards):
             members = examples[shard::num_shards]  # round-robin over the sorted records
@@ -483,11 +455,13 @@ def convert_split(options: ConvertOptions, examples: Optional[Sequence[Example]]
             stats = _finished_stats(options.output, path, fingerprint)
             if stats is not None:
                 logging.info("Resuming: %s is complete, skipping it", os.path.basename(path))
-                progress.advance(len(members), skipped=len(stats["skipped"]), converted=False)
+                skipped += len(stats["skipped"])
+                bar.advance(len(members), info=_skipped_info(skipped), resumed=True)
             else:
-                stats = _convert_shard(pool, members, path, options, fingerprint, progress)
+                stats = _convert_shard(pool, members, path, options, fingerprint, bar, skipped)
+                skipped += len(stats["skipped"])
             shard_stats.append(stats)
-    progress.finish()
+    bar.close(info=_skipped_info(skipped))
     entry = _split_entry(options, fingerprint, shard_stats)
     if entry["count"] == 0:
         raise DataError(f"{options.input}: none of {len(examples)} images could be read "

@@ -21,6 +21,7 @@ import numpy as np
 
 from coopseg.evaluation.figures import Curve, line_chart, write_png
 from coopseg.utils.atomic_write import write_json_atomically, write_text_atomically
+from coopseg.utils.tables import markdown_table
 from experiments import data_efficiency as de
 from experiments.results import format_seconds, mean_std, row_metrics
 
@@ -209,8 +210,7 @@ def _diff_text(diff: dict) -> str:
 def render_markdown(result: dict) -> str:
     counts, bases, labels = result["mask_counts"], result["rows"], result["labels"]
     ctx = result["context"]
-    n_header = " | ".join(f"N={n}" for n in counts)
-    rule = "|" + " --- |" * (len(counts) + 1)
+    header = ["row"] + [f"N={n}" for n in counts]
     lines = [f"# When does cooperation help? Data-efficiency suite ({ctx['scale']} scale)", "",
              f"Seeds: {', '.join(map(str, ctx['seeds']))}. Mask-training subsets N = "
              f"{', '.join(map(str, counts))} (nested); graded set: "
@@ -221,36 +221,30 @@ def render_markdown(result: dict) -> str:
              f"(`{de.REFERENCE_ROW}`): mean [95 % t-interval]. Verdicts use lesion mIoU.", ""]
     for metric, title in METRICS:
         percent = metric not in ("quadratic_kappa", "referable_roc_auc")
-        lines += [f"## {title}", "", f"| row | {n_header} |", rule]
+        rows = []
         for base in bases:
             values = [_cell_text(result["cells"][base][str(n)]["stats"][metric], percent)
                       for n in counts]
-            if all(v == "—" for v in values):
-                continue
-            lines.append(f"| {labels.get(base, base)} | " + " | ".join(values) + " |")
-        lines.append("")
+            if not all(v == "—" for v in values):
+                rows.append([labels.get(base, base)] + values)
+        lines += [f"## {title}", ""] + markdown_table(header, rows) + [""]
     for metric, title in (("lesion_miou", "lesion mIoU"), ("mean_lesion_aupr",
                                                              "mean lesion AUPR")):
-        lines += [f"## Difference from the segmenter alone: {title} (points)", "",
-                  f"| row | {n_header} |", rule]
-        for base in bases:
-            if base == de.REFERENCE_ROW:
-                continue
-            cells = result["cells"][base]
-            lines.append(f"| {labels.get(base, base)} | " + " | ".join(
-                _diff_text(cells[str(n)]["vs_reference"][metric]) for n in counts) + " |")
-        lines.append("")
-    lines += ["## Verdicts (lesion mIoU vs the segmenter alone)", "",
-              f"| row | {n_header} | helps across the mask-scarce end |", rule + " --- |"]
+        rows = [[labels.get(base, base)]
+                + [_diff_text(result["cells"][base][str(n)]["vs_reference"][metric])
+                   for n in counts]
+                for base in bases if base != de.REFERENCE_ROW]
+        lines += [f"## Difference from the segmenter alone: {title} (points)", ""]
+        lines += markdown_table(header, rows) + [""]
+    rows = []
     for base, info in result["summary"].items():
         scarce = ", ".join(f"N={n}" for n in info["scarce_counts"])
-        lines.append(f"| {labels.get(base, base)} | " + " | ".join(
-            info["verdicts"][str(n)] or "—" for n in counts) + " | "
-            + ("yes" if info["helps_where_masks_are_scarce"] else f"no ({scarce})") + " |")
-    lines += ["", f"## Steps to reach {int(100 * REACH_FRACTION)} % of the segmenter-alone's "
-              "final lesion mIoU", "",
-              "Per seed, the first validation step at or above the target (— = not "
-              "reached by the end of the run).", "", f"| row | {n_header} |", rule]
+        rows.append([labels.get(base, base)]
+                    + [info["verdicts"][str(n)] or "—" for n in counts]
+                    + ["yes" if info["helps_where_masks_are_scarce"] else f"no ({scarce})"])
+    lines += ["## Verdicts (lesion mIoU vs the segmenter alone)", ""]
+    lines += markdown_table(header + ["helps across the mask-scarce end"], rows)
+    rows = []
     for base in bases:
         cells = result["cells"][base]
         texts = []
@@ -258,14 +252,17 @@ def render_markdown(result: dict) -> str:
             reach = cells[str(n)]["steps_to_reach"]["per_seed"]
             texts.append(" / ".join("—" if r is None else str(r) for r in reach)
                          if cells[str(n)]["per_seed"] else "not run")
-        lines.append(f"| {labels.get(base, base)} | " + " | ".join(texts) + " |")
+        rows.append([labels.get(base, base)] + texts)
+    lines += ["", f"## Steps to reach {int(100 * REACH_FRACTION)} % of the segmenter-alone's "
+              "final lesion mIoU", "",
+              "Per seed, the first validation step at or above the target (— = not "
+              "reached by the end of the run).", ""] + markdown_table(header, rows)
+    rows = [[labels.get(base, base)]
+            + [format_seconds(result["cells"][base][str(n)]["stats"]["wall_time_s"]["mean"])
+               for n in counts]
+            for base in bases]
     lines += ["", "## Train time per run (mean; two-step includes its grader stage, "
-              "trained once per seed)", "", f"| row | {n_header} |", rule]
-    for base in bases:
-        cells = result["cells"][base]
-        lines.append(f"| {labels.get(base, base)} | " + " | ".join(
-            format_seconds(cells[str(n)]["stats"]["wall_time_s"]["mean"]) for n in counts)
-            + " |")
+              "trained once per seed)", ""] + markdown_table(header, rows)
     lines += ["", "![learning curves](learning_curves.png)", ""]
     return "\n".join(lines)
 

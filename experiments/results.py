@@ -14,6 +14,7 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from coopseg.utils.atomic_write import write_json_atomically, write_text_atomically
+from coopseg.utils.tables import markdown_table
 from experiments.suites import ROWS, Claim, Column, Suite, Table
 
 PERCENT_METRICS = ("miou", "miou_no_background", "pixel_accuracy", "first_eval_miou",
@@ -249,15 +250,12 @@ def _table_markdown(table: Table, rows: Dict[str, dict]) -> List[str]:
     with_paper = {c.metric for c in table.columns if table.paper_columns and (
         any(c.metric in rows[r]["paper_percent"] for r in table.rows if r in rows)
         or any(c.metric in ref for _, ref in table.reference_rows))}
-    header, rule = ["Method"], ["---"]
+    header = ["Method"]
     for column in table.columns:
         header.append(f"{column.header} (ours)" if column.metric in with_paper else column.header)
-        rule.append("---:")
         if column.metric in with_paper:
             header.append(f"{column.header} (paper)")
-            rule.append("---:")
-    lines = [f"## {table.title}", "", "| " + " | ".join(header) + " |",
-             "| " + " | ".join(rule) + " |"]
+    body = []
     for name in table.rows:
         row = rows.get(name)
         cells = [ROWS[name].label + (_status(row) if row else " (not run)")]
@@ -266,7 +264,7 @@ def _table_markdown(table: Table, rows: Dict[str, dict]) -> List[str]:
             if column.metric in with_paper:
                 paper = ROWS[name].paper.get(column.metric)
                 cells.append(f"{paper:.1f}" if paper is not None else "—")
-        lines.append("| " + " | ".join(cells) + " |")
+        body.append(cells)
     for label, numbers in table.reference_rows:
         cells = [label]
         for column in table.columns:
@@ -274,7 +272,9 @@ def _table_markdown(table: Table, rows: Dict[str, dict]) -> List[str]:
             if column.metric in with_paper:
                 value = numbers.get(column.metric)
                 cells.append(f"{value:.1f}" if value is not None else "—")
-        lines.append("| " + " | ".join(cells) + " |")
+        body.append(cells)
+    align = ["left"] + ["right"] * (len(header) - 1)
+    lines = [f"## {table.title}", ""] + markdown_table(header, body, align)
     if table.note:
         lines += ["", table.note]
     collapsed = [ROWS[r].label for r in table.rows if r in rows and any(
@@ -303,29 +303,29 @@ def _per_class_markdown(suite: Suite, results: dict) -> List[str]:
     if not rows:
         return []
     classes = list(dict.fromkeys(c for ious in rows.values() for c in ious))
-    lines = ["## Per-class IoU (ours)", "", "| Method | " + " | ".join(classes) + " |",
-             "| --- |" + " ---: |" * len(classes)]
-    for name, ious in rows.items():
-        cells = [_fmt("miou", ious.get(c, {})) for c in classes]
-        lines.append(f"| {ROWS[name].label} | " + " | ".join(cells) + " |")
-    return lines + [""]
+    cells = [[ROWS[name].label] + [_fmt("miou", ious.get(c, {})) for c in classes]
+             for name, ious in rows.items()]
+    return (["## Per-class IoU (ours)", ""]
+            + markdown_table(["Method", *classes], cells, ["left"] + ["right"] * len(classes))
+            + [""])
 
 
 def _setup_markdown(results: dict) -> List[str]:
-    lines = ["## Setup of every row (from the configs that ran)", "",
-             "| row | stage | method | mode | steps | seed | input | seg batch | seg LR | "
-             "clf batch | clf LR | init |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    header = ["row", "stage", "method", "mode", "steps", "seed", "input", "seg batch", "seg LR",
+              "clf batch", "clf LR", "init"]
+    align = ["left"] * 4 + ["right"] * 7 + ["left"]
+    rows = []
     for name, row in results["rows"].items():
         for s in row["setup"]:
             # Only the agents a mode trains have a batch and LR that matter.
-            seg, clf = (f"{s['seg_batch']} | {s['seg_lr']:.3g}",
-                        f"{s['clf_batch']} | {s['clf_lr']:.3g}")
-            seg = "— | —" if s["mode"] == "clf_only" else seg
-            clf = "— | —" if s["mode"] == "seg_only" else clf
-            lines.append(f"| {name} | {s['stage']} | {s['method']} | {s['mode']} | {s['steps']} | "
-                         f"{s['seed']} | {s['input_size']} | {seg} | {clf} | {s['init']} |")
-    return lines + [""]
+            seg = (["—", "—"] if s["mode"] == "clf_only"
+                   else [str(s["seg_batch"]), f"{s['seg_lr']:.3g}"])
+            clf = (["—", "—"] if s["mode"] == "seg_only"
+                   else [str(s["clf_batch"]), f"{s['clf_lr']:.3g}"])
+            rows.append([name, s["stage"], s["method"], s["mode"], str(s["steps"]), str(s["seed"]),
+                         str(s["input_size"]), *seg, *clf, s["init"]])
+    return (["## Setup of every row (from the configs that ran)", ""]
+            + markdown_table(header, rows, align) + [""])
 
 
 def _claims_markdown(claims: List[dict]) -> List[str]:
@@ -341,17 +341,18 @@ def _claims_markdown(claims: List[dict]) -> List[str]:
 
 
 def _runs_markdown(results: dict) -> List[str]:
-    lines = ["## Runs", "", "| row | seed | stage | status | time | run directory |",
-             "|---|---:|---|---|---:|---|"]
+    rows = []
     for name, row in results["rows"].items():
         for seed in row["seeds"]:
             if not seed["stages"]:
-                lines.append(f"| {name} | {seed['seed']} | — | {seed['status']} | — | — |")
+                rows.append([name, str(seed["seed"]), "—", seed["status"], "—", "—"])
             for s in seed["stages"]:
                 where = s["run_dir"] + (" (reused)" if s.get("reused_from") else "")
-                lines.append(f"| {name} | {seed['seed']} | {s['stage']} | {s['status']} | "
-                             f"{format_seconds(s.get('wall_time_s'))} | {where} |")
-    return lines + [""]
+                rows.append([name, str(seed["seed"]), s["stage"], s["status"],
+                             format_seconds(s.get("wall_time_s")), where])
+    header = ["row", "seed", "stage", "status", "time", "run directory"]
+    align = ["left", "right", "left", "left", "right", "left"]
+    return ["## Runs", ""] + markdown_table(header, rows, align) + [""]
 
 
 def render_markdown(suite: Suite, results: dict) -> str:

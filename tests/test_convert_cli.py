@@ -2,6 +2,7 @@
 import dataclasses
 import io
 import os
+import re
 import subprocess
 import sys
 
@@ -129,7 +130,11 @@ def test_resume_rewrites_only_the_missing_shard(mask_set, tmp_path):
     manifest_before = (out / "manifest.json").read_bytes()
     mtimes = {n: os.stat(out / n).st_mtime_ns for n in before}
     os.remove(out / "train-00001-of-00003.tfrecord")
-    _run(options)
+    stream = io.StringIO()
+    conversion.convert_split(options, progress_stream=stream)
+    # The resumed shards' images (and the one of them skipped) still count on the bar.
+    last = stream.getvalue().splitlines()[-1]
+    assert " 6/6 " in last and last.endswith("skipped 1"), last
     assert {n: (out / n).read_bytes() for n in _shards(out)} == before
     assert (out / "manifest.json").read_bytes() == manifest_before
     for name in ("train-00000-of-00003.tfrecord", "train-00002-of-00003.tfrecord"):
@@ -179,7 +184,8 @@ def test_command_line_end_to_end(eyepacs_set, tmp_path):
                f"--input={eyepacs_set}", f"--output={tmp_path / 'out'}", "--size=32"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "convert train: 4/4" in done.stderr and "4 records in 1 shard(s)" in done.stdout
+    assert re.search(r"convert train \[#+\] 4/4 .* skipped 0", done.stderr), done.stderr
+    assert "4 records in 1 shard(s)" in done.stdout
     failed = subprocess.run(command[:-1] + ["--size=48"], env=env, capture_output=True,
                             text=True, timeout=120)
     assert failed.returncode != 0

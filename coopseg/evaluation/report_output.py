@@ -13,6 +13,7 @@ from coopseg.config import ConfigError
 from coopseg.evaluation import figures as rf
 from coopseg.evaluation import metric_tables as mr
 from coopseg.evaluation.report import Report
+from coopseg.utils.tables import markdown_table
 from data_pipelines.atomic_dir import write_directory_atomically
 
 METRICS_FILE, MARKDOWN_FILE = "metrics.json", "report.md"
@@ -26,10 +27,8 @@ FIGURE_TITLES = {
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence]) -> List[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(mr.format_metric(v) if not isinstance(v, str) else v for v in row) + " |"
-              for row in rows]
-    return lines + [""]
+    cells = [[v if isinstance(v, str) else mr.format_metric(v) for v in row] for row in rows]
+    return markdown_table(header, cells) + [""]
 
 
 def _figure(lines: List[str], figures: Dict[str, np.ndarray], name: str) -> None:

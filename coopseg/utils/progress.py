@@ -68,6 +68,14 @@ class ProgressBar:
                 # A known total logs every log_fraction of it; an unknown one doubles.
                 self._next_log += self._log_every or self._next_log
 
+    def advance(self, n: int = 1, info: str = "", resumed: bool = False) -> None:
+        """``update`` by ``n`` more items. ``resumed=True`` for items finished by an
+        earlier run (e.g. a converter's complete shards): they move the bar and count
+        but not the rate, which would otherwise promise an ETA this run cannot keep."""
+        if resumed:
+            self.start_count += n
+        self.update(self.count + n, info)
+
     def close(self, info: str = "") -> None:
         if self.tty:
             self.stream.write("\r" + self.line(info) + "\033[K\n")
