@@ -1,15 +1,8 @@
 """Timing helpers shared by the benchmarks: interleaved rounds, robust statistics, tables.
 
-These machines are shared and noisy (other jobs come and go on the same 2 cores), so
-every benchmark measures its cases *side by side*: in each round every case runs one
-timed block, the order of the cases rotates from round to round, and the figures are
-medians over rounds. A slow spell then hits all cases of a round alike, and ratios
-taken within a round (``paired_ratios``) cancel most of it.
-
-A ``Case`` is one thing to time: ``run`` does one block of work (k training steps,
-n batches of a pipeline) and returns only when the work is done; ``setup`` and
-``teardown`` (untimed) run before and after each block, e.g. to build a fresh iterator,
-warm it up, and delete it so its background threads stop before the next case.
+The machines are shared and noisy, so every benchmark times its cases side by side: each
+round runs one block of every case, in rotated order, and figures are medians over rounds
+(benchmarks/README.md, "How they measure").
 """
 from __future__ import annotations
 
@@ -27,7 +20,13 @@ from coopseg.utils.tables import markdown_table
 
 @dataclass
 class Case:
-    """One timed workload: ``run`` processes ``ops`` steps/batches holding ``images``."""
+    """One timed workload: ``run`` processes ``ops`` steps/batches holding ``images``.
+
+    ``run`` does one block of work (k training steps, n batches of a pipeline) and returns
+    only when the work is done; ``setup`` and ``teardown`` (untimed) run before and after
+    each block, e.g. to build a fresh iterator, warm it up, and delete it so its
+    background threads stop before the next case.
+    """
 
     name: str
     run: Callable[[], None]
@@ -54,6 +53,9 @@ def run_interleaved(cases: Sequence[Case], rounds: int,
                     on_round: Optional[Callable[[int, Dict[str, float]], None]] = None
                     ) -> Samples:
     """Time each case's block once per round, cases rotated from round to round.
+
+    A slow spell on the shared cores then hits all cases of a round alike, and ratios
+    taken within a round (``paired_ratios``) cancel most of it.
 
     Rotation (round r starts with case r mod n) keeps a case from always following
     the same neighbour, whose leftover work (freed memory, a draining thread pool)

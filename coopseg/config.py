@@ -1,10 +1,9 @@
 """Typed configuration for coopseg: models, data, the two agents, and training.
 
-Configs are plain dataclasses so an experiment is data (see ``experiments/``) and
-absl flags at the edge only override fields (see ``coopseg/cli/flags.py``).
-Defaults are the paper's setup where the paper states it (224 px input, lr ratio
-30, batch ratio 32, Nesterov momentum 0.9, polynomial decay); everything the
-paper leaves open is documented in docs/method.md.
+Plain dataclasses, so an experiment is data (``experiments/rows/``) and absl flags at the
+edge only override fields (``coopseg/cli/flags.py``). Defaults are the paper's setup where
+it states one (224 px input, lr ratio 30, batch ratio 32, Nesterov momentum 0.9,
+polynomial decay); what the paper leaves open is in docs/method.md.
 """
 from __future__ import annotations
 

@@ -1,33 +1,8 @@
 """Offline conversion of a dataset split into sharded TFRecords (``coopseg-convert``).
 
-The library behind ``coopseg-convert`` (``coopseg/cli/convert.py`` holds its flags).
-Per image, with OpenCV: decode (``data_pipelines.imageio``, the same reader the
-direct pipeline uses), crop the black border to the retina disc (the mask gets the
-same box), pad to a centred square, resize (image INTER_AREA, mask nearest),
-optionally Graham-normalise (image only), re-encode (``data_pipelines.fundus``).
-Mask sets store the collapsed class-index map (binary masks by ``mask_priority``,
-first wins; label maps as they are).
-
-Output: ``<output>/<split>-NNNNN-of-NNNNN.tfrecord`` and ``<output>/manifest.json``
-(schema in ``data_pipelines/tfrecords.py``). Records are sorted by id and dealt
-round-robin to shards, so every shard's content is fixed by the input and options.
-A shard is written under a temp name and renamed, then its statistics are saved in
-``<output>/.shard_stats/``; a re-run skips shards that have both, so an interrupted
-conversion resumes exactly. Re-running with other options or input into the same
-directory is an error; ``overwrite`` deletes the split's earlier output first.
-The manifest is written last.
-
-``manifest.json``: ``version``, ``class_names`` (of the mask splits), ``counts``
-(records per split) and per split under ``splits``: ``source`` (format, path),
-``options`` (everything that fixes the output, incl. a digest of the record list),
-``num_shards``, ``files``, ``count``, ``with_grade``, ``with_mask``,
-``grade_histogram``, ``class_pixel_counts`` / ``class_pixel_frequency`` (stored
-masks, ignore excluded), ``ignore_pixels``, ``skipped`` (id, file, reason) and
-``no_retina_found`` (ids kept uncropped).
-
-Unreadable images are skipped, logged and listed in the manifest (``strict`` makes
-them an error); annotation errors (a mask of another size than its image, label
-values that are not classes) always stop the run, as in the direct pipeline.
+The library behind ``coopseg-convert`` (``coopseg/cli/convert.py`` holds its flags): per
+image a retina crop, square resize and optional Graham normalisation (``convert_example``),
+then reproducible shards and a ``manifest.json``, resumed shard by shard (``convert_split``).
 """
 from __future__ import annotations
 
@@ -206,7 +181,14 @@ class Converted:
 
 def convert_example(example: Example, options: ConvertOptions) -> Converted:
     """Decode, preprocess and encode one example (``options`` resolved); an unreadable
-    file becomes a skip (or, with ``options.strict``, an error naming it)."""
+    file becomes a skip (or, with ``options.strict``, an error naming it).
+
+    With OpenCV: decode (``data_pipelines.imageio``, the same reader the direct pipeline
+    uses), crop the black border to the retina disc (the mask gets the same box), pad to
+    a centred square, resize (image INTER_AREA, mask nearest), optionally Graham-normalise
+    (image only), re-encode (``data_pipelines.fundus``). Mask sets store the collapsed
+    class-index map (binary masks by ``mask_priority``, first wins; label maps as they are).
+    """
     try:
         if isinstance(example, MaskExample):
             image, mask = read_mask_example(example, options.class_names, options.mask_priority)
@@ -369,7 +351,14 @@ def _clear_or_check_previous_run(options: ConvertOptions, fingerprint: dict,
 # --- manifest ------------------------------------------------------------------------
 
 def _split_entry(options: ConvertOptions, fingerprint: dict, shard_stats: Sequence[dict]) -> dict:
-    """The manifest's record of one split, summed over its shards' stats."""
+    """The manifest's record of one split, summed over its shards' stats.
+
+    Keys: ``source`` (format, path), ``options`` (everything that fixes the output, incl.
+    a digest of the record list), ``num_shards``, ``files``, ``count``, ``with_grade``,
+    ``with_mask``, ``grade_histogram``, ``class_pixel_counts`` / ``class_pixel_frequency``
+    (stored masks, ignore excluded), ``ignore_pixels``, ``skipped`` (id, file, reason) and
+    ``no_retina_found`` (ids kept uncropped).
+    """
     num_shards, class_names = fingerprint["num_shards"], options.class_names
     entry = {
         "source": {"format": options.format, "path": fingerprint["input"]},
@@ -398,7 +387,12 @@ def _split_entry(options: ConvertOptions, fingerprint: dict, shard_stats: Sequen
 
 
 def _updated_manifest(manifest: dict, split: str, entry: Optional[dict]) -> dict:
-    """``manifest`` with ``split``'s entry replaced (or removed when ``entry`` is None)."""
+    """``manifest`` with ``split``'s entry replaced (or removed when ``entry`` is None).
+
+    ``manifest.json``: ``version`` (stamped by ``tfrecords.write_manifest``),
+    ``class_names`` (of the mask splits), ``counts`` (records per split) and per split
+    under ``splits`` the entry of ``_split_entry``.
+    """
     splits = {name: e for name, e in manifest.get("splits", {}).items() if name != split}
     if entry is not None:
         splits[split] = entry
@@ -428,8 +422,19 @@ def convert_split(options: ConvertOptions, examples: Optional[Sequence[Example]]
     """Convert one split of a dataset into ``options.output``; returns the manifest.
 
     ``examples`` defaults to what the format's reader finds in ``options.input``.
-    Raises ConfigError for conflicting options and DataError for bad data (with
-    ``options.strict`` also for an unreadable image).
+    Output: ``<output>/<split>-NNNNN-of-NNNNN.tfrecord`` (record schema in
+    ``data_pipelines/tfrecords.py``) and ``<output>/manifest.json``. Records are sorted by
+    id and dealt round-robin to shards, so every shard's content is fixed by the input and
+    options. A shard is written under a temp name and renamed, then its statistics are
+    saved in ``<output>/.shard_stats/``; a re-run skips shards that have both, so an
+    interrupted conversion resumes exactly. Re-running with other options or input into
+    the same directory is an error; ``overwrite`` deletes the split's earlier output
+    first. The manifest is written last.
+
+    Unreadable images are skipped, logged and listed in the manifest (``strict`` makes
+    them an error); annotation errors (a mask of another size than its image, label values
+    that are not classes) always stop the run, as in the direct pipeline. Raises
+    ConfigError for conflicting options and DataError for bad data.
     """
     options = options.resolved()
     examples = (sort_examples(examples, options.input) if examples is not None

@@ -3,14 +3,6 @@
 Every row is built from ``experiments.scales.experiment(scale, ...)`` so rows of one
 table differ only in what the paper varies (model, initialisation, one ablated knob):
 same step budget, seed, data, input size, segmentation batch and LR schedule.
-
-A row is an ordered list of ``Stage``s. Most rows have one stage; the paper's
-"two-step" baselines (Table I) first train an encoder as a grade classifier
-(``pretrain``, ``clf_only``) and then the segmenter from it (``segment``, ``seg_only``,
-``train.init_encoder_from`` = the pretrain stage's run directory, wired by
-``experiments.run``). The pretrain stage gets exactly the classifier steps and batch the
-joint model's classifier agent gets, so the two-step baseline sees the same graded
-data budget as JointSeg.
 """
 from __future__ import annotations
 
@@ -43,7 +35,8 @@ CLASSIFICATION_BATCH_RATIO: Dict[str, int] = {"small": 2}
 
 @dataclass
 class Stage:
-    """One training run of a row; ``experiments.run`` runs a row's stages in order."""
+    """One training run of a row. A row is an ordered list of stages (most rows have
+    one); ``experiments.run`` runs a row's stages in order."""
 
     name: str
     config: ExperimentConfig
@@ -71,7 +64,14 @@ def encoder_pretraining(scale: str, method: str) -> ExperimentConfig:
 
 
 def two_step(pretrain: ExperimentConfig, segment: ExperimentConfig) -> List[Stage]:
-    """The paper's "pre-trained" baseline (Table I): classifier first, then segmenter."""
+    """The paper's "pre-trained" baseline (Table I): classifier first, then segmenter.
+
+    ``pretrain`` trains an encoder as a grade classifier (clf_only) with exactly the
+    classifier steps and batch the joint model's classifier agent gets, so the two-step
+    baseline sees the same graded data budget as JointSeg; ``segment`` (seg_only) starts
+    from it, ``train.init_encoder_from`` = the pretrain stage's run directory (wired by
+    ``experiments.runner``).
+    """
     if pretrain.train.steps != segment.train.steps:
         raise ValueError("two-step stages must share the table's step budget")
     return [Stage("pretrain", pretrain), Stage("segment", segment)]

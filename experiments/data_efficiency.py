@@ -1,24 +1,8 @@
 """The data-efficiency suite: when does cooperation help? Learning curves over mask-set size.
 
-The paper's regime is grade-rich and mask-scarce (tens of thousands of graded photos,
-a few dozen masked ones). This suite holds one large graded set fixed and trains every
-row on nested subsets of N mask images (``data.masks_train_count``), N in
-``MASK_COUNTS``, all at one step budget and schedule (the scale's), validated on one
-mask set and one graded set. The rows:
-
-- ``jointseg_seg_only``: JointSeg's segmenter alone — the reference;
-- ``jointseg``: the paper's recipe at this scale; ``ablation_lr_ratio_30``: with the
-  paper's LR ratio; ``ablation_lr_ratio_0_3``: a ratio below 1;
-- ``jointseg_two_step``: encoder trained as a grader on the graded set first, then the
-  same segmenter alone (its first stage does not depend on N and trains once per seed);
-- ``unet_random_init``: the Inception-UNet from random initialisation;
-- the cooperation options (``coop_*``: ``train.cooperation`` and per-agent BatchNorm).
-
-A row at one N is named ``<row>__masks<N>`` and trains into ``<out>/<row>__masks<N>/``.
-Every stage is validated ``EVALS_PER_RUN`` times (steps to reach a given lesion mIoU)
-and, once trained, evaluated for per-lesion AUPR and referable-DR ROC-AUC
-(``experiments.runner.report_metrics``). ``experiments.learning_curve`` turns the records
-into ``results.md``, ``results.json``, a figure and TensorBoard scalars.
+One large graded set stays fixed while every row trains on nested subsets of N mask images
+(``MASK_COUNTS``), as ``<row>__masks<N>`` in ``<out>/<row>__masks<N>/``, against the
+segmenter alone; ``experiments.learning_curve`` reports it (docs/experiments.md).
 """
 from __future__ import annotations
 
@@ -34,7 +18,8 @@ from experiments.scales import data_config
 
 NAME = "data_efficiency"
 REFERENCE_ROW = "jointseg_seg_only"
-# (row module, label in the tables and figure). The reference comes first.
+# (row module, label in the tables and figure). The reference comes first: JointSeg's
+# segmenter alone, which every other row is compared with.
 BASE_ROWS: Tuple[Tuple[str, str], ...] = (
     (REFERENCE_ROW, "segmenter alone (seg_only)"),
     ("jointseg", "JointSeg (this scale's recipe)"),
@@ -62,6 +47,8 @@ GRADED_IMAGES: Dict[str, int] = {"paper": 4000, "small": 4000, "tiny": 80}
 # verdicts rest on differences of a few points.
 VAL_IMAGES: Dict[str, Tuple[int, int]] = {"paper": (1000, 200), "small": (160, 100),
                                           "tiny": (16, 8)}  # (graded, masks)
+# Validations per stage: the learning curve within a run, from which "steps to reach a
+# given lesion mIoU" is read.
 EVALS_PER_RUN = 4
 _VARIANT = re.compile(r"^(?P<base>\w+?)__masks(?P<count>\d+)$")
 

@@ -3,12 +3,7 @@ with the segmenter alone over seeds, a verdict per mask-set size, a figure, Tens
 
     python -m experiments.run --suite=data_efficiency --scale=small --seeds=0,1,2
 
-Numbers per cell are mean ± std over seeds. Each row is compared with
-``jointseg_seg_only`` *per seed* (same seed, same mask subset, same validation sets):
-the paired difference's mean and its 95 % t-interval over seeds decide the verdict —
-"helps" when the whole interval is above 0, "hurts" when below, "within noise" when it
-contains 0 (a single seed gets no interval and no verdict). The verdicts use lesion
-mIoU (mIoU without background); mean lesion AUPR is reported beside it.
+Numbers per cell are mean ± std over seeds; ``verdict`` explains the verdicts.
 """
 from __future__ import annotations
 
@@ -28,6 +23,8 @@ from experiments.results import format_seconds, mean_std, row_metrics
 # Two-sided 95 % Student-t critical values by degrees of freedom (no SciPy dependency).
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
         9: 2.262, 10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
+# The verdicts use lesion mIoU (mIoU without background); mean lesion AUPR is reported
+# beside it.
 PRIMARY = "lesion_miou"
 METRICS: Tuple[Tuple[str, str], ...] = (
     ("lesion_miou", "lesion mIoU"), ("mean_lesion_aupr", "mean lesion AUPR"),
@@ -60,7 +57,13 @@ def paired_difference(a: Sequence[Optional[float]], b: Sequence[Optional[float]]
 
 
 def verdict(diff: dict) -> str:
-    """helps / hurts / within noise, from a paired difference's interval."""
+    """helps / hurts / within noise, from a paired difference's interval.
+
+    Each row is compared with ``jointseg_seg_only`` *per seed* (same seed, same mask
+    subset, same validation sets): the paired difference's mean and its 95 % t-interval
+    over seeds decide. "helps" when the whole interval is above 0, "hurts" when below,
+    "within noise" when it contains 0; a single seed gets no interval and no verdict.
+    """
     if diff["n"] == 0:
         return "not run"
     if diff["low"] is None:

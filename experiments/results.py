@@ -1,10 +1,9 @@
 """A suite's results: our numbers per row (mean ± std over seeds), the paper's beside
 them, and which of the paper's claims our numbers support — computed, never written in.
 
-``suite_results`` turns the runner's row records into the ``results.json`` content;
-``render_markdown`` lays it out as the paper's tables; ``write_results`` writes both.
-Metrics are stored as the evaluation returns them (fractions; QWK in [-1, 1]); the
-paper's numbers and the Markdown tables are in percent.
+``suite_results`` builds the ``results.json`` content, ``render_markdown`` lays it out as
+the paper's tables, ``write_results`` writes both. Metrics are stored as the evaluation
+returns them (fractions; QWK in [-1, 1]); the paper's numbers and the tables are in percent.
 """
 from __future__ import annotations
 

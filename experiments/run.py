@@ -1,32 +1,9 @@
 """Run the paper's tables and our ablations, and write results beside the paper's numbers.
 
     python -m experiments.run --suite=table1 --scale=small
-    python -m experiments.run --suite=all --scale=small --seeds=0,1,2 --synthetic_images=2000
-    python -m experiments.run --suite=decouplednet_table1 --scale=small --masks_format=voc \\
-        --masks_train=data/synthetic_voc/VOC2012 \\
-        --masks_val=data/synthetic_voc/VOC2012/ImageSets/Segmentation/val.txt
-    python -m experiments.run --suite=table3 --scale=paper \\
-        --graded_train=/data/eyepacs/train --graded_val=/data/eyepacs/val \\
-        --masks_train=/data/lesions/train --masks_val=/data/lesions/val
+    python -m experiments.run --suite=all --scale=small --seeds=0,1,2
 
-Suites: table1 | table2 | table3 (Tables III and IV) | ablation_pag | ablation_lr_ratio |
-ablation_batch_ratio | ablation_labels | decouplednet_table1 | all (see ``experiments.suites``),
-and data_efficiency (learning curves over mask-set size, ``experiments.data_efficiency``;
-not part of ``all``: it has its own data and budget):
-
-    python -m experiments.run --suite=data_efficiency --scale=small --seeds=0,1,2
-
-Every stage of every row trains into ``<out>/<row>/seed<k>/<stage>/``. A second run
-skips finished stages, continues interrupted ones and reuses identical stages of other
-rows; a directory holding another configuration is an error unless ``--rerun``
-(see ``experiments.runner``).
-
-Each suite writes ``<out>/<suite>/results.json`` (every metric of every row and seed,
-configs, timings, the claim checks) and ``results.md`` (tables as in the paper, ours
-next to the paper's numbers, then which of the paper's claims our numbers support).
-Without ``--graded_train``/``--masks_train`` the embedded synthetic fundus set in
-``--data_dir`` is generated (or reused) for the scale, so every row of every suite sees
-the same training data and the same validation sets.
+Every suite, real-data runs, the run layout and resuming: docs/experiments.md.
 """
 from __future__ import annotations
 

@@ -1,14 +1,9 @@
 """The paper's tables and our ablations as suites: rows, the paper's numbers, its claims.
 
-A suite is what ``python -m experiments.run --suite=<name>`` trains and reports: its
-rows (experiment modules ``experiments/<row>.py``), the tables of ``results.md``
-(columns as in the paper, the paper's numbers beside ours) and the claims the paper
-makes about those rows, which ``experiments.results`` checks against our numbers.
-
-Numbers are the paper's (Haloi et al. 2017, Sec. III-A, Tables I-IV), in percent.
-The paper does not say whether its mIoU counts the background class; we report our
-mIoU *with* background next to it (the usual definition) and add mIoU
-without background. It reports no QWK and no numbers for the ablations.
+A suite is what ``python -m experiments.run --suite=<name>`` trains and reports: its rows
+(``experiments/rows/<row>.py``), the tables of ``results.md`` (columns and the paper's
+numbers as in the paper, ours beside them) and the paper's claims about those rows, which
+``experiments.results`` checks against our numbers.
 """
 from __future__ import annotations
 
@@ -25,7 +20,7 @@ from experiments.registry import get_stages
 class Row:
     """One row of a table: an experiment module and the paper's numbers for it."""
 
-    name: str  # experiments/<name>.py
+    name: str  # experiments/rows/<name>.py
     label: str  # as the paper's table names it
     paper: Mapping[str, float] = field(default_factory=dict)  # metric -> percent
 
@@ -91,6 +86,10 @@ class Suite:
         return tuple(seen)
 
 
+# The paper's numbers (Haloi et al. 2017, arXiv:1710.07991, Sec. III-A, Tables I-IV), in
+# percent. It reports no QWK and no numbers for the ablations, and does not say whether its
+# mIoU counts the background class: we put our mIoU *with* background (the usual
+# definition) next to it and add mIoU without background (``_MIOU_NOTE``).
 ROWS: Dict[str, Row] = {r.name: r for r in (
     Row("fcn8s_two_step", "FCN-8s (two-step)", {"miou": 55.3}),
     Row("unet_two_step", "UNet, inception blocks (two-step)", {"miou": 64.4}),

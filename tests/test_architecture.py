@@ -15,6 +15,8 @@ A module may import its own package and any package *below* it, never one above 
 beside it (models and data_pipelines know nothing of each other), and no two modules
 import each other, even through others. Imports of the project's own modules sit at
 the top of a module, never inside a function, so no cycle can hide in a function body.
+Every module of these packages and of benchmarks/ says what it is for in a docstring of at
+most six lines; the details sit with the code they are about or in docs/.
 """
 from __future__ import annotations
 
@@ -24,6 +26,9 @@ from typing import Dict, Iterator, List, Set, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("coopseg", "data_pipelines", "experiments")
+# Outside the layers, but held to the same docstring rule.
+DOCUMENTED = PACKAGES + ("benchmarks",)
+MAX_DOCSTRING_LINES = 6
 RANK: Dict[str, int] = {
     "coopseg.utils": 0,
     "coopseg.config": 1,
@@ -43,8 +48,8 @@ def layer_of(module: str) -> str:
     return max(matches, key=len)
 
 
-def modules() -> Iterator[Tuple[str, str]]:
-    for top in PACKAGES:
+def modules(packages: Tuple[str, ...] = PACKAGES) -> Iterator[Tuple[str, str]]:
+    for top in packages:
         for dirpath, _, files in os.walk(os.path.join(ROOT, top)):
             for name in sorted(files):
                 if name.endswith(".py"):
@@ -71,6 +76,22 @@ def project_imports(path: str) -> List[Tuple[str, int, bool]]:
         for target in targets:
             if target.split(".")[0] in PACKAGES and target != "coopseg":
                 found.append((target, node.lineno, id(node) in in_function))
+    return found
+
+
+def docstring_violations(paths: List[str]) -> List[Tuple[str, int]]:
+    """(path, docstring lines) of each module whose docstring is missing (0 lines) or longer
+    than ``MAX_DOCSTRING_LINES``, counted as written (``clean=False``). An empty file (a bare
+    ``__init__.py``) has nothing to explain."""
+    found = []
+    for path in paths:
+        source = open(path, encoding="utf-8").read()
+        if not source.strip():
+            continue
+        doc = ast.get_docstring(ast.parse(source, path), clean=False)
+        lines = len(doc.splitlines()) if doc else 0
+        if not 1 <= lines <= MAX_DOCSTRING_LINES:
+            found.append((path, lines))
     return found
 
 
@@ -162,6 +183,28 @@ def test_the_rule_catches_an_upward_import(tmp_path):
     assert found == [("coopseg.cli.train", 1, False), ("coopseg.training.train", 5, True)]
     assert RANK[layer_of("coopseg.cli.train")] > RANK[layer_of("coopseg.models.jointseg")]
     assert layer_of("coopseg.models") == "coopseg.models"
+
+
+def test_every_module_docstring_says_what_it_is_for_in_at_most_six_lines():
+    """What a module is for fits in six lines; why its code is as it is belongs in the
+    docstring of the function or class concerned, a comment beside the code, or docs/."""
+    wrong = [f"{os.path.relpath(path, ROOT)} ({lines} lines)"
+             for path, lines in docstring_violations([p for _, p in modules(DOCUMENTED)])]
+    assert not wrong, (f"module docstrings missing or over {MAX_DOCSTRING_LINES} lines:\n"
+                       + "\n".join(wrong))
+
+
+def test_the_rule_catches_a_long_or_missing_module_docstring(tmp_path):
+    """Seven lines or none fail; six lines and an empty ``__init__.py`` pass."""
+    def docstring(lines: int) -> str:
+        return '"""' + "\n".join(f"line {i}" for i in range(lines)) + '\n"""\nX = 1\n'
+
+    files = {"six.py": docstring(6), "seven.py": docstring(7), "none.py": "X = 1\n",
+             "__init__.py": ""}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    found = docstring_violations([str(tmp_path / name) for name in files])
+    assert found == [(str(tmp_path / "seven.py"), 7), (str(tmp_path / "none.py"), 0)]
 
 
 def test_the_package_itself_imports_nothing():

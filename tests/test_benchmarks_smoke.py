@@ -83,6 +83,7 @@ def test_step_cost_returns_all_modes_and_the_ratio(tmp_path):
     assert json.loads(out.read_text())["config"]["num_params"] == cfg["num_params"]
 
 
+@pytest.mark.slow  # ~12 s: builds and times four pipelines; step_cost's smoke covers the timing core
 def test_input_pipeline_times_every_pipeline_next_to_the_step(tmp_path):
     data = input_pipeline.DataOptions(work_dir=str(tmp_path), num_graded=8, num_masks=4)
     result = input_pipeline.measure_input_pipeline(TINY, data, rounds=1, steps_per_round=1)
@@ -164,6 +165,7 @@ def test_forward_flops_grow_with_the_batch():
     assert flops.forward_flops(model, 3) == 3 * one
 
 
+@pytest.mark.slow  # ~10 s: traces several step shapes; step_cost's smoke covers one
 def test_scaling_sweeps_size_batch_and_jit():
     settings = scaling.sweep((32, 40), (1, 2), compare_jit=True)
     assert [s.name for s in settings] == ["32px/seg1", "40px/seg1", "32px/seg2", "32px/seg1/jit"]
@@ -212,6 +214,7 @@ def test_predict_throughput_times_every_case_against_predict():
     assert "serving_bytes" in predict_throughput.format_predict(result)
 
 
+@pytest.mark.slow  # ~15 s: trains two cases; op determinism itself: tests/test_reproducibility.py
 def test_determinism_benchmark_restores_the_process_state(tmp_path):
     from benchmarks import determinism
     from coopseg.training.reproducibility import op_determinism_enabled

@@ -1,11 +1,9 @@
 """coopseg-train: train an experiment; with no flags, the JointSeg demo on synthetic data.
 
     coopseg-train                                  # demo: synthetic fundus set, CPU minutes
-    coopseg-train --experiment=jointseg --scale=paper \\
+    coopseg-train --experiment=jointseg --scale=paper --model_dir=runs/paper \\
         --graded_train=/data/eyepacs --masks_train=/data/lesions/train --masks_val=...
-    coopseg-train --flagfile=run.flags              # absl flag files work too
-
-Re-running with the same --model_dir resumes from the last checkpoint.
+    # the same command again resumes from the last checkpoint in --model_dir
 """
 from __future__ import annotations
 

@@ -1,14 +1,8 @@
 """Offline NumPy metrics for evaluation reports, and JSON/table output.
 
-These work on arrays gathered after a run (no TensorFlow, no scikit-learn) and are
+They work on arrays gathered after a run (no TensorFlow, no scikit-learn), follow what the
+papers and scikit-learn report (an undefined value is ``nan``, and means skip it), and are
 the reference the streaming metrics in ``coopseg.evaluation.metrics`` are checked against.
-
-Conventions, chosen to match what the papers and scikit-learn report:
-- Undefined values are ``nan`` (a class absent from both truth and prediction has
-  no IoU; AUPR needs a positive; ROC-AUC needs a positive and a negative). Means
-  skip them. ``to_jsonable`` turns ``nan`` into ``None`` for JSON.
-- Ranking curves group tied scores into one threshold, so ties are neither
-  rewarded nor punished by the order of the input.
 """
 from __future__ import annotations
 
@@ -106,7 +100,11 @@ def sensitivity_specificity(y_true_binary: Iterable[int], y_pred_binary: Iterabl
 
 
 def _threshold_counts(y_true_binary, scores) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cumulative (true positives, false positives) at each distinct score, high to low."""
+    """Cumulative (true positives, false positives) at each distinct score, high to low.
+
+    Tied scores are one threshold, so every ranking curve and area built on these counts
+    neither rewards nor punishes ties for the order of the input.
+    """
     truth = _binary(y_true_binary, "y_true_binary")
     scores = np.asarray(scores, dtype=np.float64)
     truth, scores = _paired_1d(truth, scores, "y_true_binary", "scores")

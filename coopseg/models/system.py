@@ -1,10 +1,8 @@
 """``ModelSystem``: what one method's models contribute to training, evaluation and export.
 
-The trainer, the evaluation passes and the export see a method only through this
-class. Its defaults are the softmax-grades + per-pixel-softmax behaviour of JointSeg and
-the paper's baselines; a method that differs (DecoupledNet: multi-label classes,
-foreground masks per class, its own inference and SavedModel) subclasses it and
-overrides the methods below, so no caller checks for a missing hook.
+The trainer, the evaluation passes and the export see a method only through this class;
+a method whose losses, predictions or SavedModel differ from softmax grades + per-pixel
+softmax (DecoupledNet) subclasses it.
 """
 from __future__ import annotations
 
@@ -20,7 +18,13 @@ from coopseg.models.serving_module import ServingModule
 
 @dataclass
 class ModelSystem:
-    """The models of one method and how they are trained, scored and served."""
+    """The models of one method and how they are trained, scored and served.
+
+    The defaults are the softmax-grades + per-pixel-softmax behaviour of JointSeg and the
+    paper's baselines. A method that differs (DecoupledNet: multi-label classes, foreground
+    masks per class, its own inference and SavedModel) subclasses this class and overrides
+    the methods below, so no caller checks for a missing hook.
+    """
 
     method: str
     clf_model: Optional[tf.keras.Model]  # image -> grade logits

@@ -1,27 +1,9 @@
 """DecoupledNet's inputs: image-level labels (stage 1) and (image, class) pairs (stage 2).
 
-Hong et al. 2015 (arXiv:1506.04924) train their two networks on different annotations (Sec. 2.2):
-
-- stage 1, the classification network, on *image-level* labels: a multi-hot vector
-  over the foreground classes (``data.class_names[1:]``) per image. They come from
-  ``MaskExample.image_labels`` when the reader knows them, else from the class-index
-  map (``with_image_labels``).
-- stage 2, bridging + segmentation, on *(image, class l)* pairs with the binary mask
-  z^l of that class (IGNORE_LABEL kept), one pair per example "as in the paper". The
-  label is z^l written with class l's index (l + 1 for foreground, see
-  ``expand_class_pairs``), so per-class loss weighting still knows the class.
-
-Pair expansion, our choice among the two the paper allows: every augmented mask batch
-is expanded to *all* its (image, l) pairs with l present in the augmented crop
-(``expand_class_pairs``), then pairs are shuffled across a few batches and re-batched.
-An epoch over the strong set therefore visits each pair once, as the authors' list of
-training pairs does; a class cropped out of the view gives no pair (there is nothing
-of it to segment), and an image without any foreground class gives none either.
-
-Both stages draw their images from the mask set's training split, optionally reduced
-to the strong subset of N images per class (``decoupled.strong_per_class``,
-``labels.strong_subset``): stage 1 of DecoupledNet uses all images (strong_per_class
-0), stage 1 of DecoupledNet-Str and both DeconvNet and stage 2 use the subset.
+Hong et al. 2015 (arXiv:1506.04924, Sec. 2.2) train their two networks on different
+annotations: the classification network on multi-hot image-level labels over the
+foreground classes, bridging + segmentation on (image, class l) pairs, each with the
+binary mask z^l of its class.
 """
 from __future__ import annotations
 
@@ -155,8 +137,14 @@ def class_pair_batches(mask_batches: tf.data.Dataset, num_classes: int,
                        batch_size: int, seed: int) -> tf.data.Dataset:
     """Augmented (image, class-index mask) batches -> ``((images, classes), class masks)``.
 
-    Pairs are shuffled over ``PAIR_SHUFFLE_BATCHES`` batches and re-batched with
-    ``drop_remainder`` (static batch size for the training step).
+    Pair expansion, our choice among the two the paper allows: every augmented mask batch
+    is expanded to *all* its (image, l) pairs with l present in the augmented crop
+    (``expand_class_pairs``), one pair per training example as in the paper. Pairs are
+    shuffled over ``PAIR_SHUFFLE_BATCHES`` batches and re-batched with ``drop_remainder``
+    (static batch size for the training step). An epoch over the strong set therefore
+    visits each pair once, as the authors' list of training pairs does; a class cropped
+    out of the view gives no pair (there is nothing of it to segment), and an image
+    without any foreground class gives none either.
     """
     plain = tf.autograph.experimental.do_not_convert
     pairs = mask_batches.map(plain(lambda images, masks: expand_class_pairs(
@@ -172,9 +160,13 @@ def load_training_subset(config: ExperimentConfig, report: Optional[DecodeReport
                          need_labels: bool = True) -> List[MaskExample]:
     """The mask set's training examples this stage learns from (strong subset or all).
 
+    Both stages draw their images from the mask set's training split.
     ``decoupled.strong_per_class`` N > 0 picks N images per class, reproducibly from
-    ``data.seed`` (``labels.strong_subset``); 0 keeps every image. ``need_labels``
-    fills ``image_labels`` (stage 1 always needs them; picking a subset does too).
+    ``data.seed`` (``labels.strong_subset``); 0 keeps every image. Stage 1 of
+    DecoupledNet uses all images (0); stage 1 of DecoupledNet-Str, DeconvNet and every
+    stage 2 use the subset. ``need_labels`` fills ``image_labels`` (stage 1 always needs
+    them; picking a subset does too): from ``MaskExample.image_labels`` when the reader
+    knows them, else from the class-index map (``with_image_labels``).
     """
     d, per_class = config.data, config.decoupled.strong_per_class
     if d.masks_format == "tfrecord":

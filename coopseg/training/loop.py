@@ -1,23 +1,8 @@
 """The loop around the cooperative step: checkpoints, summaries, validation, progress.
 
-Resume cases (narrated in the log as they happen):
-1. ``model_dir/checkpoints`` has a checkpoint -> restore the global step, every model
-   part and both optimizers (their iteration counters drive the LR schedules, so the
-   learning rates continue exactly), then continue to ``train.steps``.
-2. No checkpoint, ``train.init_encoder_from`` set -> start at step 0 from a trained
-   classifier's encoder (the paper's two-step baseline, Table I).
-3. Otherwise -> fresh random initialisation at step 0.
-Checkpoints are atomic: TensorFlow writes the data files first and only then swaps
-the ``checkpoint`` index file (write-to-temp + rename), so an interrupted save leaves
-the previous checkpoint as the latest. A NaN/Inf loss stops the run before anything
-diverged is saved.
-
-Under a multi-worker strategy every worker runs this same loop (saves and summaries
-read sync-on-read variables, a collective all must join), but only the chief writes
-into ``model_dir``; the others write to a temporary ``output_dir`` that ``close()``
-deletes. Every worker restores from the chief's ``model_dir/checkpoints`` (a
-filesystem all hosts see). Validation runs unreplicated on each worker's copy of the
-weights (identical after every step), over the whole validation set.
+``CooperativeTrainer`` resumes a run from its last checkpoint or starts it afresh, saves
+only finite states, and under a multi-worker strategy lets only the chief write into
+``model_dir`` (docs/run_directories.md, docs/speed.md).
 """
 from __future__ import annotations
 
@@ -58,7 +43,15 @@ class Inputs:
 
 
 class CooperativeTrainer:
-    """Trains a ``ModelSystem`` with one or two agents as ``config.train.mode`` says."""
+    """Trains a ``ModelSystem`` with one or two agents as ``config.train.mode`` says.
+
+    Under a multi-worker strategy every worker runs this same loop (saves and summaries
+    read sync-on-read variables, a collective all must join), but only the chief writes
+    into ``model_dir``; the others write to a temporary ``output_dir`` that ``close()``
+    deletes. Every worker restores from the chief's ``model_dir/checkpoints`` (a
+    filesystem all hosts see). Validation runs unreplicated on each worker's copy of the
+    weights (identical after every step), over the whole validation set.
+    """
 
     def __init__(self, config: ExperimentConfig, system: ModelSystem,
                  strategy: Optional[tf.distribute.Strategy] = None):
@@ -132,7 +125,18 @@ class CooperativeTrainer:
 
     # -- state -------------------------------------------------------------------------
     def restore_or_initialize(self, init_fn: Optional[Callable[[], None]] = None) -> int:
-        """Restore the latest checkpoint if any (case 1), else run ``init_fn`` (case 2/3)."""
+        """Restore the latest checkpoint, else initialise; returns the step to start from.
+
+        The three cases, each narrated in the log as it happens:
+        1. ``model_dir/checkpoints`` has a checkpoint -> restore the global step, every
+           model part and both optimizers (their iteration counters drive the LR
+           schedules, so the learning rates continue exactly); ``fit`` then continues to
+           ``train.steps``.
+        2. No checkpoint, ``init_fn`` given -> step 0 from what it loads, e.g. a trained
+           classifier's encoder (``train.init_encoder_from``, the paper's two-step
+           baseline, Table I).
+        3. Otherwise -> fresh random initialisation at step 0.
+        """
         # The chief's checkpoints, on every worker (non-chief managers write elsewhere).
         latest = tf.train.latest_checkpoint(os.path.join(self.model_dir, "checkpoints"))
         if latest:
@@ -176,6 +180,9 @@ class CooperativeTrainer:
         if not self._weights_finite():
             raise self._diverged("a weight (e.g. a BatchNorm moving statistic) became NaN/Inf "
                                  "while the losses were finite")
+        # Atomic: TensorFlow writes the data files first and only then swaps the
+        # ``checkpoint`` index (write-to-temp + rename), so an interrupted save leaves the
+        # previous checkpoint as the latest.
         return self.manager.save(checkpoint_number=int(self.global_step.numpy()))
 
     def _weights_finite(self) -> bool:

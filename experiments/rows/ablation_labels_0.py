@@ -1,7 +1,6 @@
-"""Partial-random-label ablation, the extreme control: JointSeg whose classifier agent
-sees no true grade at all (every grade random, fixed per image by the data seed). The
-paper only tests 20 % (``ablation_labels_20``); this row shows what the classifier
-agent's labels contribute to segmentation at all (compare with ``jointseg``, 100 %).
+"""Partial-random-label ablation, the extreme control: JointSeg whose classifier agent sees
+no true grade (every grade random, fixed per image by the data seed). The paper tests only
+20 % (``ablation_labels_20``); this row shows what the grades give segmentation at all.
 
     python -m experiments.run --suite=ablation_labels --rows=ablation_labels_0 --scale=small
     coopseg-train --experiment=ablation_labels_0 --scale=small

@@ -1,7 +1,6 @@
-"""Partial-random-label ablation (paper Sec. II-C): JointSeg whose classifier agent sees
-only 20 % true grades, as in the paper; the rest are random grades, fixed per image by
-the data seed. The paper claims the classifier's accuracy drops but segmentation does
-not suffer (compare with the ``jointseg`` row, 100 % true grades).
+"""Partial-random-label ablation (paper Sec. II-C): JointSeg whose classifier agent sees 20 %
+true grades, the rest random grades fixed per image by the data seed. The paper claims the
+classifier's accuracy drops but segmentation does not suffer (vs ``jointseg``, 100 %).
 
     python -m experiments.run --suite=ablation_labels --rows=ablation_labels_20 --scale=small
     coopseg-train --experiment=ablation_labels_20 --scale=small

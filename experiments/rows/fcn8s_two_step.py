@@ -4,17 +4,18 @@ Two stages: ``vgg16_pretrain`` (clf_only on the graded set), then FCN-8s seg_onl
 mask set with every ``block*`` weight handed over by name (checked: none may be missed).
 
     python -m experiments.run --suite=table1 --rows=fcn8s_two_step --scale=small
-    # or by hand, stage by stage:
-    coopseg-train --experiment=vgg16_pretrain --scale=small
-    coopseg-train --experiment=fcn8s_two_step --scale=small \\
-        --init_encoder_from=runs/vgg16_pretrain
 """
 from experiments.common import segmentation_baseline, two_step
 from experiments.rows import vgg16_pretrain
 
 
 def get_config(scale: str = "paper"):
-    """The segmentation stage; its encoder comes from ``runs/vgg16_pretrain`` by default."""
+    """The segmentation stage; its encoder comes from ``runs/vgg16_pretrain`` by default.
+
+    By hand, stage by stage: ``coopseg-train --experiment=vgg16_pretrain --scale=small``,
+    then ``coopseg-train --experiment=fcn8s_two_step --scale=small
+    --init_encoder_from=runs/vgg16_pretrain``.
+    """
     config = segmentation_baseline(scale, "fcn8s")
     config.train.init_encoder_from = "runs/vgg16_pretrain"
     return config

@@ -1,12 +1,9 @@
 """Two-step JointSeg: the encoder is first trained as a grader on the graded set
-(``jointseg_encoder_pretrain``, clf_only), then JointSeg's segmenter is trained alone
-from that encoder — the classic alternative to cooperation, with the very network of
-``jointseg_seg_only`` (unlike ``unet_two_step``, whose segmenter is the Inception-UNet).
+(``jointseg_encoder_pretrain``, clf_only), then JointSeg's segmenter alone from it — the
+classic alternative to cooperation, with the very network of ``jointseg_seg_only`` (unlike
+``unet_two_step``, whose segmenter is the Inception-UNet).
 
     python -m experiments.run --suite=data_efficiency --rows=jointseg_two_step --scale=small
-    coopseg-train --experiment=jointseg_encoder_pretrain --scale=small
-    coopseg-train --experiment=jointseg_two_step --scale=small \\
-        --init_encoder_from=runs/jointseg_encoder_pretrain
 """
 from experiments.common import two_step
 from experiments.rows import jointseg_encoder_pretrain
@@ -14,7 +11,12 @@ from experiments.scales import experiment
 
 
 def get_config(scale: str = "paper"):
-    """The segmentation stage; its encoder comes from ``runs/jointseg_encoder_pretrain``."""
+    """The segmentation stage; its encoder comes from ``runs/jointseg_encoder_pretrain``.
+
+    By hand: ``coopseg-train --experiment=jointseg_encoder_pretrain --scale=small``, then
+    ``coopseg-train --experiment=jointseg_two_step --scale=small
+    --init_encoder_from=runs/jointseg_encoder_pretrain``.
+    """
     config = experiment(scale, train={"mode": "seg_only"})
     config.train.init_encoder_from = "runs/jointseg_encoder_pretrain"
     return config

@@ -1,21 +1,21 @@
 """Table I, "UNet" (paper mIoU 64.4): the Inception-UNet initialised from a grade classifier.
 
-Two stages: ``jointseg_encoder_pretrain`` (the JointSeg encoder + classifier, clf_only on
-the graded set), then the Inception-UNet (same encoder) seg_only on the mask set with
-every ``encoder_*`` weight handed over by name.
+Two stages: ``jointseg_encoder_pretrain`` (JointSeg's encoder + classifier, clf_only on the
+graded set), then the Inception-UNet seg_only, every ``encoder_*`` weight handed over by name.
 
     python -m experiments.run --suite=table1 --rows=unet_two_step --scale=small
-    # or by hand:
-    coopseg-train --experiment=jointseg_encoder_pretrain --scale=small
-    coopseg-train --experiment=unet_two_step --scale=small \\
-        --init_encoder_from=runs/jointseg_encoder_pretrain
 """
 from experiments.common import segmentation_baseline, two_step
 from experiments.rows import jointseg_encoder_pretrain
 
 
 def get_config(scale: str = "paper"):
-    """The segmentation stage; its encoder comes from ``runs/jointseg_encoder_pretrain``."""
+    """The segmentation stage; its encoder comes from ``runs/jointseg_encoder_pretrain``.
+
+    By hand: ``coopseg-train --experiment=jointseg_encoder_pretrain --scale=small``, then
+    ``coopseg-train --experiment=unet_two_step --scale=small
+    --init_encoder_from=runs/jointseg_encoder_pretrain``.
+    """
     config = segmentation_baseline(scale, "inception_unet")
     config.train.init_encoder_from = "runs/jointseg_encoder_pretrain"
     return config
