@@ -24,7 +24,7 @@ VGG_WIDTH: Dict[str, float] = {"paper": 1.0, "small": 0.25, "tiny": 0.0625}
 # keras.applications' InceptionV3 needs >= 75 px, and JointSeg's encoder a multiple of
 # 2 ** (levels + 1) (32 at small).
 CLASSIFICATION_INPUT_CAP: Dict[str, int] = {"small": 96}
-# = coopseg.models.classifiers.INCEPTIONV3_MIN_SIZE, repeated so that loading a config
+# = coopseg.models.baselines.classifiers.INCEPTIONV3_MIN_SIZE, repeated so that loading a config
 # does not import TensorFlow (tests check the two agree).
 INCEPTIONV3_MIN_SIZE = 75
 # Classifier batch of the classification table = seg batch x this ratio (all three rows);

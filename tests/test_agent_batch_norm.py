@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from coopseg.config import ConfigError
-from coopseg.models.agent_batch_norm import AgentBatchNormalization
+from coopseg.models.jointseg.agent_batch_norm import AgentBatchNormalization
 from coopseg.models.registry import build_system
 from coopseg.models.transfer import transfer_encoder_weights
 from coopseg.training.loop import CooperativeTrainer

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from coopseg.models.attention import (attention_factor, gated_encoder_maps,
-                                      partial_attention_gate, switch_on)
+from coopseg.models.jointseg.attention import (attention_factor, gated_encoder_maps,
+                                               partial_attention_gate, switch_on)
 
 
 @pytest.mark.parametrize("e,u,a,on", [

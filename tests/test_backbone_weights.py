@@ -13,11 +13,11 @@ import tensorflow as tf
 from coopseg.config import (ConfigError, DecoupledConfig, ExperimentConfig, ModelConfig, RunConfig,
                             TrainConfig, to_dict)
 from coopseg.models.backbone_weights import load_backbone_weights
-from coopseg.models.decouplednet import build_decouplednet_classifier
-from coopseg.models.decouplednet_system import restore_stage1_classifier
-from coopseg.models.fcn8s import VGG16_BLOCKS, scaled_width
-from coopseg.models.input_adapter import (IMAGENET_PIXEL_STD_RGB, LAYER_NAME, InputAdapter,
-                                          input_adapter)
+from coopseg.models.baselines.fcn8s import VGG16_BLOCKS, scaled_width
+from coopseg.models.decouplednet.network import build_decouplednet_classifier
+from coopseg.models.decouplednet.system import restore_stage1_classifier
+from coopseg.models.layers.input_adapter import (IMAGENET_PIXEL_STD_RGB, LAYER_NAME, InputAdapter,
+                                                 input_adapter)
 from coopseg.models.registry import build_system
 from coopseg.serving.export import export_saved_model
 from coopseg.training.loop import CooperativeTrainer

@@ -8,12 +8,12 @@ import pytest
 import tensorflow as tf
 
 from coopseg.config import ConfigError, ModelConfig
-from coopseg.models.baselines import BASELINES, build_baseline
-from coopseg.models.classifiers import (build_inceptionv3_classifier, build_vgg16_classifier,
-                                        build_vgg19_classifier)
-from coopseg.models.fcn8s import bilinear_upsample_initializer, build_fcn8s
-from coopseg.models.inception_unet import build_inception_unet
-from coopseg.models.jointseg import build_encoder, build_jointseg
+from coopseg.models.baselines.builders import BASELINES, build_baseline
+from coopseg.models.baselines.classifiers import (build_inceptionv3_classifier,
+                                                  build_vgg16_classifier, build_vgg19_classifier)
+from coopseg.models.baselines.fcn8s import bilinear_upsample_initializer, build_fcn8s
+from coopseg.models.baselines.inception_unet import build_inception_unet
+from coopseg.models.jointseg.network import build_encoder, build_jointseg
 from coopseg.models.transfer import WeightTransferError, transfer_encoder_weights
 
 TINY_WIDTH = 1 / 16

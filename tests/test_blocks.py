@@ -1,7 +1,8 @@
 import numpy as np
 import tensorflow as tf
 
-from coopseg.models.blocks import factorized_residual_inception_block, residual_inception_block
+from coopseg.models.jointseg.blocks import (factorized_residual_inception_block,
+                                            residual_inception_block)
 
 
 def _count_kernels(model, shape_filter):

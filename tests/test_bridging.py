@@ -1,4 +1,4 @@
-"""DecoupledNet bridging layers (coopseg/models/bridging.py)."""
+"""DecoupledNet bridging layers (coopseg/models/decouplednet/bridging.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +6,9 @@ import pytest
 import tensorflow as tf
 
 from coopseg.config import ConfigError, DataConfig, DecoupledConfig, ExperimentConfig, ModelConfig
-from coopseg.models.bridging import FrozenClassifierFeatures, bridging_layers, class_saliency
-from coopseg.models.decouplednet import build_decouplednet_classifier
+from coopseg.models.decouplednet.bridging import (FrozenClassifierFeatures, bridging_layers,
+                                                  class_saliency)
+from coopseg.models.decouplednet.network import build_decouplednet_classifier
 
 POOL5 = (2, 2, 3)  # tiny pool5: 12 values
 FC, L = 5, 4

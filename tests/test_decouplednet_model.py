@@ -1,4 +1,4 @@
-"""DecoupledNet classifier, segmenter, inference and losses (coopseg/models/decouplednet.py)."""
+"""DecoupledNet classifier, segmenter, inference and losses (coopseg/models/decouplednet/network.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,11 +7,13 @@ import tensorflow as tf
 
 from coopseg.config import (IGNORE_LABEL, ConfigError, DataConfig, DecoupledConfig,
                             ExperimentConfig, ModelConfig)
-from coopseg.models.decouplednet import (DecoupledNetInference, build_decouplednet_classifier,
-                                         build_decouplednet_segmenter, class_presence,
-                                         class_targets, combine_class_masks,
-                                         foreground_segmentation_loss,
-                                         multilabel_classification_loss, predict_with_true_classes)
+from coopseg.models.decouplednet.network import (DecoupledNetInference,
+                                                 build_decouplednet_classifier,
+                                                 build_decouplednet_segmenter, class_presence,
+                                                 class_targets, combine_class_masks,
+                                                 foreground_segmentation_loss,
+                                                 multilabel_classification_loss,
+                                                 predict_with_true_classes)
 
 
 def _config(input_size: int = 32, num_classes: int = 3, **decoupled) -> ExperimentConfig:

@@ -11,8 +11,8 @@ import tensorflow as tf
 from coopseg.config import IGNORE_LABEL, LESION_CLASSES, ConfigError, from_dict, to_dict
 from coopseg.evaluation.evaluate import evaluate_system
 from coopseg.evaluation.multilabel_metrics import average_precision
-from coopseg.models.decouplednet import foreground_segmentation_loss
-from coopseg.models.decouplednet_system import (foreground_loss, multilabel_loss,
+from coopseg.models.decouplednet.network import foreground_segmentation_loss
+from coopseg.models.decouplednet.system import (foreground_loss, multilabel_loss,
                                                 restore_stage1_classifier,
                                                 stage1_classifier_init_fn)
 from coopseg.models.registry import build_system

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from coopseg.config import ConfigError
-from coopseg.models.jointseg import build_jointseg
+from coopseg.models.jointseg.network import build_jointseg
 from coopseg.models.registry import build_system
 from coopseg.training.loop import CooperativeTrainer
 from coopseg.training.strategy import is_chief, make_strategy, parse_tf_config

@@ -126,7 +126,7 @@ def test_two_step_pretraining_gets_the_joint_classifier_budget(scale, row):
 
 
 def test_inceptionv3_minimum_matches_the_model_builder():
-    from coopseg.models.classifiers import INCEPTIONV3_MIN_SIZE
+    from coopseg.models.baselines.classifiers import INCEPTIONV3_MIN_SIZE
     from experiments.common import INCEPTIONV3_MIN_SIZE as ours
     assert ours == INCEPTIONV3_MIN_SIZE
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from coopseg.config import ConfigError
-from coopseg.models.jointseg import build_jointseg, encoder_output_shapes
+from coopseg.models.jointseg.network import build_jointseg, encoder_output_shapes
 
 
 def test_shapes(tiny_model_config):

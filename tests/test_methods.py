@@ -3,7 +3,7 @@ the error; each task builds its method's models and inputs."""
 import pytest
 
 from coopseg.config import METHODS, ConfigError, ExperimentConfig
-from coopseg.models.decouplednet_system import DecoupledNetSystem
+from coopseg.models.decouplednet.system import DecoupledNetSystem
 from coopseg.models.registry import BUILDERS
 from coopseg.models.system import ModelSystem
 from coopseg.training import tasks

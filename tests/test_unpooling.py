@@ -1,11 +1,11 @@
-"""Max pooling with switches and unpooling (coopseg/models/unpooling.py)."""
+"""Max pooling with switches and unpooling (coopseg/models/decouplednet/unpooling.py)."""
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
 
-from coopseg.models.unpooling import (MaxPoolWithArgmax, MaxUnpooling2D, max_pool_with_switches,
-                                      unpool_with_switches)
+from coopseg.models.decouplednet.unpooling import (MaxPoolWithArgmax, MaxUnpooling2D,
+                                                   max_pool_with_switches, unpool_with_switches)
 
 
 def _numpy_unpool(x: np.ndarray, values: np.ndarray) -> np.ndarray:

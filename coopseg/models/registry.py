@@ -10,9 +10,9 @@ from typing import Callable, Dict
 
 from coopseg.config import ConfigError, ExperimentConfig
 from coopseg.models.backbone_weights import input_adapter_kind
-from coopseg.models.baselines import build_baseline
-from coopseg.models.decouplednet_system import build_deconvnet_system, build_decouplednet_system
-from coopseg.models.jointseg import build_jointseg
+from coopseg.models.baselines.builders import build_baseline
+from coopseg.models.decouplednet.system import build_deconvnet_system, build_decouplednet_system
+from coopseg.models.jointseg.network import build_jointseg
 from coopseg.models.system import ModelSystem
 
 SEG_BASELINES = ("fcn8s", "inception_unet")

@@ -5,7 +5,7 @@ from typing import Dict
 
 import tensorflow as tf
 
-from coopseg.models.outputs import float32_outputs
+from coopseg.models.layers.outputs import float32_outputs
 
 
 class ServingModule(tf.Module):

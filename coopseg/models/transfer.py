@@ -11,7 +11,7 @@ from typing import Dict, Iterator, List
 import tensorflow as tf
 from absl import logging
 
-from coopseg.models.agent_batch_norm import CLF_STATS_SUFFIX
+from coopseg.models.jointseg.agent_batch_norm import CLF_STATS_SUFFIX
 
 
 class WeightTransferError(ValueError):

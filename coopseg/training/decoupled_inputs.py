@@ -17,7 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from coopseg.config import ConfigError, ExperimentConfig
-from coopseg.models.decouplednet import class_targets
+from coopseg.models.decouplednet.network import class_targets
 from coopseg.training.loop import Inputs
 from data_pipelines import datasets, pipeline
 from data_pipelines.decode import DecodeReport, graded_source

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Callable, Dict, Optional
 
 from coopseg.config import ConfigError, ExperimentConfig
-from coopseg.models.decouplednet_system import stage1_classifier_init_fn
+from coopseg.models.decouplednet.system import stage1_classifier_init_fn
 from coopseg.models.registry import build_system
 from coopseg.models.system import ModelSystem
 from coopseg.training.decoupled_inputs import build_decoupled_inputs

@@ -17,10 +17,12 @@ from absl import logging
 
 from coopseg.config import IGNORE_LABEL, ConfigError, ExperimentConfig, from_dict
 from coopseg.models.backbone_weights import input_adapter_kind
-from coopseg.models.deconvnet import build_deconvnet
-from coopseg.models.decouplednet import (DecoupledNetInference, build_decouplednet_classifier,
-                                         build_decouplednet_segmenter, predict_with_true_classes)
-from coopseg.models.outputs import float32_outputs
+from coopseg.models.decouplednet.deconvnet import build_deconvnet
+from coopseg.models.decouplednet.network import (DecoupledNetInference,
+                                                 build_decouplednet_classifier,
+                                                 build_decouplednet_segmenter,
+                                                 predict_with_true_classes)
+from coopseg.models.layers.outputs import float32_outputs
 from coopseg.models.system import ModelSystem
 
 

@@ -10,7 +10,7 @@ from typing import List, Sequence, Tuple
 
 import tensorflow as tf
 
-from coopseg.models.norm import batch_norm
+from coopseg.models.layers.norm import batch_norm
 
 layers = tf.keras.layers
 

@@ -12,8 +12,8 @@ from typing import Optional
 import tensorflow as tf
 
 from coopseg.config import ConfigError, ModelConfig
-from coopseg.models.blocks import residual_inception_block, upsample_conv_bn
-from coopseg.models.jointseg import build_encoder
+from coopseg.models.jointseg.blocks import residual_inception_block, upsample_conv_bn
+from coopseg.models.jointseg.network import build_encoder
 
 layers = tf.keras.layers
 
@@ -66,7 +66,7 @@ def build_inception_unet(config: ModelConfig,
     """
     config.validate()
     if encoder is None:
-        # Imported here: jointseg owns the encoder and this module only borrows it.
+        # The encoder is JointSeg's own builder: the UNet borrows it, layer names included.
         encoder = build_encoder(config)
     _check_encoder(encoder, config)
     kw = dict(bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,

@@ -13,9 +13,9 @@ import tensorflow as tf
 
 from coopseg.config import IGNORE_LABEL, ConfigError, ExperimentConfig
 from coopseg.models.backbone_weights import input_adapter_kind
-from coopseg.models.bridging import FrozenClassifierFeatures, bridging_layers
-from coopseg.models.input_adapter import adapt_input
-from coopseg.models.unpooling import MaxPoolWithArgmax, MaxUnpooling2D
+from coopseg.models.decouplednet.bridging import FrozenClassifierFeatures, bridging_layers
+from coopseg.models.decouplednet.unpooling import MaxPoolWithArgmax, MaxUnpooling2D
+from coopseg.models.layers.input_adapter import adapt_input
 
 layers = tf.keras.layers
 

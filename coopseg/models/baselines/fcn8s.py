@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from coopseg.config import ConfigError, ModelConfig
-from coopseg.models import norm
-from coopseg.models.input_adapter import adapt_input
+from coopseg.models.layers import norm
+from coopseg.models.layers.input_adapter import adapt_input
 
 layers = tf.keras.layers
 

@@ -13,10 +13,10 @@ from typing import List, Optional
 import tensorflow as tf
 
 from coopseg.config import ModelConfig
-from coopseg.models.agent_batch_norm import encoder_view_with_own_statistics
-from coopseg.models.attention import partial_attention_gate
-from coopseg.models.blocks import (conv_bn, factorized_residual_inception_block,
-                                   residual_inception_block, upsample_conv_bn)
+from coopseg.models.jointseg.agent_batch_norm import encoder_view_with_own_statistics
+from coopseg.models.jointseg.attention import partial_attention_gate
+from coopseg.models.jointseg.blocks import (conv_bn, factorized_residual_inception_block,
+                                            residual_inception_block, upsample_conv_bn)
 
 layers = tf.keras.layers
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from coopseg.config import ConfigError, ModelConfig
-from coopseg.models.fcn8s import check_vgg_input_size, vgg16_trunk
-from coopseg.models.input_adapter import adapt_input
+from coopseg.models.baselines.fcn8s import check_vgg_input_size, vgg16_trunk
+from coopseg.models.layers.input_adapter import adapt_input
 
 layers = tf.keras.layers
 

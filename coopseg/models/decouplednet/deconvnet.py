@@ -10,9 +10,9 @@ import tensorflow as tf
 
 from coopseg.config import ExperimentConfig
 from coopseg.models.backbone_weights import input_adapter_kind
-from coopseg.models.decouplednet import VGG16_BLOCK_CONVS, check_decoupled_shape
-from coopseg.models.input_adapter import adapt_input
-from coopseg.models.unpooling import MaxPoolWithArgmax, MaxUnpooling2D
+from coopseg.models.decouplednet.network import VGG16_BLOCK_CONVS, check_decoupled_shape
+from coopseg.models.decouplednet.unpooling import MaxPoolWithArgmax, MaxUnpooling2D
+from coopseg.models.layers.input_adapter import adapt_input
 
 layers = tf.keras.layers
 
