@@ -1,1 +1,2 @@
-"""Small helpers every layer may use: console start-up, progress bars, atomic file writes."""
+"""Small helpers every layer may use: console start-up, progress bars, Markdown tables, atomic
+file writes."""
