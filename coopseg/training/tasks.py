@@ -2,7 +2,8 @@
 
 A task is what the trainer needs from a method: its models (a ``ModelSystem``, which
 carries the losses, class prediction and serving module), its training inputs and how a
-fresh run is initialised. Adding a method = a builder in ``coopseg/models`` + a class here.
+fresh run is initialised. A new method: its name in ``coopseg.config.METHODS``, a builder in
+``coopseg/models/registry.py`` and a class here (tests/test_methods.py keeps them equal).
 """
 from __future__ import annotations
 
