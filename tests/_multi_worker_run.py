@@ -37,17 +37,18 @@ def tiny_config(data_dir: str, model_dir: str):
 
 def main(data_dir: str, model_dir: str, out_path: str) -> None:
     strategy = make_strategy("multi_worker")  # before TensorFlow runs any op
-    import coopseg.training.train as training
+    from coopseg.training.tasks import JointSegTask
+    from coopseg.training.train import train
 
     built = []
-    build_system = training.build_system
+    build_system = JointSegTask.build_system
 
-    def capture(config):  # keep a handle on the system train() builds
-        built.append(build_system(config))
+    def capture(task, config):  # keep a handle on the system train() builds
+        built.append(build_system(task, config))
         return built[-1]
 
-    training.build_system = capture
-    out = training.train(tiny_config(data_dir, model_dir), export=True, strategy=strategy)
+    JointSegTask.build_system = capture
+    out = train(tiny_config(data_dir, model_dir), export=True, strategy=strategy)
     weights = {f"{name}/{v.name}": strategy.experimental_local_results(v)[0].numpy()
                for name, part in built[0].parts.items() for v in part.weights}
     np.savez(out_path, **weights)

@@ -211,9 +211,11 @@ def test_two_workers_on_localhost_train_in_lockstep_and_only_the_chief_writes(tm
     for key in w0.files:
         np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
     # The chief's run directory, and nothing else: one set of checkpoints, no worker
-    # directories; the non-chief's temporary directory is gone.
-    assert sorted(os.listdir(model_dir)) == ["checkpoints", "config.json", "export", "logs",
-                                             "metrics.json"]
+    # directories; the non-chief's temporary directory is gone. The chief held the run
+    # directory's lock and released it (the lock file stays, emptied: coopseg/runs/lock.py).
+    assert sorted(os.listdir(model_dir)) == [".lock", "checkpoints", "config.json", "export",
+                                             "logs", "metrics.json"]
+    assert os.path.getsize(os.path.join(model_dir, ".lock")) == 0
     ckpts = sorted(f for f in os.listdir(os.path.join(model_dir, "checkpoints"))
                    if f.endswith(".index"))
     assert ckpts == [f"ckpt-{STEPS // 2}.index", f"ckpt-{STEPS}.index"]
