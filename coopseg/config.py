@@ -89,6 +89,16 @@ def restores_stage1(config: "ExperimentConfig") -> bool:
     return config.method == "decouplednet" and config.train.mode == "seg_only"
 
 
+def check_decoupled_shape(config: "ExperimentConfig") -> None:
+    """The shape checks of a DecoupledNet / DeconvNet config: ``decoupled.*`` and an input
+    size that the five 2x2 poolings unpool exactly. Its builders run these too."""
+    config.decoupled.validate()
+    size = config.model.input_size
+    if size < 32 or size % 32:
+        raise ConfigError(f"model.input_size={size} must be a positive multiple of 32 "
+                          f"for {config.method} (five 2x2 poolings, unpooled exactly)")
+
+
 def check_backbone_config(config: "ExperimentConfig") -> None:
     """The checks ``ExperimentConfig.validate`` runs when ``train.backbone_weights`` is set:
     a method with an ImageNet backbone, not together with ``train.init_encoder_from``
@@ -482,11 +492,7 @@ class ExperimentConfig:
         self.train.validate()
         self.run.validate()
         if self.method in DECOUPLED_METHODS:
-            self.decoupled.validate()
-            size = self.model.input_size
-            if size < 32 or size % 32:
-                raise ConfigError(f"model.input_size={size} must be a positive multiple of 32 "
-                                  f"for {self.method} (five 2x2 poolings, unpooled exactly)")
+            check_decoupled_shape(self)
         if len(self.data.class_names) != self.model.num_seg_classes:
             raise ConfigError(
                 f"data.class_names has {len(self.data.class_names)} classes but "

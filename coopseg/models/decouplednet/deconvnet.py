@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from coopseg.config import ExperimentConfig
 from coopseg.models.backbone_weights import input_adapter_kind
-from coopseg.models.decouplednet.network import VGG16_BLOCK_CONVS, check_decoupled_shape
+from coopseg.models.decouplednet.network import VGG16_BLOCK_CONVS, check_buildable
 from coopseg.models.decouplednet.unpooling import MaxPoolWithArgmax, MaxUnpooling2D
 from coopseg.models.layers.input_adapter import adapt_input
 
@@ -40,7 +40,7 @@ def build_deconvnet(config: ExperimentConfig) -> tf.keras.Model:
     the published VGG-16, which ``train.backbone_weights`` can start from (fc1/fc2 become
     fc6/fc7 at 224 px), behind the input adapter those weights need (``input_adapter.py``).
     """
-    check_decoupled_shape(config)
+    check_buildable(config)
     widths = config.decoupled.vgg_widths()
     fc_units, size = config.decoupled.fc_units, config.model.input_size
     vgg_bn = config.model.vgg_batch_norm

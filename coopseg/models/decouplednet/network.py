@@ -11,7 +11,7 @@ from typing import Dict, Sequence, Tuple, Union
 
 import tensorflow as tf
 
-from coopseg.config import IGNORE_LABEL, ConfigError, ExperimentConfig
+from coopseg.config import IGNORE_LABEL, ExperimentConfig, check_decoupled_shape
 from coopseg.models.backbone_weights import input_adapter_kind
 from coopseg.models.decouplednet.bridging import FrozenClassifierFeatures, bridging_layers
 from coopseg.models.decouplednet.unpooling import MaxPoolWithArgmax, MaxUnpooling2D
@@ -22,17 +22,11 @@ layers = tf.keras.layers
 VGG16_BLOCK_CONVS: Tuple[int, ...] = (2, 2, 3, 3, 3)
 
 
-def check_decoupled_shape(config: ExperimentConfig) -> None:
-    """The checks of ``ExperimentConfig.validate`` a DecoupledNet / DeconvNet builder needs:
-    ``decoupled.*``, an input size the five poolings unpool exactly, and at least one
-    image-level class. (Not the whole validate: it also checks data and files.)"""
-    config.decoupled.validate()
-    size = config.model.input_size
-    if size < 32 or size % 32:
-        raise ConfigError(f"model.input_size={size} must be a positive multiple of 32 "
-                          f"for {config.method} (five 2x2 poolings, unpooled exactly)")
-    if len(config.data.class_names) < 2:
-        raise ConfigError("data.class_names needs background plus at least one class")
+def check_buildable(config: ExperimentConfig) -> None:
+    """What a DecoupledNet / DeconvNet builder needs of ``ExperimentConfig.validate``: the
+    data's classes and the network's shape (not all of it: that also checks files)."""
+    config.data.validate()
+    check_decoupled_shape(config)
 
 
 # ----------------------------------------------------------------------------- layers
@@ -86,7 +80,7 @@ def build_decouplednet_classifier(config: ExperimentConfig) -> tf.keras.Model:
     (``train.backbone_weights``) it is the published conv + bias net
     (``vgg_batch_norm=False``) behind the "caffe" input adapter (``input_adapter.py``).
     """
-    check_decoupled_shape(config)
+    check_buildable(config)
     dc, size = config.decoupled, config.model.input_size
     image = layers.Input((size, size, 3), name="image")
     x = adapt_input(image, input_adapter_kind(config))
@@ -126,7 +120,7 @@ def build_decouplednet_segmenter(config: ExperimentConfig,
         # ... minimise over segmenter.trainable_weights (bridge + deconv only).
         model = DecoupledNetInference(classifier, segmenter, 0.5)    # predict / export
     """
-    check_decoupled_shape(config)
+    check_buildable(config)
     size = config.model.input_size
     image = layers.Input((size, size, 3), name="image")
     class_index = layers.Input((), dtype=tf.int32, name="class_index")
