@@ -122,8 +122,9 @@ _DECOUPLEDNET_PAPER_MIOU = {
 ROWS.update({f"{prefix}_{n}": Row(f"{prefix}_{n}", f"{method}, {n} strong/class", {"miou": miou})
              for (method, prefix), cells in _DECOUPLEDNET_PAPER_MIOU.items()
              for n, miou in cells.items()})
-_DECOUPLEDNET_ROWS = tuple(f"{prefix}_{n}" for _, prefix in _DECOUPLEDNET_PAPER_MIOU
-                           for n in ("full", "25", "10", "5"))
+_DECOUPLEDNET_ROWS = tuple(f"{prefix}_{n}"
+                           for (_, prefix), cells in _DECOUPLEDNET_PAPER_MIOU.items()
+                           for n in cells)
 _DECOUPLEDNET_NOTE = (
     "Paper numbers: PASCAL VOC 2012 val, mIoU over 21 classes including background; ours: "
     "the same definition on our validation set. -Str trains both stages on the strong images "
