@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
@@ -241,7 +242,7 @@ class DataConfig:
     (see ``data_pipelines.datasets``); ``synthetic`` generates the embedded fundus set.
     """
 
-    graded_format: str = "eyepacs"  # eyepacs | aptos | idrid | tfrecord
+    graded_format: str = "eyepacs"  # eyepacs | aptos | idrid_grading | tfrecord
     graded_train: str = ""
     graded_val: str = ""
     masks_format: str = "generic"  # generic | idrid | voc | tfrecord
@@ -266,6 +267,9 @@ class DataConfig:
     # Decode every file once before training so any bad file is reported up front
     # (costs about one decode-only epoch).
     validate_files: bool = False
+    # A validation set sharing images (same file or same bytes) with its training set is
+    # refused: its numbers would not be held out. True downgrades that to a warning.
+    allow_val_overlap: bool = False
     shuffle_buffer: int = 1024
     cache: bool = False
     seed: int = 0
@@ -509,6 +513,13 @@ class ExperimentConfig:
         return self
 
 
+def scaled_warmup(warmup: int, steps: int, planned_steps: int) -> int:
+    """The LR warm-up of a run whose step budget changed from ``planned_steps`` to
+    ``steps``: scaled in proportion, so the schedule keeps its shape, and always shorter
+    than the run (a 2-step smoke run of a 40-step warm-up gets 0)."""
+    return max(0, min(steps - 1, round(warmup * steps / max(1, planned_steps))))
+
+
 def use_class_names(config: "ExperimentConfig", class_names) -> None:
     """Point ``config`` at a mask set with other classes (background first), e.g. VOC's 21:
     the class list, the segmentation head's width, and the overlap priority cut to the
@@ -557,9 +568,11 @@ def _changed(values: dict, defaults: dict) -> dict:
 
 
 def override(config: Any, dotted: str, value: Any) -> None:
-    """Set ``config.a.b = value`` from a dotted path, coercing to the field's type.
+    """Set ``config.a.b = value`` from a dotted path, coerced to the field's declared type.
 
-    Raises ConfigError naming the path when it does not exist or cannot be coerced.
+    Strings (``--set`` values) are parsed by the declared type (``"64,32"`` for a
+    ``Tuple[int, ...]`` is ``(64, 32)``); other values must already fit it. Raises
+    ConfigError naming the path when it does not exist or the value does not fit.
     """
     *parents, leaf = dotted.split(".")
     target = config
@@ -569,32 +582,82 @@ def override(config: Any, dotted: str, value: Any) -> None:
         target = getattr(target, part)
     if not dataclasses.is_dataclass(target) or leaf not in {f.name for f in dataclasses.fields(target)}:
         raise ConfigError(f"unknown config field {dotted!r}")
-    current = getattr(target, leaf)
-    setattr(target, leaf, _coerce(dotted, current, value))
+    hint = typing.get_type_hints(type(target))[leaf]
+    if dataclasses.is_dataclass(hint):
+        names = ", ".join(f"{dotted}.{f.name}" for f in dataclasses.fields(hint))
+        raise ConfigError(f"{dotted} is a group of fields; set one of them: {names}")
+    setattr(target, leaf, coerce_to_type(dotted, hint, value))
 
 
-def _coerce(path: str, current: Any, value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        if isinstance(current, bool):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if isinstance(current, int):
-            return int(value)
-        if isinstance(current, float) or current is None:
-            return float(value)
-        if isinstance(current, tuple):
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Union:
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        return f"comma-separated {_type_name(args[0])}s" if args else "tuple"
+    return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+def coerce_to_type(path: str, hint: Any, value: Any) -> Any:
+    """``value`` as the declared type ``hint`` (bool, int, float, str, ``Optional[X]``,
+    ``Tuple[X, ...]``); ConfigError naming ``path`` and the expected type otherwise."""
+    def fail(err: Optional[Exception] = None):
+        raise ConfigError(f"cannot set {path}={value!r}: expected {_type_name(hint)}") from err
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:  # Optional[X]
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "")):
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) != 1:
+            fail()
+        try:
+            return coerce_to_type(path, inner[0], value)
+        except ConfigError as err:
+            fail(err)
+    if origin is tuple:
+        item = args[0] if args else str
+        if isinstance(value, str):
             items = [v.strip() for v in value.split(",") if v.strip()]
-            if current and isinstance(current[0], int):
-                return tuple(int(v) for v in items)
-            return tuple(items)
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            fail()
+        try:
+            return tuple(coerce_to_type(path, item, v) for v in items)
+        except ConfigError as err:
+            fail(err)
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+                return value.strip().lower() in _TRUE
+            fail()
+        if hint is int:
+            if isinstance(value, bool):
+                fail()
+            if isinstance(value, int):
+                return value
+            if isinstance(value, str):
+                return int(value.strip())
+            fail()
+        if hint is float:
+            if isinstance(value, bool):
+                fail()
+            if isinstance(value, (int, float)):
+                return float(value)
+            if isinstance(value, str):
+                return float(value.strip())
+            fail()
+        if hint is str:
+            return value if isinstance(value, str) else fail()
     except ValueError as err:
-        raise ConfigError(f"cannot set {path}={value!r}: expected {type(current).__name__}") from err
-    return value
+        fail(err)
+    raise ConfigError(f"{path}: cannot coerce to the declared type {hint!r}")
 
 
 def upgrade_legacy_fields(data: dict) -> dict:

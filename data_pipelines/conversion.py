@@ -24,23 +24,24 @@ from coopseg.config import IGNORE_LABEL, LESION_CLASSES, LESION_PRIORITY, Config
 from coopseg.utils.atomic_write import write_json_atomically
 from coopseg.utils.progress import ProgressBar
 from data_pipelines import fundus, tfrecords
-from data_pipelines.datasets import GRADED_READERS, MASK_READERS, load_graded, load_masks
+from data_pipelines.datasets import GRADED_READERS, MASK_READERS, SPLITS, load_graded, load_masks
 from data_pipelines.idrid import idrid_class_names
 from data_pipelines.imageio import UnreadableImageError, read_image, read_mask_example
 from data_pipelines.records import DataError, GradedExample, MaskExample
 from data_pipelines.voc import VOC_CLASSES
 
-# Format name (the converter's --format) -> (reader kind, reader format name).
+# Format name (the converter's --format, the same as coopseg-train's --graded_format /
+# --masks_format) -> (reader kind, reader format name).
 FORMATS: Dict[str, Tuple[str, str]] = {
     "eyepacs": ("graded", "eyepacs"),
     "aptos": ("graded", "aptos"),
-    "idrid_grading": ("graded", "idrid"),
+    "idrid_grading": ("graded", "idrid_grading"),
     "generic": ("masks", "generic"),
     "idrid": ("masks", "idrid"),
     "voc": ("masks", "voc"),
 }
 # Readers whose on-disk layout has named splits (IDRiD train/test, VOC train/val).
-_SPLIT_READERS = ("idrid_grading", "idrid", "voc")
+_SPLIT_READERS = tuple(SPLITS)
 STATS_DIR = ".shard_stats"
 _SHARD_FILE = re.compile(
     r"^(?P<split>.+)-\d{5}-of-(?P<num_shards>\d{5})\.tfrecord(\.partial|\.json)?$")

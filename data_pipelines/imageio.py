@@ -73,22 +73,37 @@ def to_uint8(path: str, array: np.ndarray) -> np.ndarray:
 
 
 def read_image(path: str) -> np.ndarray:
-    """Read an image file as RGB uint8 ``[H, W, 3]``.
+    """Read an image file as RGB uint8 ``[H, W, 3]`` (``read_image_with_note`` without
+    its note)."""
+    return read_image_with_note(path)[0]
+
+
+def read_image_with_note(path: str) -> Tuple[np.ndarray, str]:
+    """Read an image file as RGB uint8 ``[H, W, 3]``, and a note on what was changed.
 
     One OpenCV code path covers JPEG, PNG, TIFF and BMP, grayscale and RGBA, 8 and 16 bit.
-
-    Grayscale is replicated to 3 channels, alpha is dropped, 16-bit is shifted to 8-bit.
+    Grayscale is replicated to 3 channels and 16-bit is shifted to 8-bit. Transparency is
+    composited on black (a transparent pixel is no retina, like the black frame around
+    it); the note says so, with the transparent share, whenever a pixel was not opaque.
     Raises UnreadableImageError naming the file when it cannot be decoded.
     """
     array = to_uint8(path, decode_unchanged(path, read_bytes(path)))
     if array.ndim == 2:
         array = array[:, :, None]
     channels = array.shape[2]
-    if channels in (1, 2):  # gray, gray + alpha
-        return np.repeat(array[:, :, :1], 3, axis=2)
-    if channels in (3, 4):  # BGR, BGRA
-        return np.ascontiguousarray(array[:, :, 2::-1])
-    raise UnreadableImageError(f"{path}: unsupported channel count {channels}")
+    if channels not in (1, 2, 3, 4):
+        raise UnreadableImageError(f"{path}: unsupported channel count {channels}")
+    colour = array[:, :, :1] if channels <= 2 else array[:, :, 2::-1]  # gray or BGR -> RGB
+    colour = np.repeat(colour, 3, axis=2) if channels <= 2 else np.ascontiguousarray(colour)
+    note = ""
+    if channels in (2, 4):
+        alpha = array[:, :, -1:]
+        if (alpha < 255).any():
+            transparent = float(np.mean(alpha < 255))
+            colour = (colour.astype(np.uint16) * alpha // 255).astype(np.uint8)
+            note = (f"transparency ({100 * transparent:.1f}% of pixels not opaque) "
+                    "composited on black")
+    return colour, note
 
 
 # ------------------------------------------------------------ colours -> class index

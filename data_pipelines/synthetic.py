@@ -21,7 +21,7 @@ from absl import app, flags, logging
 
 from coopseg.config import (LESION_CLASSES, LESION_PRIORITY, NUM_GRADES, ConfigError,
                             ExperimentConfig)
-from coopseg.utils.console import start_program
+from coopseg.utils.console import run_program
 from coopseg.utils.progress import ProgressBar
 from data_pipelines import synthetic_draw as draw
 from data_pipelines import synthetic_lesions as lesions
@@ -345,8 +345,7 @@ def _main(argv: List[str]) -> None:
 def run() -> None:
     """Console script ``coopseg-synth``."""
     _define_flags()
-    start_program(__name__)
-    app.run(_main)
+    run_program(_main, __name__)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from coopseg.config import ConfigError
-from coopseg.utils.console import start_program
+from coopseg.utils.console import run_program
 from coopseg.utils.progress import ProgressBar
 from data_pipelines import imageio
 from data_pipelines import synthetic_voc_shapes as shapes
@@ -248,8 +248,7 @@ def _main(argv: List[str]) -> None:
 def run() -> None:
     """Command-line entry point."""
     _define_flags()
-    start_program(__name__)
-    app.run(_main)
+    run_program(_main, __name__)
 
 
 if __name__ == "__main__":

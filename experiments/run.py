@@ -14,7 +14,8 @@ from typing import Dict, List, Optional, Sequence
 from absl import app, flags
 
 from coopseg.config import LESION_CLASSES, ConfigError
-from coopseg.utils.console import start_program
+from coopseg.utils.console import run_program
+from data_pipelines.datasets import GRADED_FORMATS, MASK_FORMATS, canonical_graded_format
 from data_pipelines.records import DataError
 from data_pipelines.synthetic import use_synthetic_data
 from data_pipelines.voc import VOC_CLASSES
@@ -133,10 +134,10 @@ def _define_flags() -> None:
                          f"(data_efficiency: {de.GRADED_IMAGES['small']} at small).")
     flags.DEFINE_list("mask_counts", [], "data_efficiency: the mask-training subset sizes N "
                       f"(default at small: {','.join(map(str, de.MASK_COUNTS['small']))}).")
-    flags.DEFINE_string("graded_format", "eyepacs", "eyepacs | aptos | idrid | tfrecord")
+    flags.DEFINE_string("graded_format", "eyepacs", GRADED_FORMATS)
     flags.DEFINE_string("graded_train", None, "Graded (classification) training data.")
     flags.DEFINE_string("graded_val", None, "Graded validation data.")
-    flags.DEFINE_string("masks_format", "generic", "generic | idrid | voc | tfrecord")
+    flags.DEFINE_string("masks_format", "generic", MASK_FORMATS)
     flags.DEFINE_string("masks_train", None, "Mask-annotated training data.")
     flags.DEFINE_string("masks_val", None, "Mask-annotated validation data (for VOC: the "
                         "split file, e.g. VOC2012/ImageSets/Segmentation/val.txt).")
@@ -164,7 +165,7 @@ def main(argv) -> None:
                               f"{', '.join(suite_names() + (de.NAME,))}")
         suites = get_suites(FLAGS.suite)  # fail on a bad name before generating any data
         if FLAGS.graded_train or FLAGS.masks_train or FLAGS.graded_val or FLAGS.masks_val:
-            data = real_data(FLAGS.graded_format, FLAGS.graded_train, FLAGS.graded_val,
+            data = real_data(canonical_graded_format(FLAGS.graded_format), FLAGS.graded_train, FLAGS.graded_val,
                              FLAGS.masks_format, FLAGS.masks_train, FLAGS.masks_val,
                              needs_graded=any(s.needs_graded for s in suites),
                              class_names=FLAGS.class_names)
@@ -181,7 +182,7 @@ def _run_data_efficiency() -> None:
     counts = de.mask_counts(FLAGS.scale, FLAGS.mask_counts)
     rows = de.selected_rows(FLAGS.rows)
     if FLAGS.graded_train or FLAGS.masks_train or FLAGS.graded_val or FLAGS.masks_val:
-        data = real_data(FLAGS.graded_format, FLAGS.graded_train, FLAGS.graded_val,
+        data = real_data(canonical_graded_format(FLAGS.graded_format), FLAGS.graded_train, FLAGS.graded_val,
                          FLAGS.masks_format, FLAGS.masks_train, FLAGS.masks_val,
                          class_names=FLAGS.class_names)
         de.check_mask_set(data.masks_train, data.masks_format, counts,
@@ -195,5 +196,4 @@ def _run_data_efficiency() -> None:
 
 if __name__ == "__main__":
     _define_flags()
-    start_program(__name__)
-    app.run(main)
+    run_program(main, __name__)

@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from absl import logging
 
 from coopseg.config import (NOT_RESULT_DEFINING, ConfigError, ExperimentConfig, from_dict,
-                            result_dict, to_dict)
+                            result_dict, scaled_warmup, to_dict)
 from coopseg.evaluation.report import ReportOptions, build_report
 from coopseg.runs.run_dir import load_run
 from coopseg.training.inputs import build_eval_inputs
@@ -65,7 +65,7 @@ def _set_steps(config: ExperimentConfig, steps: int) -> None:
     tc = config.train
     for agent in ("seg", "clf"):
         cfg = getattr(tc, agent)
-        warmup = min(steps - 1, round(cfg.warmup_steps * steps / tc.steps))
+        warmup = scaled_warmup(cfg.warmup_steps, steps, tc.steps)
         setattr(tc, agent, dataclasses.replace(cfg, warmup_steps=warmup))
     tc.steps = steps
 

@@ -43,16 +43,67 @@ def test_train_cli_errors_are_one_clear_line(tmp_path):
     assert res.returncode != 0
     assert "coopseg-train: error:" in res.stderr and "nowhere" in res.stderr
     assert "Traceback" not in res.stderr
+    # Checked before the model is built: the failed start leaves no run directory.
+    assert not (tmp_path / "run").exists()
 
     res = _run("coopseg.cli.train", "--pag_mode=sideways")
     assert res.returncode != 0 and "pag_mode" in res.stderr
 
-    res = _run("coopseg.cli.train", "--scale=tiny", "--steps=2", f"--model_dir={tmp_path / 'r'}")
-    assert res.returncode != 0 and "warmup_steps=5 must be smaller" in res.stderr
-
     res = _run("coopseg.cli.train", "--set=model.input_size=100", "--scale=tiny",
                f"--model_dir={tmp_path / 'run'}")
     assert res.returncode != 0 and "divisible by" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_two_step_smoke_run_of_jointseg_just_works(tmp_path):
+    # The tiny scale's 5-step warm-up is longer than the run: scaled to it and logged,
+    # where it used to stop the run one agent at a time.
+    res = _run("coopseg.cli.train", "--experiment=jointseg", "--scale=tiny", "--steps=2",
+               f"--model_dir={tmp_path / 'r'}", f"--data_dir={tmp_path / 'data'}", "--noexport")
+    assert res.returncode == 0, res.stderr[-2000:]
+    for agent in ("seg", "clf"):
+        assert f"train.{agent}.warmup_steps=5 is not shorter than the 2-step run: scaled to 0" \
+            in res.stderr
+    assert "Done: jointseg (jointseg, joint, 2 steps)" in res.stdout
+    with open(tmp_path / "r" / "config.json") as f:
+        import json
+        train = json.load(f)["train"]
+    assert train["steps"] == 2 and train["seg"]["warmup_steps"] == 0
+
+
+def test_print_config_shows_the_effective_values_and_help_exits_0(tmp_path):
+    import json
+    res = _run("coopseg.cli.train", "--scale=tiny", "--steps=7", "--print_config",
+               "--set=model.decoder_filters=64,32,16,8", f"--model_dir={tmp_path / 'r'}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    config = json.loads(res.stdout[:res.stdout.rindex("}") + 1])
+    assert config["name"] == "demo" and config["train"]["steps"] == 7
+    assert config["model"]["decoder_filters"] == [64, 32, 16, 8]  # ints, not strings
+    assert not (tmp_path / "r").exists()  # printing trains nothing
+    for module in ("coopseg.cli.train", "coopseg.cli.predict", "coopseg.cli.convert"):
+        res = _run(module, "--help")
+        assert res.returncode == 0 and res.stdout.startswith("usage: "), (module, res.stdout[:200])
+    assert "--print_config" in _run("coopseg.cli.train", "--help").stdout
+
+
+def test_set_coerces_by_the_declared_type():
+    cfg = get_experiment("demo", "tiny")
+    override(cfg, "model.decoder_filters", "64,32,16,8")
+    assert cfg.model.decoder_filters == (64, 32, 16, 8)
+    override(cfg, "train.seg.clipnorm", "2.5")          # Optional[float], None by default
+    assert cfg.train.seg.clipnorm == 2.5
+    override(cfg, "train.seg.clipnorm", "none")
+    assert cfg.train.seg.clipnorm is None
+    override(cfg, "data.class_names", "background,a,b")
+    assert cfg.data.class_names == ("background", "a", "b")
+    for path, value, expected in [("model.decoder_filters", "64,x", "comma-separated ints"),
+                                  ("train.steps", "2.5", "expected int"),
+                                  ("train.steps", True, "expected int"),
+                                  ("run.deterministic", "maybe", "expected bool"),
+                                  ("train.seg.clipnorm", "big", "float or None")]:
+        with pytest.raises(ConfigError, match=expected):
+            override(cfg, path, value)
+    with pytest.raises(ConfigError, match="group of fields.*train.seg.momentum"):
+        override(cfg, "train.seg", "1")
 
 
 def test_evaluate_and_export_need_a_run_dir(tmp_path):

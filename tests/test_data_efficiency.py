@@ -33,7 +33,7 @@ def test_asking_for_more_images_than_the_set_has_names_the_set():
 
 
 def test_training_reads_only_the_subset(tmp_path):
-    from coopseg.training.inputs import _mask_source
+    from coopseg.training.inputs import _mask_sources
     from data_pipelines.decode import DecodeReport
     from experiments.scales import experiment
     from tests.helpers import tiny_synthetic_config
@@ -41,12 +41,11 @@ def test_training_reads_only_the_subset(tmp_path):
     cfg = tiny_synthetic_config(str(tmp_path / "data"), str(tmp_path / "run"))
     cfg.data.masks_train_count = 3
     seen = set()
-    for image, _ in _mask_source(cfg, cfg.data.masks_train, "train", True,
-                                 DecodeReport()).take(30):
+    train, val = _mask_sources(cfg, DecodeReport(), True, order_seed=0)
+    for image, _ in train.take(30):
         seen.add(float(np.asarray(image).astype(np.float64).sum()))
     assert len(seen) == 3
     # Validation never takes a subset.
-    val = _mask_source(cfg, cfg.data.masks_val, "val", False, DecodeReport())
     assert sum(1 for _ in val) == 8
     assert experiment("tiny").data.masks_train_count == 0
 

@@ -30,7 +30,7 @@ def test_graded_formats_reach_their_readers(tmp_path):
     write(str(aptos / "train.csv"), "id_code,diagnosis\nabc,4\n")
     write(str(aptos / "train_images" / "abc.png"), b"png")
     assert [e.grade for e in load_graded("aptos", str(aptos))] == [4]
-    assert set(GRADED_READERS) == {"eyepacs", "aptos", "idrid"}
+    assert set(GRADED_READERS) == {"eyepacs", "aptos", "idrid_grading"}
 
 
 def test_mask_formats_reach_their_readers(tmp_path):
@@ -46,7 +46,7 @@ def test_mask_formats_reach_their_readers(tmp_path):
 
 
 def test_unknown_format_lists_the_choices(tmp_path):
-    with pytest.raises(ConfigError, match=r"'kaggle'.*'eyepacs', 'aptos', 'idrid'"):
+    with pytest.raises(ConfigError, match=r"'kaggle'.*'eyepacs', 'aptos', 'idrid_grading'"):
         load_graded("kaggle", str(tmp_path))
     with pytest.raises(ConfigError, match=r"'coco'.*'generic', 'idrid', 'voc'"):
         load_masks("coco", str(tmp_path), LESION_CLASSES)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List, Tuple
+from typing import List, Optional, Sequence, Set, Tuple
 
 from absl import app, flags
 
 from coopseg.config import ConfigError
-from coopseg.utils.console import start_program
+from coopseg.utils.console import run_program
 from data_pipelines.conversion import FORMATS, ConvertOptions, convert_split
 from data_pipelines.records import DataError
 
@@ -99,13 +99,39 @@ def main(argv: List[str]) -> None:
     entry = manifest["splits"][FLAGS.split]
     print(f"{FLAGS.output}: split {FLAGS.split!r} has {entry['count']} records in "
           f"{entry['num_shards']} shard(s), {len(entry['skipped'])} skipped")
+    print("\n".join(next_step_lines(FORMATS[FLAGS.format][0], FLAGS.output,
+                                     set(manifest["splits"]), FLAGS.class_names)))
+
+
+def next_step_lines(kind: str, output: str, splits: Set[str],
+                    class_names: Optional[Sequence[str]]) -> List[str]:
+    """The command that trains on a converted set (TFRecords read the ``train`` and
+    ``val`` splits), and the conversion still missing for it."""
+    if kind == "graded":
+        args = f"--graded_format=tfrecord --graded_train={output}"
+        args += f" --graded_val={output}" if "val" in splits else ""
+        other = "add --masks_format/--masks_train/--masks_val of a mask set for joint training"
+        command = f"coopseg-train --mode=clf_only {args}"
+    else:
+        args = f"--masks_format=tfrecord --masks_train={output}"
+        args += f" --masks_val={output}" if "val" in splits else ""
+        args += f" --class_names={','.join(class_names)}" if class_names else ""
+        other = "add --graded_format/--graded_train/--graded_val of a graded set for joint training"
+        command = f"coopseg-train --mode=seg_only {args}"
+    lines = []
+    if "train" not in splits:
+        lines.append("next: convert the training split too (--split=train) before training")
+    if "val" not in splits:
+        lines.append("next: convert a held-out split too (--split=val, with --source_split "
+                     "for IDRiD's test or VOC's val) so the run is validated")
+    lines += [f"next: {command}", f"      ({other})"]
+    return lines
 
 
 def run() -> None:
     """Console-script entry point (``coopseg-convert``)."""
     define_flags()
-    start_program(__name__)
-    app.run(main)
+    run_program(main, __name__)
 
 
 if __name__ == "__main__":

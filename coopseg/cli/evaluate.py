@@ -14,6 +14,7 @@ from absl import app, flags, logging
 
 from coopseg.cli.errors import exit_on_wrapped_data_error
 from coopseg.config import ConfigError
+from coopseg.evaluation import pixel_ranking as pr
 from coopseg.evaluation import report as er
 from coopseg.evaluation import report_output as out
 from coopseg.evaluation.evaluate import evaluate_system
@@ -23,7 +24,7 @@ from coopseg.evaluation.report_output import check_report_dir
 from coopseg.runs.run_dir import load_run
 from coopseg.training.inputs import build_eval_inputs
 from coopseg.utils.atomic_write import write_json_atomically
-from coopseg.utils.console import start_program
+from coopseg.utils.console import run_program
 from data_pipelines.records import DataError
 
 FLAGS = flags.FLAGS
@@ -42,8 +43,9 @@ def _define_flags() -> None:
                         "scalars and figures (default <model_dir>/logs/evaluation).")
     flags.DEFINE_float("referable_threshold", 0.5, "With --report: referable DR is predicted "
                        "when p(grade >= 2) >= this.")
-    flags.DEFINE_integer("aupr_bins", 10000, "With --report: pixel-score bins per lesion for "
-                         "AUPR (more bins, tighter to an exact sort).")
+    flags.DEFINE_integer("aupr_bins", pr.DEFAULT_BINS, "With --report: pixel-score bins "
+                         "per lesion for AUPR, equal in logit (more bins, tighter to an exact "
+                         "sort).")
     flags.DEFINE_integer("grid_images", 4, "With --report: k worst and k best segmentations "
                          "in the image grid (0: no grid).")
 
@@ -130,8 +132,7 @@ def _report_main() -> None:
 def run() -> None:
     """Console-script entry point."""
     _define_flags()
-    start_program(__name__)
-    app.run(main)
+    run_program(main, __name__)
 
 
 if __name__ == "__main__":

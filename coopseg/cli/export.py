@@ -13,7 +13,7 @@ from coopseg.config import ConfigError
 from coopseg.runs.run_dir import load_run
 from coopseg.serving import photo_preprocessing
 from coopseg.serving.export import export_saved_model
-from coopseg.utils.console import start_program
+from coopseg.utils.console import run_program
 
 FLAGS = flags.FLAGS
 
@@ -43,8 +43,7 @@ def main(argv) -> None:
 def run() -> None:
     """Console-script entry point."""
     _define_flags()
-    start_program(__name__)
-    app.run(main)
+    run_program(main, __name__)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from typing import Dict
 
-from absl import flags
+import json
 
-from coopseg.config import (GRADIENT_BALANCE, STRATEGIES, ConfigError, ExperimentConfig, override,
+from absl import flags, logging
+
+from coopseg.config import (GRADIENT_BALANCE, PAG_MODES, STRATEGIES, TRAIN_MODES, ConfigError,
+                            ExperimentConfig, override, scaled_warmup, to_dict,
                             use_class_names)
+from data_pipelines.datasets import GRADED_FORMATS, MASK_FORMATS, canonical_graded_format
 from data_pipelines.voc import VOC_CLASSES
 from experiments.registry import SCALES, get_experiment
 
@@ -54,7 +58,9 @@ FIELD_FLAGS: Dict[str, str] = {
     "affine": "data.affine",
     "skip_bad_images": "data.skip_bad_images",
     "validate_files": "data.validate_files",
+    "allow_val_overlap": "data.allow_val_overlap",
 }
+
 
 _defined = False
 
@@ -65,12 +71,16 @@ def define_experiment_flags() -> None:
     if _defined:
         return
     _defined = True
-    flags.DEFINE_string("experiment", "demo", "Experiment config in experiments/ (see --helpfull).")
+    flags.DEFINE_string("experiment", "demo", "Experiment config in experiments/rows/. Most "
+                        "flags below default to the experiment's own value: --print_config "
+                        "shows every effective value.")
+    flags.DEFINE_bool("print_config", False, "Print the effective config (the experiment with "
+                      "every flag applied) as JSON and exit without training.")
     flags.DEFINE_enum("scale", "small", SCALES, "Size of the experiment: paper | small | tiny.")
     flags.DEFINE_multi_string("set", [], "Override any config field: --set=train.seg.momentum=0.95")
     flags.DEFINE_string("model_dir", None, "Run directory (checkpoints, logs, metrics, export).")
     flags.DEFINE_integer("steps", None, "Training steps (both agents step once per step).")
-    flags.DEFINE_enum("mode", None, ["joint", "seg_only", "clf_only"], "Which agents train.")
+    flags.DEFINE_enum("mode", None, list(TRAIN_MODES), "Which agents train.")
     flags.DEFINE_integer("seed", None, "Seed of weight initialisation, data order and "
                          "augmentation.")
     flags.DEFINE_float("lr_ratio", None, "Classifier LR / segmentation LR (paper: 30; "
@@ -97,7 +107,7 @@ def define_experiment_flags() -> None:
                         "deconvnet), VGG-19 or InceptionV3. Nothing is downloaded.")
     flags.DEFINE_bool("deterministic", None, "TensorFlow op determinism: the same command "
                       "gives bit-identical results (slower; see benchmarks/determinism.py).")
-    flags.DEFINE_enum("pag_mode", None, ["none", "concat", "gated"], "Partial attention gate mode.")
+    flags.DEFINE_enum("pag_mode", None, list(PAG_MODES), "Partial attention gate mode.")
     flags.DEFINE_bool("per_agent_batch_norm", None, "JointSeg: the classifier agent keeps its "
                       "own BatchNorm moving statistics in the shared encoder.")
     flags.DEFINE_float("clf_encoder_lr_scale", None, "JointSeg: the classifier agent's LR on "
@@ -109,10 +119,10 @@ def define_experiment_flags() -> None:
     flags.DEFINE_float("balance_target", None, "--gradient_balance=normalize: the classifier's "
                        "encoder-gradient norm as a multiple of the segmenter's.")
     flags.DEFINE_integer("input_size", None, "Model input size (divisible by 2**(levels+1)).")
-    flags.DEFINE_string("graded_format", None, "eyepacs | aptos | idrid | tfrecord")
+    flags.DEFINE_string("graded_format", None, GRADED_FORMATS)
     flags.DEFINE_string("graded_train", None, "Graded (classification) training data.")
     flags.DEFINE_string("graded_val", None, "Graded validation data.")
-    flags.DEFINE_string("masks_format", None, "generic | idrid | voc | tfrecord")
+    flags.DEFINE_string("masks_format", None, MASK_FORMATS)
     flags.DEFINE_string("masks_train", None, "Mask-annotated (segmentation) training data.")
     flags.DEFINE_string("masks_val", None, "Mask-annotated validation data.")
     flags.DEFINE_integer("masks_train_count", None, "Train the segmenter on this many mask "
@@ -126,11 +136,14 @@ def define_experiment_flags() -> None:
                       "--noskip_bad_images makes any bad image an error.")
     flags.DEFINE_bool("validate_files", None, "Decode every file once before training and "
                       "report all bad files up front.")
+    flags.DEFINE_bool("allow_val_overlap", None, "Accept validation images that are also "
+                      "training images (refused by default: the numbers would not be held out).")
 
 
 def config_from_flags() -> ExperimentConfig:
     """The chosen experiment with every given flag applied, validated."""
     config = get_experiment(FLAGS.experiment, FLAGS.scale)
+    planned_steps = config.train.steps
     for flag_name, field_path in FIELD_FLAGS.items():
         value = FLAGS[flag_name].value
         if value is not None:
@@ -140,6 +153,8 @@ def config_from_flags() -> ExperimentConfig:
             raise ConfigError(f"--set={item!r}: expected field.path=value")
         path, value = item.split("=", 1)
         override(config, path.strip(), value.strip())
+    config.data.graded_format = canonical_graded_format(config.data.graded_format)
+    fit_warmup_to_steps(config, planned_steps)
     class_names = FLAGS.class_names
     if class_names is None and config.data.masks_format == "voc":
         class_names = VOC_CLASSES
@@ -148,3 +163,26 @@ def config_from_flags() -> ExperimentConfig:
     if FLAGS.model_dir is None:
         override(config, "run.model_dir", f"runs/{config.name}")
     return config.validate()
+
+
+def fit_warmup_to_steps(config: ExperimentConfig, planned_steps: int) -> None:
+    """A run shorter than an agent's LR warm-up gets the warm-up scaled to its length
+    (``scaled_warmup``), with a logged note, instead of an error: a 2-step smoke run of
+    any experiment just works."""
+    steps = config.train.steps
+    for name in ("seg", "clf"):
+        agent = getattr(config.train, name)
+        if agent.warmup_steps >= steps:
+            capped = scaled_warmup(agent.warmup_steps, steps, planned_steps)
+            logging.warning("train.%s.warmup_steps=%d is not shorter than the %d-step run: "
+                            "scaled to %d (set --set=train.%s.warmup_steps=N to choose)",
+                            name, agent.warmup_steps, steps, capped, name)
+            agent.warmup_steps = capped
+
+
+def print_config_if_asked(config: ExperimentConfig) -> bool:
+    """With ``--print_config``: print the effective config as JSON; True if printed."""
+    if not FLAGS.print_config:
+        return False
+    print(json.dumps(to_dict(config), indent=2))
+    return True

@@ -15,7 +15,8 @@ from coopseg.config import ConfigError
 from coopseg.serving.predict_folder import (PredictOptions, list_inputs, predict_folder,
                                             read_input_list)
 from coopseg.serving.predictor import load_predictor
-from coopseg.utils.console import start_program
+from coopseg.utils.console import run_program
+from data_pipelines.provenance import describe_training_data
 from data_pipelines.records import DataError
 
 FLAGS = flags.FLAGS
@@ -61,6 +62,7 @@ def main(argv) -> None:
         print(f"Predicting {len(inputs)} files with {predictor.source}"
               f"{' (flip TTA)' if FLAGS.tta else ''}; preprocessing: "
               f"{options.resolve(predictor.preprocessing).describe()}")
+        print(f"The model was trained on: {describe_training_data(predictor.training_data)}")
         summary = predict_folder(predictor, inputs, FLAGS.output_dir, options)
     except (ConfigError, DataError) as err:
         sys.exit(f"coopseg-predict: error: {err}")
@@ -73,13 +75,19 @@ def main(argv) -> None:
           + (f"; {grades}" if grades else ""))
     print(f"written: {summary['csv']}"
           + (f" and {FLAGS.output_dir}/overlays/" if FLAGS.overlays else ""))
+    if (predictor.training_data or {}).get("real_photos") is False:
+        print("NOTE: this model was trained on synthetic images only and never saw a real "
+              "photo: its grades and lesion maps of real photos are not meaningful "
+              "(column model_saw_real_photos = 0). Train on real data first (README).")
+    if summary["predicted"] == 0:
+        sys.exit(f"coopseg-predict: error: no image was predicted: all {summary['images']} "
+                 f"file(s) were unreadable (reasons in {summary['csv']})")
 
 
 def run() -> None:
     """Console-script entry point."""
     _define_flags()
-    start_program(__name__)
-    app.run(main)
+    run_program(main, __name__)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from coopseg.cli.errors import exit_now, exit_on_wrapped_data_error
-from coopseg.cli.flags import config_from_flags, define_experiment_flags
+from coopseg.cli.flags import config_from_flags, define_experiment_flags, print_config_if_asked
 from coopseg.config import ConfigError
 from coopseg.training.loop import TrainingDiverged
 from coopseg.training.strategy import make_strategy
-from coopseg.training.train import model_dir_lock, train
-from coopseg.utils.console import start_program
+from coopseg.training.train import model_dir_lock, require_data_paths, train
+from coopseg.utils.console import run_program
 from data_pipelines.records import DataError
 from data_pipelines.synthetic import use_synthetic_data
 
@@ -42,6 +42,8 @@ def _print_result(out: dict, model_dir: str) -> None:
     if seg.get("iou"):
         per_class = ", ".join(f"{k} {100 * v:.1f}" for k, v in seg["iou"].items() if v is not None)
         lines.append(f"  per-class IoU: {per_class}")
+    for agent, reason in sorted(out.get("not_validated", {}).items()):
+        lines.append(f"  NOT VALIDATED: {reason}")
     if out["skipped_images"]:
         lines.append(f"  skipped unreadable images: {len(out['skipped_images'])} (see metrics.json)")
     lines += [f"  TensorBoard:  tensorboard --logdir {os.path.join(model_dir, 'logs')}",
@@ -61,8 +63,14 @@ def main(argv) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
         config = config_from_flags()
+        if print_config_if_asked(config):
+            if not (config.data.graded_train or config.data.masks_train):
+                print(f"(no data paths given: the run would generate or reuse the synthetic "
+                      f"fundus set in {FLAGS.data_dir} and train on it)")
+            return
         # First: a multi-worker strategy must exist before TensorFlow runs any op.
         strategy = make_strategy(config.run.strategy)
+        require_data_paths(config)
         # Then the run directory's lock, so a second run on it stops before any work.
         with model_dir_lock(config, strategy):
             d = config.data
@@ -81,8 +89,7 @@ def main(argv) -> None:
 def run() -> None:
     """Console-script entry point."""
     _define_flags()
-    start_program(__name__, "coopseg.cli.flags")
-    app.run(main)
+    run_program(main, __name__, "coopseg.cli.flags")
 
 
 if __name__ == "__main__":

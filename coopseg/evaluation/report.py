@@ -43,15 +43,14 @@ def subsample(arrays: Sequence[np.ndarray], max_points: int) -> List[np.ndarray]
 
 def _aupr_summary(histogram: pr.PixelScoreHistogram, class_names: Sequence[str],
                   max_points: int) -> dict:
-    counts = histogram.counts()
     aupr, bound, curves, positives = {}, {}, {}, {}
     for c, name in enumerate(class_names[1:], start=1):
-        hist = counts[c - 1]
-        aupr[name] = pr.histogram_average_precision(hist)
-        bound[name] = pr.binning_error_bound(hist)
-        positives[name] = int(hist[:, 1].sum())
+        ranking = histogram.class_ranking(c)
+        aupr[name] = ranking.average_precision()
+        bound[name] = ranking.error_bound()
+        positives[name] = int(ranking.counts[:, 1].sum())
         if positives[name] > 0:
-            precision, recall, thresholds = pr.histogram_precision_recall_curve(hist)
+            precision, recall, thresholds = ranking.precision_recall_curve()
             # thresholds has one entry fewer (the end point); pad it with None.
             precision, recall, thresholds = subsample(
                 [precision, recall, np.r_[thresholds, np.nan]], max_points)

@@ -12,6 +12,7 @@ import tensorflow as tf
 from coopseg.config import ConfigError
 from coopseg.evaluation import figures as rf
 from coopseg.evaluation import metric_tables as mr
+from coopseg.evaluation import pixel_ranking as pr
 from coopseg.evaluation.report import Report
 from coopseg.utils.tables import markdown_table
 from data_pipelines.atomic_dir import write_directory_atomically
@@ -54,8 +55,10 @@ def render_markdown(report: Report) -> str:
         lines += ["## Segmentation", "", f"{seg['num_images']} validation images.", ""]
         aupr = seg.get("aupr") or {}
         background = settings["class_names"][0]
+        bounds = seg.get("aupr_binning_error_bound") or {}
         rows = [[name, seg["iou"][name], seg["dice"][name],
-                 "- (not a lesion)" if name == background else aupr.get(name)]
+                 "- (not a lesion)" if name == background
+                 else _aupr_cell(aupr.get(name), bounds.get(name))]
                 for name in settings["class_names"]]
         lines += _md_table(["class", "IoU", "Dice", "AUPR"], rows)
         lines += _md_table(["summary", "value"], [
@@ -108,6 +111,18 @@ def render_markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
+# An AUPR whose binning error bound exceeds this is printed with its bound.
+AUPR_BOUND_SHOWN = 0.005
+
+
+def _aupr_cell(value, bound):
+    """An AUPR for a table: the number, and ``± bound`` when binning leaves more than
+    ``AUPR_BOUND_SHOWN`` uncertain (``aupr_binning_error_bound``)."""
+    if value is None or bound is None or not bound > AUPR_BOUND_SHOWN:
+        return value
+    return f"{value:.3f} ± {bound:.3f} (binning)"
+
+
 def _how_computed(settings: dict) -> List[str]:
     bins = settings["aupr_bins"]
     return [
@@ -116,11 +131,15 @@ def _how_computed(settings: dict) -> List[str]:
         "validation set (not a mean of per-image values); labels outside the classes (255) "
         "are ignored. The prediction is the argmax class.",
         f"- Per-lesion AUPR (IDRiD's metric): every valid pixel ranked by its softmax "
-        f"probability of the lesion, positives = pixels of that lesion. Scores are binned "
-        f"into {bins} equal bins and pixels in one bin form one threshold (as tied scores "
-        "do); `aupr_binning_error_bound` in metrics.json bounds the difference to an exact "
-        "sort. Step-wise area, no interpolation (scikit-learn's average precision). The "
-        "mean is over the foreground classes with a positive pixel.",
+        f"probability of the lesion, positives = pixels of that lesion. The "
+        f"{pr.DEFAULT_EXACT_TOP} highest-scoring pixels of each lesion are ranked exactly; "
+        f"the rest are binned into {bins} bins equal in logit(p), and pixels in one bin form "
+        "one threshold (as tied scores do); `aupr_binning_error_bound` in metrics.json "
+        "bounds the difference to an exact sort (a bin of equal scores is exact), and the "
+        "table shows it beside "
+        f"an AUPR when it exceeds {AUPR_BOUND_SHOWN}. Step-wise area, no interpolation "
+        "(scikit-learn's average precision). The mean is over the foreground classes with "
+        "a positive pixel.",
         "- Per-image lesion Dice ranks the worst and best segmentations: 2 x pixels where "
         "prediction = truth > 0, over predicted + true lesion pixels; images with neither "
         "are undefined and not ranked.",

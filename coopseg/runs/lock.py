@@ -94,6 +94,17 @@ def _check_record_only(path: str, model_dir: str, previous: Optional[dict]) -> N
                                  "wait for it to finish, stop it, or choose another --model_dir")
 
 
+def _remove_if_only_lock(model_dir: str, path: str) -> None:
+    """Remove a run directory this process created when a failed start left nothing in
+    it but the lock file: a start that fails leaves no empty run behind."""
+    try:
+        if os.listdir(model_dir) == [LOCK_NAME]:
+            os.unlink(path)
+            os.rmdir(model_dir)
+    except OSError as err:
+        logging.warning("%s: could not remove the empty run directory: %s", model_dir, err)
+
+
 @contextlib.contextmanager
 def run_directory_lock(model_dir: str) -> Iterator[None]:
     """Hold ``model_dir``'s lock for the block; RunDirectoryLocked if another live
@@ -104,6 +115,7 @@ def run_directory_lock(model_dir: str) -> Iterator[None]:
     command into the file. A file still holding a record while nobody holds the kernel
     lock was left by a run that was killed: it is taken over with a warning.
     """
+    created = not os.path.isdir(model_dir)
     os.makedirs(model_dir, exist_ok=True)
     path = os.path.join(os.path.realpath(model_dir), LOCK_NAME)
     if path in _held:
@@ -136,10 +148,14 @@ def run_directory_lock(model_dir: str) -> Iterator[None]:
                            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                            "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])})
         _held[path] = [fd, 1]
+        failed = True
         try:
             yield
+            failed = False
         finally:
             del _held[path]
+            if failed and created:
+                _remove_if_only_lock(model_dir, path)
             # Emptied, never deleted: deleting it would let a process that opened the old
             # file and one that creates a new one both "hold" the lock.
             _write_record(fd, None)

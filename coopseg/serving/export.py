@@ -14,11 +14,14 @@ import tempfile
 from typing import Dict, Optional
 
 import tensorflow as tf
+from absl import logging
 
 from coopseg.config import ExperimentConfig
 from coopseg.serving import photo_preprocessing
 from coopseg.serving.photo_preprocessing import PhotoPreprocessing
 from coopseg.serving.preprocess import prepare_encoded
+from coopseg.utils.console import quiet_tensorflow_python_logs
+from data_pipelines.provenance import training_data_record
 
 FLOAT_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
@@ -72,8 +75,14 @@ def export_saved_model(system, config: ExperimentConfig, export_dir: str,
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
-        tf.saved_model.save(module, tmp, signatures={FLOAT_SIGNATURE: signature,
-                                                     BYTES_SIGNATURE: module.serve_bytes})
+        # mkdtemp makes the folder private (0700); an export is read by model servers
+        # running as other users, so it gets the permissions of any other output.
+        os.chmod(tmp, 0o777 & ~_umask())
+        # The writer logs the temporary folder (gone a moment later) and renames
+        # resource inputs nobody sees; the export's own line below says what matters.
+        with quiet_tensorflow_python_logs():
+            tf.saved_model.save(module, tmp, signatures={FLOAT_SIGNATURE: signature,
+                                                         BYTES_SIGNATURE: module.serve_bytes})
         meta = {"method": config.method, "name": config.name,
                 "input_size": config.model.input_size,
                 "num_grades": config.model.num_grades,
@@ -82,7 +91,8 @@ def export_saved_model(system, config: ExperimentConfig, export_dir: str,
                 "signatures": {
                     FLOAT_SIGNATURE: "images: float32 RGB 0..255 [N, S, S, 3]",
                     BYTES_SIGNATURE: "image_bytes: string [N], encoded JPEG/PNG of any size"},
-                "photo_preprocessing": preprocessing.to_dict()}
+                "photo_preprocessing": preprocessing.to_dict(),
+                "training_data": training_data_record(config.data)}
         os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
         with open(os.path.join(tmp, "assets", "coopseg.json"), "w") as f:
             json.dump(meta, f, indent=2)
@@ -92,4 +102,11 @@ def export_saved_model(system, config: ExperimentConfig, export_dir: str,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    logging.info("SavedModel written to %s", export_dir)
     return export_dir
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -26,7 +26,7 @@ from coopseg.serving.predictor import Predictor
 from coopseg.utils.progress import ProgressBar
 from data_pipelines import fundus
 from data_pipelines.augment import resize_image
-from data_pipelines.imageio import read_image
+from data_pipelines.imageio import read_image_with_note
 from data_pipelines.records import DataError
 
 CSV_NAME = "predictions.csv"
@@ -45,6 +45,7 @@ class PreparedPhoto:
     crop_missed: bool = False  # the retina crop was asked for but found no disc
     gradability: Optional[Gradability] = None
     error: str = ""
+    note: str = ""  # what reading changed, e.g. transparency composited on black
 
     @property
     def gradable(self) -> bool:
@@ -120,7 +121,7 @@ def prepare_photo(path: str, size: int, preprocessing: PhotoPreprocessing,
     inside the serving function. Gradability (``assess_gradability``): a retina found,
     not too dark, not clipped bright, not smaller than the model's input."""
     try:
-        image = read_image(path)
+        image, note = read_image_with_note(path)
     except DataError as err:
         return PreparedPhoto(path, error=str(err).replace(f"{path}: ", "", 1))
     # The detector runs even when the run does not crop: ``retina_found`` and the
@@ -138,7 +139,7 @@ def prepare_photo(path: str, size: int, preprocessing: PhotoPreprocessing,
     return PreparedPhoto(path, model_input.astype(np.float32), display,
                          retina_found=box is not None,
                          crop_missed=preprocessing.crop_retina and box is None,
-                         gradability=gradability)
+                         gradability=gradability, note=note)
 
 
 # ---------------------------------------------------------------------- rows and images
@@ -148,14 +149,16 @@ def csv_columns(predictor: Predictor, outputs: Sequence[str]) -> List[str]:
 
     ``image``, ``status`` (``ok`` | ``unreadable``), ``reason`` (why a file is
     unreadable; for a readable photo, that the retina crop found no disc and used the
-    whole frame), ``retina_found`` (1/0), ``gradable`` (1/0), ``gradable_reason`` (empty
-    when gradable, else the reasons joined with ``"; "``; both empty for an unreadable
-    file), then per head ``grade``, ``p_grade_<g>``, ``p_referable`` (P(grade >= 2)),
+    whole frame, or that transparency was composited on black), ``retina_found`` (1/0),
+    ``gradable`` (1/0), ``gradable_reason`` (empty when gradable, else the reasons joined
+    with ``"; "``; both empty for an unreadable file), ``model_saw_real_photos`` (1, 0 for
+    a model trained on synthetic images only, ``unknown``), then per head ``grade``, ``p_grade_<g>``, ``p_referable`` (P(grade >= 2)),
     ``score_<class>`` (image-level labels), ``pixels_<lesion>`` (pixels of each lesion
     class in the model's S x S view of the photo), and ``overlay`` (the PNG, relative
     to the output directory).
     """
-    columns = ["image", "status", "reason", "retina_found", "gradable", "gradable_reason"]
+    columns = ["image", "status", "reason", "retina_found", "gradable", "gradable_reason",
+               "model_saw_real_photos"]
     if "grade_probabilities" in outputs:
         columns += ["grade"] + [f"p_grade_{g}" for g in range(predictor.num_grades)]
         if predictor.num_grades > REFERABLE_MIN_GRADE:
@@ -170,12 +173,13 @@ def csv_columns(predictor: Predictor, outputs: Sequence[str]) -> List[str]:
 def prediction_row(photo: PreparedPhoto, name: str, out: Dict[str, np.ndarray], i: int,
                    predictor: Predictor) -> Dict[str, object]:
     """The CSV row of photo ``i`` of a batch's outputs ``out``."""
-    row: Dict[str, object] = {"image": name, "status": "ok",
-                              "reason": "no retina found: the whole frame was used"
-                              if photo.crop_missed else "",
+    notes = ["no retina found: the whole frame was used"] if photo.crop_missed else []
+    notes += [photo.note] if photo.note else []
+    row: Dict[str, object] = {"image": name, "status": "ok", "reason": "; ".join(notes),
                               "retina_found": int(photo.retina_found),
                               "gradable": int(photo.gradable),
-                              "gradable_reason": photo.gradability.reason}
+                              "gradable_reason": photo.gradability.reason,
+                              "model_saw_real_photos": saw_real_photos(predictor)}
     if "grade_probabilities" in out:
         probs = out["grade_probabilities"][i]
         row["grade"] = int(out["grade"][i])
@@ -191,6 +195,12 @@ def prediction_row(photo: PreparedPhoto, name: str, out: Dict[str, np.ndarray], 
         row.update({f"pixels_{name}": int(counts[c])
                     for c, name in enumerate(predictor.class_names) if c > 0})
     return row
+
+
+def saw_real_photos(predictor: Predictor) -> str:
+    """``1`` / ``0`` / ``unknown``: whether the model's training data held real photos."""
+    real = (predictor.training_data or {}).get("real_photos")
+    return "unknown" if real is None else str(int(real))
 
 
 def overlay_image(photo: PreparedPhoto, name: str, row: Dict[str, object],

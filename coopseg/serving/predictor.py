@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -20,6 +20,7 @@ from coopseg.runs.run_dir import load_run
 from coopseg.serving import photo_preprocessing
 from coopseg.serving.export import FLOAT_SIGNATURE, serving_function
 from coopseg.serving.photo_preprocessing import PhotoPreprocessing
+from data_pipelines.provenance import training_data_record
 
 # Outputs that are probabilities or scores: averaged under test-time augmentation.
 _SPATIAL = ("segmentation_probabilities",)
@@ -41,6 +42,9 @@ class Predictor:
     num_grades: int
     preprocessing: PhotoPreprocessing  # what the training photos went through
     source: str
+    # ``data_pipelines.provenance.training_data_record`` of the model's training sets;
+    # None for exports made before it was recorded.
+    training_data: Optional[Dict[str, Any]] = None
     # Keeps a loaded SavedModel alive: its signatures hold only weak references to
     # the variables.
     keep_alive: Any = field(default=None, repr=False)
@@ -108,7 +112,8 @@ def _from_saved_model(path: str) -> Predictor:
                      # Exports from before it was recorded: the folder readers' whole frames.
                      preprocessing=PhotoPreprocessing.from_dict(
                          meta.get("photo_preprocessing", {})),
-                     source=f"SavedModel {path}", keep_alive=loaded)
+                     source=f"SavedModel {path}", training_data=meta.get("training_data"),
+                     keep_alive=loaded)
 
 
 def _from_checkpoint(model_dir: str) -> Predictor:
@@ -119,5 +124,6 @@ def _from_checkpoint(model_dir: str) -> Predictor:
                      class_names=tuple(config.data.class_names),
                      num_grades=config.model.num_grades,
                      preprocessing=photo_preprocessing.from_config(config),
-                     source=f"checkpoint {latest}", keep_alive=module)
+                     source=f"checkpoint {latest}",
+                     training_data=training_data_record(config.data), keep_alive=module)
 

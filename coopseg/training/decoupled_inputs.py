@@ -18,9 +18,10 @@ from absl import logging
 
 from coopseg.config import ConfigError, ExperimentConfig
 from coopseg.models.decouplednet.network import class_targets
+from coopseg.training.examples import check_held_out, input_seeds, mask_examples
 from coopseg.training.loop import Inputs
-from data_pipelines import datasets, pipeline
-from data_pipelines.decode import DecodeReport, graded_source
+from data_pipelines import pipeline
+from data_pipelines.decode import DecodeReport, graded_source, mask_source
 from data_pipelines.imageio import UnreadableImageError, read_label_map
 from data_pipelines.labels import strong_subset
 from data_pipelines.records import DataError, GradedExample, MaskExample
@@ -160,24 +161,35 @@ def load_training_subset(config: ExperimentConfig, report: Optional[DecodeReport
                          need_labels: bool = True) -> List[MaskExample]:
     """The mask set's training examples this stage learns from (strong subset or all).
 
-    Both stages draw their images from the mask set's training split.
-    ``decoupled.strong_per_class`` N > 0 picks N images per class, reproducibly from
-    ``data.seed`` (``labels.strong_subset``); 0 keeps every image. Stage 1 of
-    DecoupledNet uses all images (0); stage 1 of DecoupledNet-Str, DeconvNet and every
-    stage 2 use the subset. ``need_labels`` fills ``image_labels`` (stage 1 always needs
-    them; picking a subset does too): from ``MaskExample.image_labels`` when the reader
-    knows them, else from the class-index map (``with_image_labels``).
+    Both stages draw their images from the mask set's training split, read as every
+    method reads it (``examples.mask_examples``: ``data.masks_train_count``,
+    ``data.validate_files``). ``decoupled.strong_per_class`` N > 0 then picks N images
+    per class, reproducibly from ``data.seed`` (``labels.strong_subset``); 0 keeps every
+    image. Stage 1 of DecoupledNet uses all images (0); stage 1 of DecoupledNet-Str,
+    DeconvNet and every stage 2 use the subset. ``need_labels`` fills ``image_labels``
+    (stage 1 always needs them; picking a subset does too): from
+    ``MaskExample.image_labels`` when the reader knows them, else from the class-index
+    map (``with_image_labels``).
     """
-    d, per_class = config.data, config.decoupled.strong_per_class
+    return _strong_subset(config, _training_examples(config, report), report, need_labels)
+
+
+def _training_examples(config: ExperimentConfig,
+                       report: Optional[DecodeReport]) -> List[MaskExample]:
+    d = config.data
     if d.masks_format == "tfrecord":
         raise ConfigError("DecoupledNet needs per-image records (image labels, strong "
                           "subsets): use a folder format for data.masks_train, not tfrecord")
     if not d.masks_train:
         raise ConfigError(f"method {config.method} trains on a mask set: set --masks_train")
+    return mask_examples(config, "train", report)
+
+
+def _strong_subset(config: ExperimentConfig, examples: List[MaskExample],
+                   report: Optional[DecodeReport], need_labels: bool) -> List[MaskExample]:
+    d, per_class = config.data, config.decoupled.strong_per_class
     if per_class < 0:
         raise ConfigError(f"decoupled.strong_per_class must be >= 0, got {per_class}")
-    examples = datasets.load_masks(d.masks_format, d.masks_train, d.class_names,
-                                   strict=not d.skip_bad_images)
     if need_labels or per_class:
         examples = with_image_labels(examples, d.class_names, skip_bad=d.skip_bad_images,
                                      report=report)
@@ -194,12 +206,6 @@ def load_training_subset(config: ExperimentConfig, report: Optional[DecodeReport
     return chosen
 
 
-def _validation_examples(config: ExperimentConfig) -> List[MaskExample]:
-    d = config.data
-    return datasets.load_masks(d.masks_format, d.masks_val, d.class_names,
-                               strict=not d.skip_bad_images)
-
-
 def build_decoupled_inputs(config: ExperimentConfig, start_step: int = 0,
                            report: Optional[DecodeReport] = None):
     """``Inputs`` for a DecoupledNet or DeconvNet stage (``build_inputs`` picks it
@@ -210,43 +216,52 @@ def build_decoupled_inputs(config: ExperimentConfig, start_step: int = 0,
     - ``seg_only``: ``seg_train`` = DecoupledNet's ((images, classes), class masks) pairs, or
       DeconvNet's (images, class-index masks); ``seg_val`` = (images, class-index
       masks) of ``data.masks_val`` for the shared mIoU evaluation.
-    Seeds follow ``coopseg.training.inputs.graded_and_mask_inputs`` (seed + train seed + step).
+    Examples, held-out check and seeds are those of every other method
+    (``training/examples.py``).
     """
-
     d, tc, size = config.data, config.train, config.model.input_size
     report = report if report is not None else DecodeReport()
-    seed = d.seed + tc.seed + start_step
+    seeds = input_seeds(config, start_step)
     inputs = Inputs()
     if tc.mode == "joint":
         raise ConfigError(f"method {config.method} trains in stages: train.mode must be "
                           "clf_only (stage 1) or seg_only (stage 2), not joint")
+    if tc.mode == "clf_only" and config.method != "decouplednet":
+        raise ConfigError(f"method {config.method} has no classification network")
+    training = _training_examples(config, report)
+    val = mask_examples(config, "val", report) if d.masks_val else None
+    if val is not None:
+        check_held_out(training, val, "mask", d.allow_val_overlap)
     if tc.mode == "clf_only":
-        if config.method != "decouplednet":
-            raise ConfigError(f"method {config.method} has no classification network")
-        source = image_label_source(load_training_subset(config, report),
-                                    skip_bad=d.skip_bad_images, report=report, shuffle_seed=seed)
+        source = image_label_source(_strong_subset(config, training, report, True),
+                                    skip_bad=d.skip_bad_images, report=report,
+                                    shuffle_seed=seeds.order)
         inputs.clf_train = pipeline.graded_pipeline(
             source, data=d, crop_size=size, batch_size=tc.clf_agent().batch_size,
-            training=True, seed=seed)
-        if d.masks_val:
+            training=True, seed=seeds.augment)
+        if val is not None:
             # Stage 1 is validated on the image-level labels of the mask validation set,
             # the images stage 2 is scored on.
-            val = with_image_labels(_validation_examples(config), d.class_names,
-                                    skip_bad=d.skip_bad_images, report=report)
+            labelled = with_image_labels(val, d.class_names, skip_bad=d.skip_bad_images,
+                                         report=report)
             inputs.clf_val = pipeline.graded_pipeline(
-                image_label_source(val, skip_bad=d.skip_bad_images, report=report),
+                image_label_source(labelled, skip_bad=d.skip_bad_images, report=report),
                 data=d, crop_size=size, batch_size=tc.clf_agent().batch_size,
-                training=False, seed=seed)
+                training=False, seed=seeds.augment)
         return inputs
     batch = tc.seg.batch_size
-    masks = pipeline.mask_dataset(load_training_subset(config, report, need_labels=False),
-                                  data=d, crop_size=size, batch_size=batch, training=True,
-                                  seed=seed + 1, report=report)
-    inputs.seg_train = (class_pair_batches(masks, len(d.class_names) - 1, batch, seed + 2)
+    strong = _strong_subset(config, training, report, need_labels=False)
+    masks = pipeline.mask_pipeline(
+        mask_source(strong, d.class_names, d.mask_priority, skip_bad=d.skip_bad_images,
+                    report=report, shuffle_seed=seeds.order),
+        data=d, crop_size=size, batch_size=batch, training=True, seed=seeds.augment + 1)
+    inputs.seg_train = (class_pair_batches(masks, len(d.class_names) - 1, batch,
+                                           seeds.augment + 2)
                         if config.method == "decouplednet" else masks)
-    if d.masks_val:
-        val = _validation_examples(config)
-        inputs.seg_val = pipeline.mask_dataset(val, data=d, crop_size=size,
-                                               batch_size=max(batch, 4), training=False,
-                                               seed=seed, report=report)
+    if val is not None:
+        inputs.seg_val = pipeline.mask_pipeline(
+            mask_source(val, d.class_names, d.mask_priority, skip_bad=d.skip_bad_images,
+                        report=report),
+            data=d, crop_size=size, batch_size=max(batch, 4), training=False,
+            seed=seeds.augment)
     return inputs

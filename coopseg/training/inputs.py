@@ -1,73 +1,76 @@
 """Turn a DataConfig into the four batched datasets the trainer reads.
 
-Records are read and checked up front (reader errors name files before any graph
-runs); decoding and augmentation happen in tf.data. After a resume the data seed is
-``seed + step``: the stream differs from the one before the interruption but is
-still fully determined by (seed, resume step).
+Records are read, checked and held out up front (``training/examples.py``: reader errors
+name files before any graph runs); decoding and augmentation happen in tf.data. Seeds
+follow ``examples.input_seeds``: after a resume the stream differs from the one before
+the interruption but is still fully determined by (seed, resume step).
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Dict, Optional
 
 import tensorflow as tf
 from absl import logging
 
-from coopseg.config import ConfigError, ExperimentConfig
+from coopseg.config import DECOUPLED_METHODS, ConfigError, ExperimentConfig
+from coopseg.training.examples import (check_held_out, graded_examples, input_seeds,
+                                       mask_examples)
 from coopseg.training.loop import Inputs
-from data_pipelines import datasets, pipeline
-from data_pipelines.decode import DecodeReport, graded_source, mask_source, validate_files
-from data_pipelines.labels import partial_random_labels
-from data_pipelines.records import DataError, GradedExample, MaskExample
-from data_pipelines.subsets import nested_subset
+from data_pipelines import pipeline
+from data_pipelines.decode import DecodeReport, graded_source, mask_source
+from data_pipelines.records import DataError
 from data_pipelines.tfrecords import graded_source_from_tfrecords, mask_source_from_tfrecords
 
 
-def load_graded_examples(fmt: str, path: str, strict: bool) -> List[GradedExample]:
-    return datasets.load_graded(fmt, path, strict=strict)
+def _tfrecord_note(kind: str) -> None:
+    logging.info("%s validation: TFRecord sets are not checked for images shared with the "
+                 "training set (the converter writes each split from its own source)", kind)
 
 
-def load_mask_examples(fmt: str, path: str, class_names, strict: bool) -> List[MaskExample]:
-    return datasets.load_masks(fmt, path, class_names, strict=strict)
-
-
-def _graded_source(config: ExperimentConfig, path: str, split: str, training: bool,
-                   report: DecodeReport) -> tf.data.Dataset:
+def _graded_sources(config: ExperimentConfig, report: DecodeReport, with_train: bool,
+                    order_seed: int):
+    """(train source or None, val source or None) of the graded set."""
     d = config.data
     if d.graded_format == "tfrecord":
-        if training and d.clf_true_label_fraction < 1.0:
+        if with_train and d.clf_true_label_fraction < 1.0:
             raise ConfigError("data.clf_true_label_fraction < 1 needs image ids: use a folder "
                               "format, not tfrecord")
-        return graded_source_from_tfrecords(path, split)
-    examples = load_graded_examples(d.graded_format, path, strict=not d.skip_bad_images)
-    if training and d.clf_true_label_fraction < 1.0:
-        examples = partial_random_labels(examples, d.clf_true_label_fraction,
-                                         num_grades=config.model.num_grades, seed=d.seed)
-    if d.validate_files:
-        examples = validate_files(examples, strict=not d.skip_bad_images, report=report)
-    logging.info("graded %s: %d images from %s", split, len(examples), path)
+        if with_train and d.graded_val:
+            _tfrecord_note("graded")
+        return (graded_source_from_tfrecords(d.graded_train, "train") if with_train else None,
+                graded_source_from_tfrecords(d.graded_val, "val") if d.graded_val else None)
+    train = graded_examples(config, "train", report) if with_train else None
+    val = graded_examples(config, "val", report) if d.graded_val else None
+    if train is not None and val is not None:
+        check_held_out(train, val, "graded", d.allow_val_overlap)
     # Readers return sorted lists (10_left next to 10_right): shuffle the whole record
     # order before decoding, not just within the shuffle buffer.
-    return graded_source(examples, skip_bad=d.skip_bad_images, report=report,
-                         shuffle_seed=(d.seed + config.train.seed) if training else None)
+    make = lambda examples, seed: graded_source(examples, skip_bad=d.skip_bad_images,
+                                                report=report, shuffle_seed=seed)
+    return (make(train, order_seed) if train is not None else None,
+            make(val, None) if val is not None else None)
 
 
-def _mask_source(config: ExperimentConfig, path: str, split: str, training: bool,
-                 report: DecodeReport) -> tf.data.Dataset:
+def _mask_sources(config: ExperimentConfig, report: DecodeReport, with_train: bool,
+                  order_seed: int):
+    """(train source or None, val source or None) of the mask set."""
     d = config.data
     if d.masks_format == "tfrecord":
-        return mask_source_from_tfrecords(path, split, class_names=d.class_names)
-    examples = load_mask_examples(d.masks_format, path, d.class_names,
-                                  strict=not d.skip_bad_images)
-    if training:
-        examples = nested_subset(examples, d.masks_train_count, source=path)
-    if d.validate_files:
-        examples = validate_files(examples, class_names=d.class_names,
-                                  mask_priority=d.mask_priority,
-                                  strict=not d.skip_bad_images, report=report)
-    logging.info("masks %s: %d images from %s", split, len(examples), path)
-    return mask_source(examples, d.class_names, d.mask_priority, skip_bad=d.skip_bad_images,
-                       report=report,
-                       shuffle_seed=(d.seed + config.train.seed) if training else None)
+        if with_train and d.masks_val:
+            _tfrecord_note("mask")
+        read = lambda path, split: mask_source_from_tfrecords(path, split,
+                                                              class_names=d.class_names)
+        return (read(d.masks_train, "train") if with_train else None,
+                read(d.masks_val, "val") if d.masks_val else None)
+    train = mask_examples(config, "train", report) if with_train else None
+    val = mask_examples(config, "val", report) if d.masks_val else None
+    if train is not None and val is not None:
+        check_held_out(train, val, "mask", d.allow_val_overlap)
+    make = lambda examples, seed: mask_source(examples, d.class_names, d.mask_priority,
+                                              skip_bad=d.skip_bad_images, report=report,
+                                              shuffle_seed=seed)
+    return (make(train, order_seed) if train is not None else None,
+            make(val, None) if val is not None else None)
 
 
 def graded_and_mask_inputs(config: ExperimentConfig, start_step: int = 0,
@@ -76,50 +79,65 @@ def graded_and_mask_inputs(config: ExperimentConfig, start_step: int = 0,
     datasets of the agents ``config.train.mode`` trains (validation sets if given)."""
     d, tc, size = config.data, config.train, config.model.input_size
     report = report if report is not None else DecodeReport()
-    seed = d.seed + tc.seed + start_step
+    seeds = input_seeds(config, start_step)
     inputs = Inputs()
     if tc.mode in ("joint", "clf_only"):
         if not d.graded_train:
             raise ConfigError(f"train.mode={tc.mode} needs graded data: set --graded_train")
         batch = tc.clf_agent().batch_size
+        train, val = _graded_sources(config, report, True, seeds.order)
         inputs.clf_train = pipeline.graded_pipeline(
-            _graded_source(config, d.graded_train, "train", True, report), data=d,
-            crop_size=size, batch_size=batch, training=True, seed=seed)
-        if d.graded_val:
+            train, data=d, crop_size=size, batch_size=batch, training=True, seed=seeds.augment)
+        if val is not None:
             inputs.clf_val = pipeline.graded_pipeline(
-                _graded_source(config, d.graded_val, "val", False, report), data=d,
-                crop_size=size, batch_size=batch, training=False, seed=seed)
+                val, data=d, crop_size=size, batch_size=batch, training=False,
+                seed=seeds.augment)
     if tc.mode in ("joint", "seg_only"):
         if not d.masks_train:
             raise ConfigError(f"train.mode={tc.mode} needs mask data: set --masks_train")
         batch = tc.seg.batch_size
+        train, val = _mask_sources(config, report, True, seeds.order)
         inputs.seg_train = pipeline.mask_pipeline(
-            _mask_source(config, d.masks_train, "train", True, report), data=d, crop_size=size,
-            batch_size=batch, training=True, seed=seed + 1)
-        if d.masks_val:
+            train, data=d, crop_size=size, batch_size=batch, training=True,
+            seed=seeds.augment + 1)
+        if val is not None:
             inputs.seg_val = pipeline.mask_pipeline(
-                _mask_source(config, d.masks_val, "val", False, report), data=d, crop_size=size,
-                batch_size=max(batch, 4), training=False, seed=seed)
+                val, data=d, crop_size=size, batch_size=max(batch, 4), training=False,
+                seed=seeds.augment)
     return inputs
 
 
 def build_eval_inputs(config: ExperimentConfig, report: Optional[DecodeReport] = None,
                       batch_size: int = 8) -> Inputs:
-    """Only the validation sets (``data.graded_val``, ``data.masks_val``), unaugmented."""
+    """Only the validation sets (``data.graded_val``, ``data.masks_val``, each read from
+    its format's held-out split), unaugmented."""
     d, size = config.data, config.model.input_size
     report = report if report is not None else DecodeReport()
     inputs = Inputs()
     if d.graded_val:
+        _, val = _graded_sources(config, report, False, d.seed)
         inputs.clf_val = pipeline.graded_pipeline(
-            _graded_source(config, d.graded_val, "val", False, report), data=d,
-            crop_size=size, batch_size=batch_size, training=False, seed=d.seed)
+            val, data=d, crop_size=size, batch_size=batch_size, training=False, seed=d.seed)
     if d.masks_val:
+        _, val = _mask_sources(config, report, False, d.seed)
         inputs.seg_val = pipeline.mask_pipeline(
-            _mask_source(config, d.masks_val, "val", False, report), data=d, crop_size=size,
-            batch_size=batch_size, training=False, seed=d.seed)
+            val, data=d, crop_size=size, batch_size=batch_size, training=False, seed=d.seed)
     if inputs.clf_val is None and inputs.seg_val is None:
         raise ConfigError("nothing to evaluate: set --graded_val and/or --masks_val")
     return inputs
 
 
-__all__ = ["graded_and_mask_inputs", "build_eval_inputs", "DataError"]
+def validation_gaps(config: ExperimentConfig, inputs: Inputs) -> Dict[str, str]:
+    """Agent -> why it is never validated, for every agent that trains without a
+    validation set (empty when every agent that trains is validated)."""
+    gaps = {}
+    if inputs.clf_train is not None and inputs.clf_val is None:
+        # DecoupledNet's classifier is validated on the mask set's image-level labels.
+        flag = "--masks_val" if config.method in DECOUPLED_METHODS else "--graded_val"
+        gaps["classifier"] = f"no {flag}: the classifier is never validated"
+    if inputs.seg_train is not None and inputs.seg_val is None:
+        gaps["segmenter"] = "no --masks_val: the segmenter is never validated"
+    return gaps
+
+
+__all__ = ["graded_and_mask_inputs", "build_eval_inputs", "validation_gaps", "DataError"]

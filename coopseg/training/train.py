@@ -11,6 +11,8 @@ from absl import logging
 from coopseg.config import ExperimentConfig
 from coopseg.runs.lock import run_directory_lock
 from coopseg.serving.export import export_saved_model
+from coopseg.training.examples import require_paths
+from coopseg.training.inputs import validation_gaps
 from coopseg.training.loop import CooperativeTrainer, summarize
 from coopseg.training.precision import use_precision
 from coopseg.training.reproducibility import reproducible_run
@@ -49,6 +51,12 @@ def model_dir_lock(config: ExperimentConfig, strategy):
     return run_directory_lock(config.run.model_dir)
 
 
+def require_data_paths(config: ExperimentConfig) -> None:
+    """ConfigError naming every data path the config sets that does not exist: checked
+    before any model is built or run directory written."""
+    require_paths(config, ("graded_train", "graded_val", "masks_train", "masks_val"))
+
+
 def _train(config, export: bool, strategy) -> dict:
     replicas = strategy.num_replicas_in_sync
     logging.info("Creating model %s (%s, policy %s) under %s with %d replica(s)...",
@@ -59,6 +67,7 @@ def _train(config, export: bool, strategy) -> dict:
                         "one device on the global batch (--sync_batch_norm "
                         "makes it so)", replicas)
     task = task_for(config)
+    require_data_paths(config)
     with strategy.scope():
         system = task.build_system(config)
         trainer = CooperativeTrainer(config, system, strategy)
@@ -66,6 +75,10 @@ def _train(config, export: bool, strategy) -> dict:
     try:
         report = DecodeReport()
         inputs = task.build_inputs(config, start_step=start, report=report)
+        gaps = validation_gaps(config, inputs)
+        for reason in gaps.values():
+            logging.warning("%s (its metrics stay empty; give a held-out set to see them)",
+                            reason)
         if start >= config.train.steps:
             logging.info("Already trained to step %d: evaluating only", start)
             metrics = trainer.validate(inputs)
@@ -73,7 +86,7 @@ def _train(config, export: bool, strategy) -> dict:
             metrics = trainer.fit(inputs)
         out = {"experiment": config.name, "method": config.method, "mode": config.train.mode,
                "steps": config.train.steps, "metrics": metrics,
-               "skipped_images": report.bad_files}
+               "skipped_images": report.bad_files, "not_validated": gaps}
         out_dir = trainer.output_dir  # model_dir, except on non-chief workers
         os.makedirs(out_dir, exist_ok=True)
         write_json_atomically(os.path.join(out_dir, "metrics.json"), out)
