@@ -186,6 +186,15 @@ def test_command_line_end_to_end(eyepacs_set, tmp_path):
     assert done.returncode == 0, done.stderr
     assert re.search(r"convert train \[#+\] 4/4 .* skipped 0", done.stderr), done.stderr
     assert "4 records in 1 shard(s)" in done.stdout
+    # It ends with the next step: the held-out split still to convert, then the command
+    # that trains on what was written.
+    out = tmp_path / "out"
+    assert "next: convert a held-out split too (--split=val" in done.stdout
+    assert (f"next: coopseg-train --mode=clf_only --graded_format=tfrecord --graded_train={out}"
+            in done.stdout)
+    assert convert.next_step_lines("masks", "/o", {"train", "val"}, None)[0] == (
+        "next: coopseg-train --mode=seg_only --masks_format=tfrecord --masks_train=/o "
+        "--masks_val=/o")
     failed = subprocess.run(command[:-1] + ["--size=48"], env=env, capture_output=True,
                             text=True, timeout=120)
     assert failed.returncode != 0

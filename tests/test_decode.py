@@ -67,7 +67,9 @@ def test_read_image_normalises_formats_to_rgb_uint8(tmp_path):
     deep = (rgb[:, :, ::-1].astype(np.uint16) << 8) | 0x00FF
     cases = {
         "gray.png": (_write(tmp_path / "gray.png", gray), np.repeat(gray[:, :, None], 3, 2)),
-        "rgba.png": (_write(tmp_path / "rgba.png", rgba_bgr), rgb),
+        # Transparency is composited on black: alpha 7 of 255 leaves 7/255 of each colour.
+        "rgba.png": (_write(tmp_path / "rgba.png", rgba_bgr),
+                     (rgb.astype(np.uint16) * 7 // 255).astype(np.uint8)),
         "deep.png": (_write(tmp_path / "deep.png", deep), rgb),  # 16 bit: >> 8
         "colour.tif": (_write(tmp_path / "colour.tif", rgb[:, :, ::-1]), rgb),
         "colour.bmp": (_write(tmp_path / "colour.bmp", rgb[:, :, ::-1]), rgb),

@@ -276,7 +276,10 @@ def _expected_random_ap(n: int, positives: int) -> float:
 # 0.63 after 300 and 0.71 after 400 against a chance of 0.52; the segmenter learns
 # nothing in 200 steps at the tiny DecoupledNet recipe's rate 0.01, and does in 100-150
 # at the CPU segmenter rate of experiments/scales.py, which the small scale uses too).
-E2E_STEPS = {"clf_only": 400, "seg_only": 150}
+# The stage-2 loss of one batch of (image, class) pairs is noisy: at 150 steps the loss
+# test passed or failed with the data order (ratio 0.48 or 0.80 for two record orders);
+# at 300 it measured 0.56 against the 0.7 asked.
+E2E_STEPS = {"clf_only": 400, "seg_only": 300}
 E2E_MASKS_TRAIN, E2E_VAL_STAGE1, E2E_VAL_STAGE2 = 48, 64, 4
 
 

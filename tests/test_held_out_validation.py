@@ -163,3 +163,14 @@ def test_seeds_are_one_formula_and_missing_validation_is_named():
     assert validation_gaps(cfg, Inputs(clf_train=1, clf_val=1, seg_train=1, seg_val=1)) == {}
     decoupled = decoupled_experiment("tiny", method="decouplednet", mode="clf_only", strong_per_class=0)
     assert "--masks_val" in validation_gaps(decoupled, Inputs(clf_train=1))["classifier"]
+
+
+def test_a_refused_start_leaves_no_run_directory(tmp_path):
+    from coopseg.training.train import train
+    train_dir = str(tmp_path / "train")
+    _generic_mask_set(train_dir, [10, 20, 30, 40])
+    cfg = _mask_config(train_dir, train_dir)  # validation = training: refused
+    cfg.run.model_dir = str(tmp_path / "run")
+    with pytest.raises(ConfigError, match="also training images"):
+        train(cfg.validate(), export=False)
+    assert not os.path.exists(cfg.run.model_dir)

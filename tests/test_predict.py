@@ -231,3 +231,101 @@ def test_preprocessing_follows_the_training_data(tmp_path):
                                                   graham=True)
     options = PredictOptions(graham=False)
     assert options.resolve(from_config(cfg)) == PhotoPreprocessing(True, 14, False)
+
+
+def _copy_export_trained_on_synthetic(export, root):
+    """The export with its training-data record saying: synthetic images only."""
+    import shutil
+    copy = str(root / "synthetic_export")
+    shutil.copytree(export, copy)
+    meta_path = os.path.join(copy, "assets", "coopseg.json")
+    meta = json.load(open(meta_path))
+    meta["training_data"] = {"sets": {"masks_train": {
+        "path": "/data/synthetic/lesions_train", "format": "generic", "synthetic": True}},
+        "real_photos": False}
+    json.dump(meta, open(meta_path, "w"))
+    return copy
+
+
+def test_export_is_readable_by_other_users_and_records_its_training_data(trained):
+    cfg, _, export = trained
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert os.stat(export).st_mode & 0o777 == 0o777 & ~mask  # 0755 under umask 022
+    for name in ("saved_model.pb", os.path.join("assets", "coopseg.json")):
+        assert os.stat(os.path.join(export, name)).st_mode & 0o777 == 0o666 & ~mask
+    record = json.load(open(os.path.join(export, "assets", "coopseg.json")))["training_data"]
+    assert record == {"sets": {}, "real_photos": None}  # the fixture names no data
+
+
+def test_training_data_record_tells_synthetic_from_real(tmp_path):
+    from data_pipelines.provenance import describe_training_data, training_data_record
+    from data_pipelines.synthetic import use_synthetic_data
+    cfg = experiment("tiny")
+    use_synthetic_data(cfg, str(tmp_path / "synthetic"), "tiny")
+    record = training_data_record(cfg.data)
+    assert record["real_photos"] is False and set(record["sets"]) == {"graded_train",
+                                                                      "masks_train"}
+    assert "never saw a real photo" in describe_training_data(record)
+    os.makedirs(tmp_path / "clinic" / "images")
+    cfg.data.masks_train = str(tmp_path / "clinic")
+    assert training_data_record(cfg.data)["real_photos"] is True
+
+
+def test_predict_says_when_the_model_never_saw_a_real_photo_and_fails_on_nothing(trained,
+                                                                                tmp_path):
+    _, _, export = trained
+    synthetic = _copy_export_trained_on_synthetic(export, tmp_path)
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    photos = tmp_path / "photos"
+    os.makedirs(photos)
+    rgba = np.zeros((80, 80, 4), np.uint8)
+    rgba[..., :3], rgba[20:60, 20:60, 3] = 200, 255  # opaque square, transparent elsewhere
+    cv2.imwrite(str(photos / "transparent.png"), rgba)
+    open(photos / "broken.jpg", "wb").write(b"\xff\xd8 not a jpeg")
+
+    def predict(folder, out):
+        return subprocess.run([sys.executable, "-m", "coopseg.cli.predict",
+                               f"--model={synthetic}", f"--input={folder}",
+                               f"--output_dir={out}"], capture_output=True, text=True,
+                              timeout=240, env=env, cwd=ROOT)
+
+    res = predict(photos, tmp_path / "out")
+    assert res.returncode == 0, res.stderr[-2000:]  # one of two predicted: success
+    assert "never saw a real photo" in res.stdout and "synthetic images only" in res.stdout
+    rows = {row["image"]: row for row in _read_csv(str(tmp_path / "out" / "predictions.csv"))}
+    assert rows["transparent.png"]["model_saw_real_photos"] == "0"
+    assert "75.0% of pixels not opaque) composited on black" in rows["transparent.png"]["reason"]
+    os.remove(photos / "transparent.png")
+    res = predict(photos, tmp_path / "out2")  # nothing readable: nothing predicted
+    assert res.returncode != 0 and "no image was predicted" in res.stderr, res.stderr[-2000:]
+    assert os.path.isfile(tmp_path / "out2" / "predictions.csv")  # with the reason per file
+
+
+def test_transparency_is_composited_on_black(tmp_path):
+    from data_pipelines.imageio import read_image, read_image_with_note
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., :3], rgba[..., 3] = 200, 255
+    rgba[0, 0, 3], rgba[0, 1, 3] = 0, 128
+    path = str(tmp_path / "a.png")
+    cv2.imwrite(path, rgba)
+    image, note = read_image_with_note(path)
+    assert image[0, 0].tolist() == [0, 0, 0] and image[0, 1].tolist() == [100, 100, 100]
+    assert image[3, 3].tolist() == [200, 200, 200] and "12.5% of pixels" in note
+    rgba[..., 3] = 255
+    cv2.imwrite(path, rgba)
+    assert read_image_with_note(path)[1] == "" and read_image(path)[0, 0].tolist() == [200] * 3
+
+
+def test_export_cli_keeps_the_terminal_clean(trained, tmp_path):
+    _, run, _ = trained
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = ROOT
+    res = subprocess.run([sys.executable, "-m", "coopseg.cli.export", f"--model_dir={run}",
+                          f"--export_dir={tmp_path / 'export'}"], capture_output=True,
+                         text=True, timeout=240, env=env, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "SavedModel written to" in res.stdout and "trained on: unknown" not in res.stdout
+    for noise in ("TensorFlow Addons", "Assets written to", "unsupported characters",
+                  "fingerprint", ".export-"):
+        assert noise not in res.stderr, (noise, res.stderr[-3000:])

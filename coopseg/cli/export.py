@@ -14,6 +14,7 @@ from coopseg.runs.run_dir import load_run
 from coopseg.serving import photo_preprocessing
 from coopseg.serving.export import export_saved_model
 from coopseg.utils.console import run_program
+from data_pipelines.provenance import describe_training_data, training_data_record
 
 FLAGS = flags.FLAGS
 
@@ -37,7 +38,8 @@ def main(argv) -> None:
           f"  signature 'serving_default': images, float32 RGB 0..255 [N, {size}, {size}, 3]\n"
           f"  signature 'serving_bytes':   image_bytes, string [N] of encoded JPEG/PNG photos "
           f"(decoded and prepared in-graph: "
-          f"{photo_preprocessing.from_config(config).describe()}, resize)")
+          f"{photo_preprocessing.from_config(config).describe()}, resize)\n"
+          f"  trained on: {describe_training_data(training_data_record(config.data))}")
 
 
 def run() -> None:

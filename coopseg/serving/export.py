@@ -14,7 +14,6 @@ import tempfile
 from typing import Dict, Optional
 
 import tensorflow as tf
-from absl import logging
 
 from coopseg.config import ExperimentConfig
 from coopseg.serving import photo_preprocessing
@@ -102,7 +101,6 @@ def export_saved_model(system, config: ExperimentConfig, export_dir: str,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logging.info("SavedModel written to %s", export_dir)
     return export_dir
 
 

@@ -13,6 +13,7 @@ import warnings
 from typing import Callable, Iterator
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 # Read before quiet_tensorflow_startup sets it: whether the user asked for TF's logs.
 _USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
@@ -94,10 +95,16 @@ def quiet_tensorflow_python_logs() -> Iterator[None]:
     if _USER_TF_LOG_LEVEL is not None and _USER_TF_LOG_LEVEL.strip() not in ("3", ""):
         yield
         return
-    logger = logging.getLogger("tensorflow")
-    level = logger.level
-    logger.setLevel(max(level, logging.WARNING))
+    # TensorFlow logs through its own logger and, in newer modules, through absl's.
+    loggers = [logging.getLogger("tensorflow"), logging.getLogger("absl")]
+    levels = [logger.level for logger in loggers]
+    verbosity = absl_logging.get_verbosity()
+    for logger, level in zip(loggers, levels):
+        logger.setLevel(max(level, logging.WARNING))
+    absl_logging.set_verbosity(min(verbosity, absl_logging.WARNING))  # absl: lower = quieter
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        absl_logging.set_verbosity(verbosity)
