@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple
 import tensorflow as tf
 import tensorflow_addons as tfa  # only tfa.image.transform: TEFLA's affine warp
 
-from coopseg.config import ConfigError, DataConfig
+from coopseg.config import IGNORE_LABEL, ConfigError, DataConfig
 
 
 # The four colour operations of TEFLA's distort_color, in the orders of its four
@@ -85,22 +85,51 @@ class AffineRanges:
 
 # ----------------------------------------------------------------------------- resize
 
-def resize_image(image: tf.Tensor, size: int) -> tf.Tensor:
-    """Resize a uint8 image to ``size x size``, bilinear with antialiasing, back to uint8.
+def pad_to_square(image: tf.Tensor, value: int) -> tf.Tensor:
+    """Pad the short side of ``[H, W]`` or ``[H, W, C]`` equally on both ends with
+    ``value``, content centred (``data_pipelines.fundus.pad_to_square`` in TF ops)."""
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    side = tf.maximum(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    paddings = [[top, side - height - top], [left, side - width - left]]
+    if image.shape.rank == 3:
+        paddings.append([0, 0])
+    return tf.pad(image, paddings, constant_values=tf.cast(value, image.dtype))
 
-    Antialiasing makes a large downscale (a 3000 px fundus photo to 256) average over
-    each output pixel's footprint, like area interpolation. Non-square images are
-    stretched, as the paper's "resized into 256 x 256"; cropping to the retina disc
-    (square) belongs to the offline converter (``data_pipelines.conversion``).
+
+def resize_image(image: tf.Tensor, size: int) -> tf.Tensor:
+    """A uint8 image as ``size x size``: padded to a centred black square, then resized,
+    bilinear with antialiasing, back to uint8.
+
+    A photo is never distorted: a 1024 x 683 fundus photo keeps a round retina (black
+    bars above and below, like the black frame around any retina) where a plain resize
+    would stretch it into an ellipse and change its grade. Square images, the converter's
+    retina crops and the synthetic set, are resized as before. Antialiasing makes a
+    large downscale (a 3000 px photo to 256) average over each output pixel's footprint.
     """
-    resized = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
+    square = pad_to_square(image, 0)
+    resized = tf.image.resize(square, [size, size], method="bilinear", antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
 
 
 def resize_mask(mask: tf.Tensor, size: int) -> tf.Tensor:
-    """Resize a class-index mask ``[H, W]`` with nearest neighbour (never blends classes)."""
-    resized = tf.image.resize(mask[:, :, None], [size, size], method="nearest")
+    """A class-index mask ``[H, W]`` as ``size x size``: padded like ``resize_image``
+    with the ignore label (the padding is no photo: neither trained on nor scored), then
+    resized nearest-neighbour (never blends classes)."""
+    square = pad_to_square(mask, IGNORE_LABEL)
+    resized = tf.image.resize(square[:, :, None], [size, size], method="nearest")
     return resized[:, :, 0]
+
+
+def photo_region(size: int, height: int, width: int) -> Tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)``: where a ``height x width`` photo lies in its ``size x size``
+    view made by ``resize_image`` (the rest is padding)."""
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    scale = size / side
+    return (int(round(top * scale)), int(round((top + height) * scale)),
+            int(round(left * scale)), int(round((left + width) * scale)))
 
 
 # --------------------------------------------------------------------------- geometry

@@ -124,7 +124,9 @@ def test_mask_dataset_from_files(tmp_path):
                                     training=False, seed=0)
     images, masks = _first_batch(dataset)
     assert images.shape == (3, CROP, CROP, 3) and masks.shape == (3, CROP, CROP)
-    assert masks[:, 16, 16].tolist() == [3, 3, 3] and masks[:, 0, 0].tolist() == [0, 0, 0]
+    assert masks[:, 16, 16].tolist() == [3, 3, 3] and masks[:, 16, 2].tolist() == [0, 0, 0]
+    # 40 x 44 is padded to a square, not stretched: the padding rows are ignored.
+    assert masks[:, 0, 0].tolist() == [255, 255, 255]
 
 
 def test_iterator_checkpoint_restores_position(tmp_path):

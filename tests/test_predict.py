@@ -329,3 +329,34 @@ def test_export_cli_keeps_the_terminal_clean(trained, tmp_path):
     for noise in ("TensorFlow Addons", "Assets written to", "unsupported characters",
                   "fingerprint", ".export-"):
         assert noise not in res.stderr, (noise, res.stderr[-3000:])
+
+
+def test_a_wide_photo_keeps_a_round_retina_and_its_own_shape(trained):
+    from coopseg.serving.photo_preprocessing import PhotoPreprocessing
+    from coopseg.evaluation.visualize import overlay_rgb
+    from coopseg.serving.predict_folder import overlay_image, prediction_row, prepare_photo
+    from data_pipelines.augment import photo_region
+    cfg, _, export = trained
+    photo = np.zeros((683, 1024, 3), np.uint8)  # an EyePACS-shaped frame
+    cv2.circle(photo, (512, 341), 330, (180, 90, 40), -1)
+    path = os.path.join(os.path.dirname(export), "wide.png")
+    cv2.imwrite(path, photo[..., ::-1])
+    size = cfg.model.input_size
+    prepared = prepare_photo(path, size, PhotoPreprocessing(), overlay_size=512)
+    lit = prepared.model_input.max(axis=2) > 20
+    rows, cols = np.flatnonzero(lit.any(axis=1)), np.flatnonzero(lit.any(axis=0))
+    height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+    assert abs(width - height) <= 1, (height, width)  # stretched, it was 0.67 as wide
+    assert prepared.display.shape == (342, 512, 3) and prepared.view_shape == (683, 1024)
+    predictor = load_predictor(export)
+    out = predictor(prepared.model_input[None])
+    row = prediction_row(prepared, "wide.png", out, 0, predictor)
+    overlay = overlay_image(prepared, "wide.png", row, out, 0, predictor)
+    # The overlay's photo part is the 512 x 342 photo with the class map of the photo's
+    # part of the square view (the padding rows cut away), the legend to its right.
+    y0, y1, x0, x1 = photo_region(size, 683, 1024)
+    assert (y1 - y0) / (x1 - x0) == pytest.approx(683 / 1024, abs=0.02) and x1 - x0 == size
+    expected = overlay_rgb(prepared.display, out["class_map"][0][y0:y1, x0:x1],
+                           len(predictor.class_names))
+    np.testing.assert_array_equal(overlay[:342, :512], expected)
+    assert overlay.shape[1] > 512

@@ -25,7 +25,7 @@ from coopseg.serving.photo_preprocessing import Gradability, PhotoPreprocessing,
 from coopseg.serving.predictor import Predictor
 from coopseg.utils.progress import ProgressBar
 from data_pipelines import fundus
-from data_pipelines.augment import resize_image
+from data_pipelines.augment import photo_region, resize_image
 from data_pipelines.imageio import read_image_with_note
 from data_pipelines.records import DataError
 
@@ -41,6 +41,9 @@ class PreparedPhoto:
     path: str
     model_input: Optional[np.ndarray] = None  # float32 RGB 0..255 [S, S, 3]
     display: Optional[np.ndarray] = None  # uint8 RGB, the photo as the model saw it
+    # (height, width) of the photo the model's square view was made from (after the
+    # retina crop, if any): where in the view the photo lies (``augment.photo_region``).
+    view_shape: Tuple[int, int] = (0, 0)
     retina_found: bool = False
     crop_missed: bool = False  # the retina crop was asked for but found no disc
     gradability: Optional[Gradability] = None
@@ -116,7 +119,8 @@ def prepare_photo(path: str, size: int, preprocessing: PhotoPreprocessing,
 
     The steps the training data went through: the converter's retina crop and centred
     square padding (``data_pipelines.fundus``) if the training TFRecords had it, the
-    evaluation pipeline's resize (``data_pipelines.augment.resize_image``), and Graham
+    evaluation pipeline's pad-to-square and resize (``data_pipelines.augment.resize_image``;
+    a photo is never stretched), and Graham
     normalisation if the training data had it; the per-image standardisation happens
     inside the serving function. Gradability (``assess_gradability``): a retina found,
     not too dark, not clipped bright, not smaller than the model's input."""
@@ -133,10 +137,14 @@ def prepare_photo(path: str, size: int, preprocessing: PhotoPreprocessing,
     model_input = resize_image(tf.constant(image), size).numpy()
     if preprocessing.graham:
         model_input = fundus.graham_normalize(model_input)
-    # The photo is shown as the model saw it: square (stretched, if it was not cropped).
-    display_side = min(overlay_size, max(image.shape[:2]))
-    display = cv2.resize(image, (display_side, display_side), interpolation=cv2.INTER_AREA)
+    # The photo is shown as the model saw it (retina-cropped if it was), at its own
+    # aspect ratio: the model's view pads it to a square, never stretches it.
+    height, width = image.shape[:2]
+    scale = min(1.0, overlay_size / max(height, width))
+    display = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                         interpolation=cv2.INTER_AREA)
     return PreparedPhoto(path, model_input.astype(np.float32), display,
+                         view_shape=(height, width),
                          retina_found=box is not None,
                          crop_missed=preprocessing.crop_retina and box is None,
                          gradability=gradability, note=note)
@@ -205,7 +213,8 @@ def saw_real_photos(predictor: Predictor) -> str:
 
 def overlay_image(photo: PreparedPhoto, name: str, row: Dict[str, object],
                   out: Dict[str, np.ndarray], i: int, predictor: Predictor) -> np.ndarray:
-    """The photo as the model saw it, the lesion map blended in, a legend beside it."""
+    """The photo as the model saw it, at its own aspect ratio, the lesion map blended in,
+    a legend beside it."""
     num_classes = len(predictor.class_names)
     image = photo.display
     entries: List[Tuple[str, Optional[int]]] = []
@@ -215,7 +224,10 @@ def overlay_image(photo: PreparedPhoto, name: str, row: Dict[str, object],
     if "p_referable" in row:
         entries.append((f"referable DR p={row['p_referable']}", None))
     if "class_map" in out:
-        image = overlay_rgb(image, out["class_map"][i], num_classes)
+        # The class map covers the model's square view: its padding is cut away, so the
+        # map lies on the photo at the photo's own shape.
+        y0, y1, x0, x1 = photo_region(out["class_map"][i].shape[0], *photo.view_shape)
+        image = overlay_rgb(image, out["class_map"][i][y0:y1, x0:x1], num_classes)
         entries += [(f"{cname}: {row[f'pixels_{cname}']} px", c)
                     for c, cname in enumerate(predictor.class_names) if c > 0]
     # Above the grade, so nobody reads the grade of an ungradable photo without the warning.
