@@ -255,6 +255,16 @@ class DataConfig:
     class_names: Tuple[str, ...] = LESION_CLASSES
     mask_priority: Tuple[str, ...] = LESION_PRIORITY
     resize_size: int = 256  # paper: resize to 256 then random crop 224
+    # The segmentation agent's working resolution (0 = off: resize_size, as the paper).
+    # > 0: mask images are held at this size; the segmenter trains on patches of
+    # model.input_size cut from them, and validation, coopseg-evaluate, coopseg-predict
+    # and the SavedModel segment the whole image at this size by overlapping tiles
+    # (models/sliding_window.py). The classifier agent keeps whole images at resize_size.
+    working_size: int = 0
+    # With working_size: the share of training patches centred on a lesion pixel (the
+    # rest are uniform); lesions cover ~3 % of a fundus photo. nnU-Net oversamples
+    # foreground in a third of its patches.
+    foreground_patch_fraction: float = 1.0 / 3.0
     # Paper augmentation (Sec. III): flips, random padding, colour jitter (clf only).
     flip_left_right: bool = True
     flip_up_down: bool = True
@@ -287,6 +297,9 @@ class DataConfig:
         if self.masks_train_count and self.masks_format == "tfrecord":
             raise ConfigError("data.masks_train_count needs a folder format (the subset is "
                               "chosen from the file list), not tfrecord")
+        if self.working_size < 0 or not 0.0 <= self.foreground_patch_fraction <= 1.0:
+            raise ConfigError("data.working_size must be >= 0 (0 = off) and "
+                              "data.foreground_patch_fraction in [0, 1]")
         if self.color_jitter not in COLOR_JITTER_PRESETS:
             raise ConfigError(f"data.color_jitter={self.color_jitter!r}; choose one of "
                               f"{COLOR_JITTER_PRESETS}")
@@ -497,6 +510,15 @@ class ExperimentConfig:
         self.run.validate()
         if self.method in DECOUPLED_METHODS:
             check_decoupled_shape(self)
+        if self.data.working_size:
+            if self.data.working_size < self.model.input_size:
+                raise ConfigError(f"data.working_size={self.data.working_size} is smaller than "
+                                  f"the segmenter's patches (model.input_size="
+                                  f"{self.model.input_size}); 0 turns it off")
+            if self.method in DECOUPLED_METHODS:
+                raise ConfigError(f"data.working_size (patch training, tiled inference) is "
+                                  f"for per-pixel softmax segmenters; {self.method} segments "
+                                  "per class: use 0")
         if len(self.data.class_names) != self.model.num_seg_classes:
             raise ConfigError(
                 f"data.class_names has {len(self.data.class_names)} classes but "

@@ -227,6 +227,33 @@ def random_geometry(
     return tensors[0], (None if mask is None else tensors[1][:, :, 0])
 
 
+def sample_patch(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor, size: int,
+                 foreground_fraction: float, num_classes: int) -> Tuple[tf.Tensor, tf.Tensor]:
+    """A ``size`` x ``size`` patch of an image ``[H, W, 3]`` and its mask ``[H, W]``
+    (H, W >= size): with probability ``foreground_fraction`` centred on a random lesion
+    pixel (a class in 1..num_classes-1; uniform when the mask has none), else at a
+    uniform offset. Lesions cover a few per cent of a fundus photo, so uniform patches
+    alone would rarely show the segmenter one (nnU-Net's foreground oversampling)."""
+    coin_seed, pixel_seed, offset_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 3))
+    shape = tf.shape(mask)
+    slack = shape[:2] - size
+    uniform = _random_offsets(offset_seed, slack)
+    labels = tf.cast(mask, tf.int32)
+    lesion = tf.cast(tf.where((labels > 0) & (labels < num_classes)), tf.int32)
+    count = tf.shape(lesion)[0]
+    pick = tf.minimum(tf.cast(tf.random.stateless_uniform([], pixel_seed) *
+                              tf.cast(count, tf.float32), tf.int32), tf.maximum(count - 1, 0))
+    centred = tf.clip_by_value(tf.gather(tf.concat([lesion, [[0, 0]]], 0), pick) - size // 2,
+                               0, slack)
+    use_lesion = (tf.random.stateless_uniform([], coin_seed) < foreground_fraction) & (count > 0)
+    offsets = tf.where(use_lesion, centred, uniform)
+    patch = image[offsets[0]:offsets[0] + size, offsets[1]:offsets[1] + size]
+    patch_mask = mask[offsets[0]:offsets[0] + size, offsets[1]:offsets[1] + size]
+    return (tf.ensure_shape(patch, [size, size, image.shape[-1]]),
+            tf.ensure_shape(patch_mask, [size, size]))
+
+
 # ------------------------------------------------------------------ colour, standardise
 
 def _color_op(image: tf.Tensor, op: str, jitter: ColorJitter, seed: tf.Tensor) -> tf.Tensor:

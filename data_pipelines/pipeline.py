@@ -144,7 +144,9 @@ def mask_pipeline(
     _check_sizes(data, crop_size, batch_size, training)
     repeat = training if repeat is None else repeat
     drop_remainder = training if drop_remainder is None else drop_remainder
-    size = data.resize_size if training else crop_size
+    # With a working resolution the images are held at it: training cuts patches of
+    # crop_size from them, validation keeps the whole image (segmented by tiles).
+    size = data.working_size or (data.resize_size if training else crop_size)
     dataset = _map(
         source,
         lambda image, mask: (augment.resize_image(image, size), augment.resize_mask(mask, size)),
@@ -154,6 +156,12 @@ def mask_pipeline(
 
     def prepare(example, element_seed):
         image, mask = example
+        if training and data.working_size:
+            patch_seed, element_seed = tf.unstack(
+                tf.random.experimental.stateless_split(element_seed, 2))
+            image, mask = augment.sample_patch(image, mask, patch_seed, crop_size,
+                                               data.foreground_patch_fraction,
+                                               len(data.class_names))
         if training:
             return augment.augment_for_segmentation(
                 image, mask, element_seed, crop_size=crop_size, data=data)

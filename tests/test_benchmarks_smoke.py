@@ -245,3 +245,15 @@ def test_cooperation_cost_times_every_option_against_the_papers_step():
     table = step_cost.format_cooperation_cost(result)
     assert all(f"{name} / {step_cost.PAPER_JOINT}" in table
                for name in step_cost.COOPERATION_OPTIONS)
+
+
+def test_sliding_window_benchmark_times_every_size_and_tile_batching():
+    from benchmarks import sliding_window
+    result = sliding_window.measure("tiny", sizes=(32, 64), rounds=1,
+                                    overrides=("model.input_size=32", "model.encoder_filters=8",
+                                               "model.encoder_blocks=1"))
+    names = [row["case"] for row in result["rows"]]
+    assert result["tile"] == 32 and names == ["32px", "64px", "64px x4/call", "64px x9/call"]
+    assert [row["tiles"] for row in result["rows"]] == [1, 9, 9, 9]
+    assert result["rows"][0]["time_ratio"] == 1.0 and result["rows"][1]["pixel_ratio"] == 4.0
+    assert all(row["seconds_per_photo"] > 0 for row in result["rows"])

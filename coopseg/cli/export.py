@@ -12,7 +12,7 @@ from absl import app, flags
 from coopseg.config import ConfigError
 from coopseg.runs.run_dir import load_run
 from coopseg.serving import photo_preprocessing
-from coopseg.serving.export import export_saved_model
+from coopseg.serving.export import export_saved_model, serving_size
 from coopseg.utils.console import run_program
 from data_pipelines.provenance import describe_training_data, training_data_record
 
@@ -33,7 +33,7 @@ def main(argv) -> None:
         sys.exit(f"coopseg-export: error: {err}")
     path = export_saved_model(system, config,
                               FLAGS.export_dir or os.path.join(FLAGS.model_dir, "export"))
-    size = config.model.input_size
+    size = serving_size(config)
     print(f"SavedModel written to {path}\n"
           f"  signature 'serving_default': images, float32 RGB 0..255 [N, {size}, {size}, 3]\n"
           f"  signature 'serving_bytes':   image_bytes, string [N] of encoded JPEG/PNG photos "

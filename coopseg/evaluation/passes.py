@@ -151,11 +151,12 @@ def segmentation_pass(system, dataset: tf.data.Dataset, class_names: Sequence[st
     @tf.function
     def step(images, masks):
         if softmax:
-            logits = system.seg_model(images, training=False)
-            predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            # The whole image: overlapping tiles where it is larger than the model's input
+            # (a segmenter trained on patches of a larger working resolution).
+            probabilities = system.segment_probabilities(images)
+            predictions = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
             if histogram is not None:
-                histogram.update_state(masks, tf.nn.softmax(tf.cast(logits, tf.float32),
-                                                            axis=-1))
+                histogram.update_state(masks, probabilities)
         else:
             predictions = tf.cast(system.predict_classes(images), tf.int32)
         confusion.update_state(masks, predictions)

@@ -14,6 +14,7 @@ import tensorflow as tf
 from coopseg.config import ConfigError
 from coopseg.models.losses import classification_loss, segmentation_loss
 from coopseg.models.serving_module import ServingModule
+from coopseg.models.sliding_window import segment_probabilities
 
 
 @dataclass
@@ -60,8 +61,15 @@ class ModelSystem:
         return segmentation_loss(masks, logits, global_batch_size, class_weights=class_weights)
 
     def predict_classes(self, images: tf.Tensor) -> tf.Tensor:
-        """int32 class map [B, H, W] for standardised ``images``."""
-        return tf.argmax(self.seg_model(images, training=False), axis=-1, output_type=tf.int32)
+        """int32 class map [B, H, W] for standardised ``images`` of any static size
+        (overlapping tiles where they are larger than the model's input)."""
+        return tf.argmax(self.segment_probabilities(images), axis=-1, output_type=tf.int32)
+
+    def segment_probabilities(self, images: tf.Tensor) -> tf.Tensor:
+        """Softmax probabilities [B, H, W, C] for standardised ``images`` of any static
+        size: the whole image where it is the model's input size, else overlapping tiles
+        blended with Gaussian weights (``sliding_window.segment_probabilities``)."""
+        return segment_probabilities(self.seg_model, images)
 
     def predict_classes_given_truth(self, images: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
         """The class map when the true image-level classes are known (see
@@ -71,9 +79,10 @@ class ModelSystem:
         raise TypeError(f"method {self.method!r} has no true-class diagnostic "
                         "(has_true_class_diagnostic is False)")
 
-    def serving_module(self, input_size: int) -> tf.Module:
-        """The tf.Module a SavedModel holds, with a ``serve`` (or ``predict``) tf.function."""
-        return ServingModule(self, input_size)
+    def serving_module(self, input_size: int, working_size: int = 0) -> tf.Module:
+        """The tf.Module a SavedModel holds, with a ``serve`` (or ``predict``) tf.function
+        (over images of ``working_size`` when the segmenter works at one)."""
+        return ServingModule(self, input_size, working_size)
 
     def require(self, mode: str) -> None:
         """Raise ConfigError if ``mode`` needs a head this method does not have."""

@@ -40,12 +40,19 @@ def bytes_signature(float_signature, input_size: int, preprocessing: PhotoPrepro
     return tf.function(serve_bytes, input_signature=[spec])
 
 
-def serving_function(system, input_size: int):
+def serving_size(config: ExperimentConfig) -> int:
+    """The side of the images a served model takes: the segmenter's working resolution
+    when it has one (``data.working_size``), else the model's input size."""
+    return max(config.data.working_size, config.model.input_size)
+
+
+def serving_function(system, input_size: int, working_size: int = 0):
     """``(module, fn)``: the tf.Module a SavedModel of ``system`` holds and its float
     serving function (float32 RGB 0..255 ``[N, S, S, 3]`` -> grade probabilities,
-    grade, segmentation probabilities, class map). The per-image standardisation
-    (paper Sec. III) happens inside it, so a client only resizes."""
-    module = system.serving_module(input_size)
+    grade, segmentation probabilities, class map; S = ``working_size`` when given, where
+    the segmenter tiles the image). The per-image standardisation (paper Sec. III)
+    happens inside it, so a client only resizes."""
+    module = system.serving_module(input_size, working_size)
     return module, getattr(module, "serve", None) or getattr(module, "predict")
 
 
@@ -65,11 +72,13 @@ def export_saved_model(system, config: ExperimentConfig, export_dir: str,
     network), the logits layers compute in float32, and ``float32_outputs`` casts
     anything floating that is left, so a client never sees half precision.
     """
-    module, signature = serving_function(system, config.model.input_size)
+    module, signature = serving_function(system, config.model.input_size,
+                                         config.data.working_size)
+    size = serving_size(config)
     if preprocessing is None:
         preprocessing = photo_preprocessing.from_config(config)
     # An attribute of the module, so the function and its variables are saved with it.
-    module.serve_bytes = bytes_signature(signature, config.model.input_size, preprocessing)
+    module.serve_bytes = bytes_signature(signature, size, preprocessing)
     parent = os.path.dirname(os.path.abspath(export_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
@@ -83,7 +92,10 @@ def export_saved_model(system, config: ExperimentConfig, export_dir: str,
             tf.saved_model.save(module, tmp, signatures={FLOAT_SIGNATURE: signature,
                                                          BYTES_SIGNATURE: module.serve_bytes})
         meta = {"method": config.method, "name": config.name,
-                "input_size": config.model.input_size,
+                # The side of the served images; the models' own input is model_input_size.
+                "input_size": size,
+                "model_input_size": config.model.input_size,
+                "working_size": config.data.working_size,
                 "num_grades": config.model.num_grades,
                 "class_names": list(config.data.class_names),
                 "input": "float32 RGB 0..255, [N, S, S, 3]; standardised in-graph",

@@ -18,7 +18,7 @@ import tensorflow as tf
 from coopseg.config import ConfigError
 from coopseg.runs.run_dir import load_run
 from coopseg.serving import photo_preprocessing
-from coopseg.serving.export import FLOAT_SIGNATURE, serving_function
+from coopseg.serving.export import FLOAT_SIGNATURE, serving_function, serving_size
 from coopseg.serving.photo_preprocessing import PhotoPreprocessing
 from data_pipelines.provenance import training_data_record
 
@@ -118,9 +118,10 @@ def _from_saved_model(path: str) -> Predictor:
 
 def _from_checkpoint(model_dir: str) -> Predictor:
     config, system = load_run(model_dir)
-    module, serve = serving_function(system, config.model.input_size)
+    module, serve = serving_function(system, config.model.input_size,
+                                     config.data.working_size)
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    return Predictor(serve=serve, input_size=config.model.input_size,
+    return Predictor(serve=serve, input_size=serving_size(config),
                      class_names=tuple(config.data.class_names),
                      num_grades=config.model.num_grades,
                      preprocessing=photo_preprocessing.from_config(config),

@@ -130,7 +130,8 @@ class DecoupledNetSystem(ModelSystem):
     def predict_classes_given_truth(self, images: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
         return predict_with_true_classes(self.seg_model, self.num_classes, images, masks)
 
-    def serving_module(self, input_size: int) -> tf.Module:
+    def serving_module(self, input_size: int, working_size: int = 0) -> tf.Module:
+        # working_size is refused for DecoupledNet by ExperimentConfig.validate.
         return DecoupledNetServing(self.clf_model, self.serve_segmenter, self.score_threshold)
 
 
