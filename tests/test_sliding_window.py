@@ -109,6 +109,8 @@ def test_a_run_at_a_working_resolution_trains_on_patches_and_serves_whole_images
     out = train(cfg.validate(), export=True)
     seg = out["metrics"]["segmentation"]
     assert 0.0 <= seg["miou"] <= 1.0  # validated on whole images at 2x, by tiles
+    assert seg["resolution"] == {"image_px": [2 * size, 2 * size], "model_input_px": size,
+                                 "tiled": True}
     meta = json.load(open(os.path.join(out["export"], "assets", "coopseg.json")))
     assert (meta["input_size"], meta["model_input_size"], meta["working_size"]) == (
         2 * size, size, 2 * size)

@@ -41,6 +41,7 @@ def evaluate_system(system, clf_val: Optional[tf.data.Dataset],
         seg = segmentation_pass(system, seg_val, class_names, max_batches=max_batches,
                                 progress=progress)
         out["segmentation"] = seg["confusion"].result_dict()
+        out["segmentation"]["resolution"] = seg["resolution"]
         if seg["true_classes"] is not None:
             out["segmentation_true_classes"] = seg["true_classes"].result_dict()
     return out

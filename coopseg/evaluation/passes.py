@@ -17,6 +17,7 @@ from coopseg.config import IGNORE_LABEL, ConfigError
 from coopseg.evaluation import pixel_ranking as pr
 from coopseg.evaluation.metrics import ClassificationMetrics, SegmentationConfusion
 from coopseg.evaluation.multilabel_metrics import MultiLabelMetrics
+from coopseg.models.sliding_window import model_input_side
 from coopseg.utils.progress import ProgressBar
 
 
@@ -170,8 +171,11 @@ def segmentation_pass(system, dataset: tf.data.Dataset, class_names: Sequence[st
     extremes = ExtremeImages(options.grid_images if options is not None else 0)
     scores: List[float] = []
     undefined = index = batches = 0
+    resolution = None
     bar = _progress(dataset, "segmentation", max_batches, progress)
     for images, masks in _take(dataset, max_batches):
+        if resolution is None:
+            resolution = measured_resolution(system, images)
         predictions, twice_hits, denominator = step(images, masks)
         if options is not None:
             twice_hits, denominator = twice_hits.numpy(), denominator.numpy()
@@ -196,7 +200,16 @@ def segmentation_pass(system, dataset: tf.data.Dataset, class_names: Sequence[st
         bar.close()
     return {"confusion": confusion, "histogram": histogram, "true_classes": true_classes,
             "extremes": extremes, "image_dice": np.asarray(scores), "undefined_dice": undefined,
-            "num_images": index}
+            "num_images": index, "resolution": resolution}
+
+
+def measured_resolution(system, images: tf.Tensor) -> dict:
+    """The resolution a segmentation was measured at: the validation images' side, the
+    model's input side, and whether the images were segmented by tiles."""
+    height, width = int(images.shape[1]), int(images.shape[2])
+    tile = model_input_side(system.seg_model) if system.seg_model is not None else None
+    tiled = tile is not None and (height, width) != (tile, tile)
+    return {"image_px": [height, width], "model_input_px": tile, "tiled": tiled}
 
 
 def classification_pass(system, dataset: tf.data.Dataset, num_grades: int,

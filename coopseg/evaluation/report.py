@@ -100,6 +100,7 @@ def _segmentation_metrics(seg: dict, system, class_names: Sequence[str],
                           options: ReportOptions) -> dict:
     out = seg["confusion"].result_dict()
     out["num_images"] = seg["num_images"]
+    out["resolution"] = seg["resolution"]
     if seg["histogram"] is not None:
         out.update(_aupr_summary(seg["histogram"], class_names, options.curve_points))
         out["aupr_bins"] = options.aupr_bins

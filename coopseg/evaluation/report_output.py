@@ -52,7 +52,8 @@ def render_markdown(report: Report) -> str:
 
     seg = m.get("segmentation")
     if seg:
-        lines += ["## Segmentation", "", f"{seg['num_images']} validation images.", ""]
+        lines += ["## Segmentation", "",
+                  f"{seg['num_images']} validation images{_resolution_text(seg)}.", ""]
         aupr = seg.get("aupr") or {}
         background = settings["class_names"][0]
         bounds = seg.get("aupr_binning_error_bound") or {}
@@ -109,6 +110,17 @@ def render_markdown(report: Report) -> str:
             ["recall", labels["recall"]], ["F1", labels["f1"]]])
     lines += _how_computed(settings)
     return "\n".join(lines) + "\n"
+
+
+def _resolution_text(seg: dict) -> str:
+    """`` at 768 x 768 px, by tiles of 256 px`` (or without the tiles): where measured."""
+    resolution = seg.get("resolution")
+    if not resolution:
+        return ""
+    height, width = resolution["image_px"]
+    tiles = (f", segmented whole by tiles of {resolution['model_input_px']} px"
+             if resolution.get("tiled") else "")
+    return f" at {height} x {width} px{tiles}"
 
 
 # An AUPR whose binning error bound exceeds this is printed with its bound.
