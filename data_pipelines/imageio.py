@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from coopseg.config import IGNORE_LABEL, ConfigError
+from coopseg.config import IGNORE_LABEL, ConfigError, partial_label
 from data_pipelines.records import DataError, MaskExample
 
 # How far before the end of a JPEG its EOI marker may sit: some writers pad the file.
@@ -221,7 +221,9 @@ def read_mask_example(
 
     Binary masks (``mask_paths``, in ``class_names[1:]`` order, "" = empty) collapse to
     one index per pixel by ``mask_priority`` (first wins). A mask of another size than
-    its image is a DataError naming both files: it is never resized to fit.
+    its image is a DataError naming both files: it is never resized to fit. In a
+    partially annotated example (``example.annotated``) an unmarked pixel gets the
+    partial label (``config.partial_label``) instead of background.
     """
     image = read_image(example.image_path)
     height, width = image.shape[:2]
@@ -244,9 +246,15 @@ def read_mask_example(
             raise DataError(
                 f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image "
                 f"{example.image_path} is {width}x{height} (width x height)")
+    unmarked = partial_label(example.annotated) if example.is_partial else 0
+    if example.is_partial and len(example.annotated) != len(class_names) - 1:
+        raise DataError(f"{example.image_path}: {len(example.annotated)} annotated flags for "
+                        f"{len(class_names) - 1} foreground classes {tuple(class_names[1:])}")
     if example.label_path:
-        return image, masks[0][1]
-    label = np.zeros((height, width), np.uint8)
+        label = masks[0][1]
+        return image, (np.where(label == 0, unmarked, label).astype(np.uint8)
+                       if unmarked else label)
+    label = np.full((height, width), unmarked, np.uint8)
     for index in mask_paint_order(class_names, mask_priority):
         if index in masks:
             label[masks[index][1]] = index

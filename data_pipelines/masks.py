@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 from absl import logging
 
@@ -38,6 +38,26 @@ def check_classes_file(root: str, class_names: Sequence[str]) -> None:
     if listed not in (list(class_names), list(class_names[1:])):
         raise DataError(f"{path} lists classes {listed} but the run asks for {list(class_names)} "
                         "(background first); mask folders would be misread, so fix one of them")
+
+
+ANNOTATES_FILE = "annotates.txt"
+
+
+def annotated_classes(root: str, class_names: Sequence[str]) -> Tuple[int, ...]:
+    """The 1/0 flags over ``class_names[1:]`` of the classes ``root/annotates.txt`` lists
+    (one foreground class per line): the set marks only those. () when the file is
+    absent or lists every class (a fully annotated set)."""
+    path = os.path.join(root, ANNOTATES_FILE)
+    if not os.path.isfile(path):
+        return ()
+    with open(path, encoding="utf-8") as handle:
+        listed = [line.strip() for line in handle if line.strip()]
+    unknown = [name for name in listed if name not in class_names[1:]]
+    if unknown or not listed:
+        raise DataError(f"{path} lists {unknown or 'no class'}; it names the foreground "
+                        f"classes the set annotates, among {list(class_names[1:])}")
+    flags = tuple(int(name in listed) for name in class_names[1:])
+    return () if all(flags) else flags
 
 
 def _read_grades(root: str) -> Dict[str, int]:
@@ -120,6 +140,18 @@ def load_mask_set(root: str, class_names: Sequence[str], strict: bool = False) -
         examples = _binary_mask_examples(images, _binary_masks(mask_dir, class_names), log)
     else:
         examples = _label_map_examples(images, index_files(label_dir, MASK_EXTENSIONS), log)
+    annotated = annotated_classes(root, class_names)
+    if annotated:
+        if os.path.isdir(mask_dir):
+            extra = [name for name, flag in zip(class_names[1:], annotated)
+                     if not flag and os.path.isdir(os.path.join(mask_dir, name))]
+            if extra:
+                raise DataError(f"mask set {root!r}: masks/ has folders {extra} for classes "
+                                f"its {ANNOTATES_FILE} does not list")
+        examples = [dataclasses.replace(e, annotated=annotated) for e in examples]
+        logging.info("mask set %s annotates %s only: unmarked pixels are background or an "
+                     "unannotated class (marginal loss)", root,
+                     [n for n, f in zip(class_names[1:], annotated) if f])
     grades = _read_grades(root)
     for image_id in sorted(set(grades) - set(images)):
         log.ignore("grades.csv row without an image", image_id)

@@ -61,9 +61,17 @@ def training_data_record(data: DataConfig) -> Dict[str, object]:
     sets = {}
     for role, fmt in (("graded_train", data.graded_format), ("masks_train", data.masks_format)):
         path = getattr(data, role)
-        if path:
-            sets[role] = {"path": os.path.abspath(path), "format": fmt,
-                          "synthetic": is_synthetic(path, fmt)}
+        if not path:
+            continue
+        # A mask path may name several sets, comma-separated, with one format each.
+        paths = [p.strip() for p in path.split(",") if p.strip()]
+        formats = [f.strip() for f in fmt.split(",")]
+        formats = formats * len(paths) if len(formats) == 1 else formats
+        flags = [is_synthetic(p, f) for p, f in zip(paths, formats)]
+        synthetic = (True if all(f is True for f in flags)
+                     else False if any(f is False for f in flags) else None)
+        sets[role] = {"path": ",".join(os.path.abspath(p) for p in paths), "format": fmt,
+                      "synthetic": synthetic}
     flags = [entry["synthetic"] for entry in sets.values()]
     if any(flag is False for flag in flags):
         real: Optional[bool] = True

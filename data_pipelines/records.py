@@ -49,3 +49,12 @@ class MaskExample:
     label_path: str = ""
     image_labels: Tuple[int, ...] = ()
     grade: int = -1
+    # Which foreground classes (1/0 per class of ``class_names[1:]``) the image's set
+    # annotates; empty = all. An unmarked pixel of a partially annotated image is
+    # "background or an unannotated class" (``config.partial_label``), never "absent".
+    annotated: Tuple[int, ...] = ()
+
+    @property
+    def is_partial(self) -> bool:
+        """Whether the image's set leaves some foreground class unannotated."""
+        return bool(self.annotated) and not all(self.annotated)

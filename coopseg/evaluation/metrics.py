@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from coopseg.config import IGNORE_LABEL, NUM_GRADES, ConfigError
 from coopseg.evaluation.metric_tables import to_jsonable
+from coopseg.models.losses import partial_annotation
 
 with warnings.catch_warnings():
     # TFA warns on import that it is end-of-life; it is confined to this module (for
@@ -120,6 +121,12 @@ class SegmentationConfusion(tf.keras.metrics.Metric):
         # Cast before the arithmetic: uint8 masks would overflow in label * C + pred.
         labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
         predictions = tf.reshape(predictions, [-1])
+        # A partial label (a pixel no annotated class covers, in a partially annotated
+        # set) is known not to be any annotated class: predicting one is a false positive
+        # of it (counted against background); predicting another class is unknown.
+        is_partial, annotated = partial_annotation(labels, self.num_classes)
+        predicted_annotated = tf.gather(annotated, predictions[:, None], batch_dims=1)[:, 0]
+        labels = tf.where(is_partial & predicted_annotated, 0, labels)
         valid = (labels >= 0) & (labels < self.num_classes)
         self.confusion.assign_add(_pair_counts(labels, predictions, valid, self.num_classes))
 

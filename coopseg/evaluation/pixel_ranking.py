@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from coopseg.config import IGNORE_LABEL, ConfigError
+from coopseg.models.losses import partial_annotation
 
 # Bins are equal in logit(p) = log(p / (1 - p)), not in p: a lesion's pixels mostly score
 # near 0 or near 1, where equal bins in p lumped millions of pixels into one threshold
@@ -135,7 +136,11 @@ class PixelScoreHistogram(tf.keras.metrics.Metric):
         classes = tf.range(1, self.num_classes, dtype=tf.int32)[None, :]
         is_positive = tf.cast(tf.equal(labels, classes), tf.int32)
         slot = (classes - 1) * self.num_bins + bins                        # [pixels, C - 1]
-        valid = tf.broadcast_to((labels >= 0) & (labels < self.num_classes), tf.shape(slot))
+        # A partial label is a negative of the classes its set annotates, and unknown
+        # (not counted) for the others.
+        is_partial, annotated = partial_annotation(labels[:, 0], self.num_classes)
+        valid = (((labels >= 0) & (labels < self.num_classes))
+                 | (is_partial[:, None] & annotated[:, 1:]))
         size = foreground * self.num_bins * 2
         # Invalid pixels go to one extra bin that is dropped (as in metrics._pair_counts).
         index = tf.where(valid, slot * 2 + is_positive, size)

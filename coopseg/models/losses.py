@@ -5,11 +5,11 @@ Losses are per-example means divided by the *global* batch size, the convention
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import tensorflow as tf
 
-from coopseg.config import IGNORE_LABEL
+from coopseg.config import IGNORE_LABEL, PARTIAL_LABEL_BASE
 
 
 def classification_loss(labels: tf.Tensor, logits: tf.Tensor,
@@ -18,6 +18,19 @@ def classification_loss(labels: tf.Tensor, logits: tf.Tensor,
     per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32))
     return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+
+
+def partial_annotation(labels: tf.Tensor, num_classes: int) -> Tuple[tf.Tensor, tf.Tensor]:
+    """``(is_partial [...], annotated [..., C])`` of int labels: which pixels carry a
+    partial label (``config.PARTIAL_LABEL_BASE`` + bitmask) and, for those, which classes
+    their set annotates (background never; class c when bit c - 1 is set)."""
+    labels = tf.cast(labels, tf.int32)
+    is_partial = (labels >= PARTIAL_LABEL_BASE) & (labels != IGNORE_LABEL)
+    bits = tf.where(is_partial, labels - PARTIAL_LABEL_BASE, 0)
+    shifts = tf.range(-1, num_classes - 1, dtype=tf.int32)  # class c -> bit c - 1
+    annotated = (tf.bitwise.right_shift(bits[..., None], tf.maximum(shifts, 0)) & 1) > 0
+    annotated &= shifts >= 0  # background is never "annotated": it is always possible
+    return is_partial, annotated & is_partial[..., None]
 
 
 def segmentation_loss(masks: tf.Tensor, logits: tf.Tensor,
@@ -30,12 +43,24 @@ def segmentation_loss(masks: tf.Tensor, logits: tf.Tensor,
     divided by their number, so an image that is mostly ignore does not weigh less
     than a fully labelled one. ``class_weights`` [C] scales each pixel by its true
     class's weight (SegNet-style; see ``class_weights.py``).
+
+    A partial label (an unmarked pixel of a partially annotated set) is "background or
+    any class the set does not annotate": its loss is the marginal cross-entropy
+    ``-log sum p_c`` over those classes (Shi et al., "Marginal loss and exclusion loss for
+    partially supervised multi-organ segmentation", Medical Image Analysis 2021,
+    arXiv:2007.03868), so no class is taught "absent" where nobody looked for it. It
+    carries the background's weight.
     """
     masks = tf.cast(masks, tf.int32)
-    valid = tf.not_equal(masks, ignore_label)
-    safe = tf.where(valid, masks, tf.zeros_like(masks))
-    pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe,
-                                                           logits=tf.cast(logits, tf.float32))
+    logits = tf.cast(logits, tf.float32)
+    num_classes = int(logits.shape[-1])
+    is_partial, annotated = partial_annotation(masks, num_classes)
+    valid = tf.not_equal(masks, ignore_label) & ((masks < num_classes) | is_partial)
+    safe = tf.where(valid & ~is_partial, masks, tf.zeros_like(masks))
+    pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=logits)
+    marginal = (tf.reduce_logsumexp(logits, axis=-1)
+                - tf.reduce_logsumexp(tf.where(annotated, -1e30, logits), axis=-1))
+    pixel = tf.where(is_partial, marginal, pixel)
     validf = tf.cast(valid, tf.float32)
     if class_weights is not None:
         pixel = pixel * tf.gather(tf.cast(class_weights, tf.float32), safe)

@@ -182,7 +182,13 @@ def _training_examples(config: ExperimentConfig,
                           "subsets): use a folder format for data.masks_train, not tfrecord")
     if not d.masks_train:
         raise ConfigError(f"method {config.method} trains on a mask set: set --masks_train")
-    return mask_examples(config, "train", report)
+    examples = mask_examples(config, "train", report)
+    partial = [e.image_path for e in examples if e.is_partial]
+    if partial:
+        raise ConfigError(f"method {config.method} needs fully annotated masks (its image-level "
+                          f"labels say which classes are absent); {len(partial)} images are "
+                          f"partially annotated, e.g. {partial[0]!r}")
+    return examples
 
 
 def _strong_subset(config: ExperimentConfig, examples: List[MaskExample],

@@ -7,6 +7,7 @@ validation set that shares images with its training set is refused here.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections import defaultdict
@@ -80,8 +81,18 @@ def mask_examples(config: ExperimentConfig, role: str,
     """
     d = config.data
     path = d.masks_train if role == "train" else d.masks_val
-    examples = datasets.load_masks(d.masks_format, path, d.class_names, role=role,
-                                   strict=not d.skip_bad_images)
+    examples = []
+    sets = mask_sets(path, d.masks_format)
+    for index, (set_path, fmt) in enumerate(sets):
+        found = datasets.load_masks(fmt, set_path, d.class_names, role=role,
+                                    strict=not d.skip_bad_images)
+        if len(sets) > 1:  # ids are unique within a set, not across sets
+            found = [dataclasses.replace(e, image_id=f"{index}/{e.image_id}") for e in found]
+        examples += found
+    partial = sum(e.is_partial for e in examples)
+    if partial:
+        logging.info("masks %s: %d of %d images are partially annotated (marginal loss over "
+                     "the classes their set does not mark)", role, partial, len(examples))
     total = len(examples)
     if role == "train":
         examples = nested_subset(examples, d.masks_train_count, source=path)
@@ -90,9 +101,26 @@ def mask_examples(config: ExperimentConfig, role: str,
                                   mask_priority=d.mask_priority,
                                   strict=not d.skip_bad_images, report=report)
     subset = f" (data.masks_train_count of {total})" if len(examples) < total else ""
-    logging.info("masks %s: %d images%s from %s (%s, %s)", role, len(examples), subset, path,
-                 d.masks_format, _describe_split(d.masks_format, role))
+    logging.info("masks %s: %d images%s from %s", role, len(examples), subset,
+                 "; ".join(f"{p} ({f}, {_describe_split(f, role)})" for p, f in sets))
     return examples
+
+
+def mask_sets(paths: str, formats: str) -> List[tuple]:
+    """``(path, format)`` of each mask set a data path names: several sets train (or
+    validate) together when the path lists them comma-separated, with one format for
+    all or one per set (``--masks_train=/data/ddb1,/data/heimed --masks_format=x,y``)."""
+    path_list = [p.strip() for p in paths.split(",") if p.strip()]
+    format_list = [f.strip() for f in formats.split(",") if f.strip()]
+    if len(format_list) == 1:
+        format_list *= len(path_list)
+    if len(format_list) != len(path_list):
+        raise ConfigError(f"{len(path_list)} mask sets ({paths}) but {len(format_list)} formats "
+                          f"({formats}): give one format for all or one per set")
+    if len(path_list) > 1 and "tfrecord" in format_list:
+        raise ConfigError("several mask sets train together from folder formats; convert "
+                          "them into one TFRecord set instead")
+    return list(zip(path_list, format_list))
 
 
 def _file_digest(path: str) -> str:
@@ -166,8 +194,10 @@ def require_paths(config: ExperimentConfig, needed: Sequence[str]) -> None:
     set but does not exist, before any model is built."""
     missing = []
     for name in needed:
-        path = getattr(config.data, name)
-        if path and not os.path.exists(path):
-            missing.append(f"--{name}={path}")
+        # Mask paths may name several sets, comma-separated (``mask_sets``).
+        paths = getattr(config.data, name).split(",") if name.startswith("masks") else [
+            getattr(config.data, name)]
+        missing += [f"--{name}={path.strip()}" for path in paths
+                    if path.strip() and not os.path.exists(path.strip())]
     if missing:
         raise ConfigError(f"data path(s) do not exist: {', '.join(missing)}")
