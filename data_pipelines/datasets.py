@@ -8,7 +8,7 @@ one (IDRiD's testing set, VOC's val). ``tfrecord`` sets are read by tf.data dire
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 
@@ -98,3 +98,29 @@ def load_masks(fmt: str, path: str, class_names: Sequence[str], role: Optional[s
     """
     reader = _reader(MASK_READERS, fmt, "mask", path)
     return reader(path, class_names=class_names, **_split_kwargs(fmt, role, kwargs))
+
+
+def mask_sets(paths: str, formats: str) -> List[Tuple[str, str]]:
+    """``(path, format)`` of each mask set a data path names. Several sets train (or
+    validate) together when the path lists them comma-separated; each takes its format
+    from a ``FORMAT:PATH`` prefix, else from ``formats``: one format for all, or one per
+    set in order (``--masks_train=/data/a,idrid:/data/b --masks_format=generic``)."""
+    entries = [p.strip() for p in paths.split(",") if p.strip()]
+    format_list = [f.strip() for f in formats.split(",") if f.strip()]
+    sets: List[Tuple[str, Optional[str]]] = []
+    for entry in entries:
+        head, sep, tail = entry.partition(":")
+        known = head in MASK_READERS or head == "tfrecord"
+        sets.append((tail, head) if sep and known else (entry, None))
+    if any(fmt is None for _, fmt in sets):
+        if len(format_list) == 1:
+            format_list = format_list * len(sets)
+        if len(format_list) != len(sets):
+            raise ConfigError(f"{len(sets)} mask set(s) ({paths}) but {len(format_list)} formats "
+                              f"({formats}): give one format for all, one per set, or write "
+                              "FORMAT:PATH")
+        sets = [(path, fmt or format_list[k]) for k, (path, fmt) in enumerate(sets)]
+    if len(sets) > 1 and any(fmt == "tfrecord" for _, fmt in sets):
+        raise ConfigError("several mask sets train together from folder formats; convert "
+                          "them into one TFRecord set instead")
+    return [(path, fmt) for path, fmt in sets]

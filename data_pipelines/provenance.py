@@ -11,6 +11,7 @@ import os
 from typing import Dict, Iterator, Optional
 
 from coopseg.config import DataConfig
+from data_pipelines.datasets import mask_sets
 
 # Manifests the synthetic generators write at the top of a set (synthetic.py,
 # synthetic_voc.py): a folder under one of them holds synthetic images.
@@ -64,10 +65,9 @@ def training_data_record(data: DataConfig) -> Dict[str, object]:
         if not path:
             continue
         # A mask path may name several sets, comma-separated, with one format each.
-        paths = [p.strip() for p in path.split(",") if p.strip()]
-        formats = [f.strip() for f in fmt.split(",")]
-        formats = formats * len(paths) if len(formats) == 1 else formats
-        flags = [is_synthetic(p, f) for p, f in zip(paths, formats)]
+        sets_here = mask_sets(path, fmt) if role == "masks_train" else [(path, fmt)]
+        paths = [p for p, _ in sets_here]
+        flags = [is_synthetic(p, f) for p, f in sets_here]
         synthetic = (True if all(f is True for f in flags)
                      else False if any(f is False for f in flags) else None)
         sets[role] = {"path": ",".join(os.path.abspath(p) for p in paths), "format": fmt,

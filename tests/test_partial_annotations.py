@@ -128,8 +128,12 @@ def test_several_sets_train_together_and_decouplednet_refuses_partial_ones(tmp_p
     out = train(cfg.validate(), export=False)
     assert np.isfinite(out["metrics"]["segmentation"]["miou"])
     cfg.data.masks_format = "generic,generic,idrid"
-    with pytest.raises(ConfigError, match="2 mask sets .* but 3 formats"):
+    with pytest.raises(ConfigError, match="2 mask set.* but 3 formats.*FORMAT:PATH"):
         mask_examples(cfg, "train")
+    from data_pipelines.datasets import mask_sets
+    assert mask_sets(f"{full},generic:{partial}", "idrid") == [(full, "idrid"),
+                                                               (partial, "generic")]
+    assert mask_sets(f"idrid:{full}", "generic,voc") == [(full, "idrid")]
     dn = decoupled_experiment("tiny", method="deconvnet", mode="seg_only", strong_per_class=0)
     dn.data.masks_train, dn.data.masks_val = f"{full},{partial}", ""
     from coopseg.training.decoupled_inputs import load_training_subset

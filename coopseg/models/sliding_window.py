@@ -63,7 +63,8 @@ def sliding_window_probabilities(
                  for x in tile_starts(full_w, tile, overlap)]
     if len(positions) == 1:
         return probabilities_fn(images)[:, :height, :width]
-    weights = tf.constant(gaussian_importance(tile))[None, :, :, None]
+    importance = gaussian_importance(tile)
+    weights = tf.constant(importance)[None, :, :, None]
     total, norm = None, np.zeros((full_h, full_w), np.float32)
     for start in range(0, len(positions), max(1, tiles_per_call)):
         group = positions[start:start + max(1, tiles_per_call)]
@@ -73,7 +74,7 @@ def sliding_window_probabilities(
             placed = tf.pad(p * weights, [[0, 0], [y, full_h - y - tile],
                                           [x, full_w - x - tile], [0, 0]])
             total = placed if total is None else total + placed
-            norm[y:y + tile, x:x + tile] += gaussian_importance(tile)
+            norm[y:y + tile, x:x + tile] += importance
     blended = total / tf.constant(norm)[None, :, :, None]
     return blended[:, :height, :width]
 

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from coopseg.serving.photo_preprocessing import PhotoPreprocessing
-from data_pipelines.augment import resize_image
+from data_pipelines.augment import pad_to_square, resize_image
 
 # Same constants as data_pipelines.fundus.crop_box_to_retina.
 _WORK_SIDE = 512
@@ -85,11 +85,7 @@ def retina_box(image: tf.Tensor, threshold: int = 10) -> tf.Tensor:
 def crop_pad_square(image: tf.Tensor, box: tf.Tensor) -> tf.Tensor:
     """Crop to ``box`` and pad the short side with black, content centred
     (``fundus.apply_box``)."""
-    y0, y1, x0, x1 = box[0], box[1], box[2], box[3]
-    cropped = image[y0:y1, x0:x1]
-    h, w = y1 - y0, x1 - x0
-    side = tf.maximum(h, w)
-    return tf.image.pad_to_bounding_box(cropped, (side - h) // 2, (side - w) // 2, side, side)
+    return pad_to_square(image[box[0]:box[1], box[2]:box[3]], 0)
 
 
 def _gaussian_kernel(sigma: float) -> np.ndarray:

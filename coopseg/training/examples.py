@@ -82,7 +82,7 @@ def mask_examples(config: ExperimentConfig, role: str,
     d = config.data
     path = d.masks_train if role == "train" else d.masks_val
     examples = []
-    sets = mask_sets(path, d.masks_format)
+    sets = datasets.mask_sets(path, d.masks_format)
     for index, (set_path, fmt) in enumerate(sets):
         found = datasets.load_masks(fmt, set_path, d.class_names, role=role,
                                     strict=not d.skip_bad_images)
@@ -104,23 +104,6 @@ def mask_examples(config: ExperimentConfig, role: str,
     logging.info("masks %s: %d images%s from %s", role, len(examples), subset,
                  "; ".join(f"{p} ({f}, {_describe_split(f, role)})" for p, f in sets))
     return examples
-
-
-def mask_sets(paths: str, formats: str) -> List[tuple]:
-    """``(path, format)`` of each mask set a data path names: several sets train (or
-    validate) together when the path lists them comma-separated, with one format for
-    all or one per set (``--masks_train=/data/ddb1,/data/heimed --masks_format=x,y``)."""
-    path_list = [p.strip() for p in paths.split(",") if p.strip()]
-    format_list = [f.strip() for f in formats.split(",") if f.strip()]
-    if len(format_list) == 1:
-        format_list *= len(path_list)
-    if len(format_list) != len(path_list):
-        raise ConfigError(f"{len(path_list)} mask sets ({paths}) but {len(format_list)} formats "
-                          f"({formats}): give one format for all or one per set")
-    if len(path_list) > 1 and "tfrecord" in format_list:
-        raise ConfigError("several mask sets train together from folder formats; convert "
-                          "them into one TFRecord set instead")
-    return list(zip(path_list, format_list))
 
 
 def _file_digest(path: str) -> str:
@@ -194,10 +177,10 @@ def require_paths(config: ExperimentConfig, needed: Sequence[str]) -> None:
     set but does not exist, before any model is built."""
     missing = []
     for name in needed:
-        # Mask paths may name several sets, comma-separated (``mask_sets``).
-        paths = getattr(config.data, name).split(",") if name.startswith("masks") else [
-            getattr(config.data, name)]
-        missing += [f"--{name}={path.strip()}" for path in paths
-                    if path.strip() and not os.path.exists(path.strip())]
+        value = getattr(config.data, name)
+        # A mask path may name several sets, comma-separated (``datasets.mask_sets``).
+        paths = ([path for path, _ in datasets.mask_sets(value, config.data.masks_format)]
+                 if name.startswith("masks") else [value] if value else [])
+        missing += [f"--{name}={path}" for path in paths if not os.path.exists(path)]
     if missing:
         raise ConfigError(f"data path(s) do not exist: {', '.join(missing)}")
