@@ -100,7 +100,8 @@ def mask_examples(config: ExperimentConfig, role: str,
         examples = validate_files(examples, class_names=d.class_names,
                                   mask_priority=d.mask_priority,
                                   strict=not d.skip_bad_images, report=report)
-    subset = f" (data.masks_train_count of {total})" if len(examples) < total else ""
+    subset = (f" (data.masks_train_count={d.masks_train_count} of {total})"
+              if role == "train" and d.masks_train_count else "")
     logging.info("masks %s: %d images%s from %s", role, len(examples), subset,
                  "; ".join(f"{p} ({f}, {_describe_split(f, role)})" for p, f in sets))
     return examples
