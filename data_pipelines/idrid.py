@@ -106,8 +106,8 @@ def load_idrid_segmentation(root: str, split: str = "train",
     """MaskExamples of IDRiD part A, sorted by image id.
 
     ``mask_paths`` follow ``class_names[1:]`` (default ``idrid_class_names(
-    include_optic_disc)``); ``""`` for a class IDRiD lacks (e.g. drusen, which
-    ``annotated`` then marks as not annotated) or a lesion absent from the image.
+    include_optic_disc)``); ``""`` for a class IDRiD lacks (e.g. drusen) or a lesion
+    absent from the image.
     ``image_labels`` marks which masks exist. ``root`` is the dataset root or its
     ``A. Segmentation`` folder. ``strict`` raises instead of skipping zero-byte files
     and masks without an image.
@@ -125,10 +125,6 @@ def load_idrid_segmentation(root: str, split: str = "train",
                           "has no 'optic_disc'")
     code_of = {name: code for code, name in LESION_CODES.items()}
     codes = [code_of.get(name) for name in class_names[1:]]
-    # A class IDRiD does not mark (drusen, artifact of config.LESION_CLASSES) is not
-    # annotated: its pixels are unknown, not absent (partial labels).
-    annotated = tuple(int(code is not None) for code in codes)
-    annotated = () if all(annotated) else annotated
     if not any(codes):
         raise ConfigError(f"IDRiD: class_names {tuple(class_names)} name none of its classes "
                           f"{sorted(LESION_CODES.values())}")
@@ -146,8 +142,7 @@ def load_idrid_segmentation(root: str, split: str = "train",
         if usable_file(image_path, "image", log) and all(
                 usable_file(p, "mask", log) for p in paths if p):
             examples.append(MaskExample(image_path=image_path, image_id=image_id, mask_paths=paths,
-                                        image_labels=tuple(int(bool(p)) for p in paths),
-                                        annotated=annotated))
+                                        image_labels=tuple(int(bool(p)) for p in paths)))
     return log.finish(examples, image_dir)
 
 

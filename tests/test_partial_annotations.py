@@ -99,17 +99,6 @@ def test_a_set_declares_what_it_annotates(tmp_path):
         load_mask_set(str(tmp_path / "contradiction"), CLASSES)
 
 
-def test_idrid_with_classes_it_does_not_mark_is_partial(tmp_path):
-    from tests.test_readers_idrid import idrid_segmentation
-    from data_pipelines.idrid import load_idrid_segmentation
-    idrid_segmentation(str(tmp_path), {"IDRiD_01": ["MA", "EX"]})
-    (own,) = load_idrid_segmentation(str(tmp_path))
-    assert not own.is_partial  # its own four lesions: fully annotated
-    (lesions,) = load_idrid_segmentation(str(tmp_path), class_names=LESION_CLASSES)
-    # LESION_CLASSES: hard_exudate, soft_exudate, haemorrhage, microaneurysm, drusen, artifact
-    assert lesions.annotated == (1, 1, 1, 1, 0, 0)
-
-
 def test_several_sets_train_together_and_decouplednet_refuses_partial_ones(tmp_path):
     from coopseg.training.train import train
     from experiments.decouplednet_stages import decoupled_experiment
@@ -127,6 +116,12 @@ def test_several_sets_train_together_and_decouplednet_refuses_partial_ones(tmp_p
         len(examples)
     out = train(cfg.validate(), export=False)
     assert np.isfinite(out["metrics"]["segmentation"]["miou"])
+    # A class no training image annotates could be predicted anywhere: refused.
+    cfg.data.masks_train = partial
+    with pytest.raises(ConfigError, match="soft_exudate, haemorrhage, microaneurysm, drusen, "
+                                          "artifact: no training image annotates them"):
+        mask_examples(cfg, "train")
+    cfg.data.masks_train = f"{full},{partial}"
     cfg.data.masks_format = "generic,generic,idrid"
     with pytest.raises(ConfigError, match="2 mask set.* but 3 formats.*FORMAT:PATH"):
         mask_examples(cfg, "train")
@@ -136,6 +131,7 @@ def test_several_sets_train_together_and_decouplednet_refuses_partial_ones(tmp_p
     assert mask_sets(f"idrid:{full}", "generic,voc") == [(full, "idrid")]
     dn = decoupled_experiment("tiny", method="deconvnet", mode="seg_only", strong_per_class=0)
     dn.data.masks_train, dn.data.masks_val = f"{full},{partial}", ""
+    dn.data.class_names = cfg.data.class_names
     from coopseg.training.decoupled_inputs import load_training_subset
     with pytest.raises(ConfigError, match="needs fully annotated masks"):
         load_training_subset(dn)

@@ -93,6 +93,8 @@ def mask_examples(config: ExperimentConfig, role: str,
     if partial:
         logging.info("masks %s: %d of %d images are partially annotated (marginal loss over "
                      "the classes their set does not mark)", role, partial, len(examples))
+        if role == "train":
+            check_every_class_annotated(examples, d.class_names, path)
     total = len(examples)
     if role == "train":
         examples = nested_subset(examples, d.masks_train_count, source=path)
@@ -105,6 +107,18 @@ def mask_examples(config: ExperimentConfig, role: str,
     logging.info("masks %s: %d images%s from %s", role, len(examples), subset,
                  "; ".join(f"{p} ({f}, {_describe_split(f, role)})" for p, f in sets))
     return examples
+
+
+def check_every_class_annotated(examples: Sequence[MaskExample], class_names: Sequence[str],
+                                source: str) -> None:
+    """ConfigError naming the foreground classes no training image annotates: nothing
+    would teach the segmenter where they are not, so under the marginal loss it could
+    paint them anywhere (and the metrics would not count it)."""
+    never = [name for k, name in enumerate(class_names[1:])
+             if not any(not e.annotated or e.annotated[k] for e in examples)]
+    if never:
+        raise ConfigError(f"{source}: {', '.join(never)}: no training image annotates them; "
+                          "drop them from --class_names or add a mask set that marks them")
 
 
 def _file_digest(path: str) -> str:
