@@ -13,7 +13,7 @@ from absl import app, flags
 
 from coopseg.config import ConfigError
 from coopseg.serving.predict_folder import (PredictOptions, list_inputs, predict_folder,
-                                            read_input_list)
+                                            read_input_list, saw_real_photos)
 from coopseg.serving.predictor import load_predictor
 from coopseg.utils.console import run_program
 from data_pipelines.provenance import describe_training_data
@@ -75,7 +75,7 @@ def main(argv) -> None:
           + (f"; {grades}" if grades else ""))
     print(f"written: {summary['csv']}"
           + (f" and {FLAGS.output_dir}/overlays/" if FLAGS.overlays else ""))
-    if (predictor.training_data or {}).get("real_photos") is False:
+    if saw_real_photos(predictor) == "0":
         print("NOTE: this model was trained on synthetic images only and never saw a real "
               "photo: its grades and lesion maps of real photos are not meaningful "
               "(column model_saw_real_photos = 0). Train on real data first (README).")

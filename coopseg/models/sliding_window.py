@@ -12,8 +12,9 @@ from typing import Callable, List
 import numpy as np
 import tensorflow as tf
 
-# nnU-Net's choices (Isensee et al., "nnU-Net", Nature Methods 2021, doi:10.1038/s41592-020-01008-z):
-# tiles overlap by half, and the Gaussian's sigma is 1/8 of the tile side.
+# nnU-Net's choices (Isensee et al., "nnU-Net", Nature Methods 2021,
+# doi:10.1038/s41592-020-01008-z): tiles overlap by half, the Gaussian's sigma is 1/8
+# of the tile side.
 DEFAULT_OVERLAP = 0.5
 SIGMA_FRACTION = 1.0 / 8.0
 

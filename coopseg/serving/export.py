@@ -87,7 +87,7 @@ def export_saved_model(system, config: ExperimentConfig, export_dir: str,
         # running as other users, so it gets the permissions of any other output.
         os.chmod(tmp, 0o777 & ~_umask())
         # The writer logs the temporary folder (gone a moment later) and renames
-        # resource inputs nobody sees; the export's own line below says what matters.
+        # resource inputs nobody sees; the callers print the export's final path.
         with quiet_tensorflow_python_logs():
             tf.saved_model.save(module, tmp, signatures={FLOAT_SIGNATURE: signature,
                                                          BYTES_SIGNATURE: module.serve_bytes})

@@ -160,8 +160,8 @@ def csv_columns(predictor: Predictor, outputs: Sequence[str]) -> List[str]:
     whole frame, or that transparency was composited on black), ``retina_found`` (1/0),
     ``gradable`` (1/0), ``gradable_reason`` (empty when gradable, else the reasons joined
     with ``"; "``; both empty for an unreadable file), ``model_saw_real_photos`` (1, 0 for
-    a model trained on synthetic images only, ``unknown``), then per head ``grade``, ``p_grade_<g>``, ``p_referable`` (P(grade >= 2)),
-    ``score_<class>`` (image-level labels), ``pixels_<lesion>`` (pixels of each lesion
+    a model trained on synthetic images only, ``unknown``), then per head ``grade``,
+    ``p_grade_<g>``, ``p_referable`` (P(grade >= 2)), ``score_<class>`` (image-level labels), ``pixels_<lesion>`` (pixels of each lesion
     class in the model's S x S view of the photo), and ``overlay`` (the PNG, relative
     to the output directory).
     """
