@@ -263,7 +263,7 @@ class DataConfig:
     graded_format: str = "eyepacs"  # eyepacs | aptos | idrid_grading | tfrecord
     graded_train: str = ""
     graded_val: str = ""
-    masks_format: str = "generic"  # generic | idrid | voc | tfrecord
+    masks_format: str = "generic"  # generic | idrid | voc | diaretdb1 | heimed | tfrecord
     masks_train: str = ""
     masks_val: str = ""
     # Train the segmentation agent on this many mask images only (0 = all): a fixed

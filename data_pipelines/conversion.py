@@ -39,6 +39,8 @@ FORMATS: Dict[str, Tuple[str, str]] = {
     "generic": ("masks", "generic"),
     "idrid": ("masks", "idrid"),
     "voc": ("masks", "voc"),
+    "diaretdb1": ("masks", "diaretdb1"),
+    "heimed": ("masks", "heimed"),
 }
 # Readers whose on-disk layout has named splits (IDRiD train/test, VOC train/val).
 _SPLIT_READERS = tuple(SPLITS)
@@ -129,7 +131,8 @@ class ConvertOptions:
 
 def default_class_names(fmt: str) -> Tuple[str, ...]:
     """Class names of a mask format: the paper's lesion classes, or the dataset's own."""
-    if fmt == "idrid":
+    if fmt in ("idrid", "diaretdb1", "heimed"):
+        # The four lesions the public sets mark, in one order, so they train together.
         return idrid_class_names()
     if fmt == "voc":
         return VOC_CLASSES

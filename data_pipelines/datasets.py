@@ -3,7 +3,7 @@
 Every format has one name across the CLIs (``coopseg-convert --format`` and
 ``--graded_format``/``--masks_format`` alike). Formats whose layout has named splits
 read the split the role means: training the training split, validation the held-out
-one (IDRiD's testing set, VOC's val). ``tfrecord`` sets are read by tf.data directly.
+one (IDRiD's and DIARETDB1's test sets, VOC's val). ``tfrecord`` sets are read by tf.data directly.
 """
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from absl import logging
 
 from coopseg.config import ConfigError
 from data_pipelines.aptos import load_aptos
+from data_pipelines.diaretdb1 import load_diaretdb1
 from data_pipelines.eyepacs import load_eyepacs
+from data_pipelines.heimed import load_heimed
 from data_pipelines.idrid import load_idrid_grading, load_idrid_segmentation
 from data_pipelines.masks import load_mask_set
 from data_pipelines.records import DataError, GradedExample, MaskExample
@@ -29,6 +31,8 @@ MASK_READERS: Dict[str, Callable[..., List[MaskExample]]] = {
     "generic": load_mask_set,
     "idrid": load_idrid_segmentation,
     "voc": load_voc,
+    "diaretdb1": load_diaretdb1,
+    "heimed": load_heimed,
 }
 # The choices of --graded_format / --masks_format, for help texts.
 GRADED_FORMATS = " | ".join(list(GRADED_READERS) + ["tfrecord"])
@@ -41,6 +45,7 @@ SPLITS: Dict[str, Dict[str, str]] = {
     "idrid_grading": {"train": "train", "val": "test"},
     "idrid": {"train": "train", "val": "test"},
     "voc": {"train": "train", "val": "val"},
+    "diaretdb1": {"train": "train", "val": "test"},
 }
 ROLES = ("train", "val")
 
@@ -90,7 +95,8 @@ def load_graded(fmt: str, path: str, role: Optional[str] = None,
 
 def load_masks(fmt: str, path: str, class_names: Sequence[str], role: Optional[str] = None,
                **kwargs: Any) -> List[MaskExample]:
-    """MaskExamples of the ``fmt`` (generic | idrid | voc) set at ``path``.
+    """MaskExamples of the ``fmt`` (generic | idrid | voc | diaretdb1 | heimed) set at
+    ``path``.
 
     ``class_names`` (background first) fixes the order of ``mask_paths`` and
     ``image_labels``; for VOC it must have VOC's 21 entries. ``role`` as for

@@ -144,7 +144,7 @@ def mask_source(
         raise ConfigError(f"{len(class_names)} classes do not fit a uint8 mask with ignore 255")
     report = report if report is not None else DecodeReport()
     examples = list(examples)
-    if any(example.mask_paths for example in examples):
+    if any(example.mask_paths or example.drawn for example in examples):
         mask_paint_order(class_names, mask_priority)  # fail now on a bad priority list
 
     def decode(index: np.int64) -> Tuple[np.ndarray, np.ndarray, np.bool_]:

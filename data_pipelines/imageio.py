@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from coopseg.config import IGNORE_LABEL, ConfigError, partial_label
+from data_pipelines.drawn_annotations import draw_masks
 from data_pipelines.records import DataError, MaskExample
 
 # How far before the end of a JPEG its EOI marker may sit: some writers pad the file.
@@ -219,7 +220,8 @@ def read_mask_example(
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Decode one MaskExample to (RGB uint8 [H, W, 3], class-index uint8 [H, W]).
 
-    Binary masks (``mask_paths``, in ``class_names[1:]`` order, "" = empty) collapse to
+    Binary masks (``mask_paths``, in ``class_names[1:]`` order, "" = empty; or the
+    masks of a ``drawn`` annotation, rasterised at the image's size) collapse to
     one index per pixel by ``mask_priority`` (first wins). A mask of another size than
     its image is a DataError naming both files: it is never resized to fit. In a
     partially annotated example (``example.annotated``) an unmarked pixel gets the
@@ -227,13 +229,16 @@ def read_mask_example(
     """
     image = read_image(example.image_path)
     height, width = image.shape[:2]
-    if bool(example.label_path) == bool(example.mask_paths):
+    if bool(example.label_path) + bool(example.mask_paths) + bool(example.drawn) != 1:
         raise DataError(
-            f"{example.image_path}: a mask example needs exactly one of label_path or "
-            f"mask_paths (got label_path={example.label_path!r}, "
-            f"{len(example.mask_paths)} mask_paths)")
+            f"{example.image_path}: a mask example needs exactly one of label_path, "
+            f"mask_paths or drawn (got label_path={example.label_path!r}, "
+            f"{len(example.mask_paths)} mask_paths, drawn={example.drawn})")
     if example.label_path:
         masks = {0: (example.label_path, read_label_map(example.label_path, len(class_names)))}
+    elif example.drawn:
+        drawn = draw_masks(example.drawn, class_names, height, width)
+        masks = {index: (example.drawn.paths[0], mask) for index, mask in drawn.items()}
     else:
         if len(example.mask_paths) != len(class_names) - 1:
             raise DataError(

@@ -42,7 +42,7 @@ def test_mask_formats_reach_their_readers(tmp_path):
     examples = load_masks("generic", str(generic), LESION_CLASSES)
     assert len(examples) == 1 and isinstance(examples[0], MaskExample)
     assert examples[0].image_labels == (0, 0, 0, 0, 1, 0)  # drusen is the 5th foreground class
-    assert set(MASK_READERS) == {"generic", "idrid", "voc"}
+    assert set(MASK_READERS) == {"generic", "idrid", "voc", "diaretdb1", "heimed"}
 
 
 def test_unknown_format_lists_the_choices(tmp_path):
