@@ -3,7 +3,7 @@
 Every format has one name across the CLIs (``coopseg-convert --format`` and
 ``--graded_format``/``--masks_format`` alike). Formats whose layout has named splits
 read the split the role means: training the training split, validation the held-out
-one (IDRiD's and DIARETDB1's test sets, VOC's val). ``tfrecord`` sets are read by tf.data directly.
+one (IDRiD's and DIARETDB1's test sets, VOC's val). ``tfrecord`` is read by tf.data.
 """
 from __future__ import annotations
 

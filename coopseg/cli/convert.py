@@ -123,7 +123,7 @@ def next_step_lines(kind: str, output: str, splits: Set[str],
         lines.append("next: convert the training split too (--split=train) before training")
     if "val" not in splits:
         lines.append("next: convert a held-out split too (--split=val, with --source_split "
-                     "for IDRiD's test or VOC's val) so the run is validated")
+                     "for IDRiD's or DIARETDB1's test, VOC's val) so the run is validated")
     lines += [f"next: {command}", f"      ({other})"]
     return lines
 
