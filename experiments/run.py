@@ -21,6 +21,8 @@ from data_pipelines.synthetic import use_synthetic_data
 from data_pipelines.voc import VOC_CLASSES
 from experiments import data_efficiency as de
 from experiments import learning_curve
+from experiments import real_lesions as rl
+from experiments import real_lesions_report
 from experiments import results as results_lib
 from experiments.registry import SCALES
 from experiments.runner import DataSource, Runner
@@ -112,14 +114,15 @@ FLAGS = flags.FLAGS
 
 def _define_flags() -> None:
     flags.DEFINE_string("suite", None, "Which suite to run: "
-                        f"{' | '.join(suite_names() + (de.NAME,))}.")
+                        f"{' | '.join(suite_names() + (de.NAME, rl.NAME))}.")
     flags.DEFINE_enum("scale", "small", SCALES, "Size of every row: paper | small | tiny.")
     flags.DEFINE_string("out", "runs/experiments", "Where rows train and results are written.")
     flags.DEFINE_list("seeds", ["0"], "Seeds; several give mean ± std over seeds.")
     flags.DEFINE_integer("steps", None, "Override the step budget of every stage of every "
                          "row (LR warm-up is scaled with it).")
     flags.DEFINE_list("rows", [], "Only train these rows of the suite (others are reported "
-                      "if they already finished); data_efficiency also takes 'core'.")
+                      "if they already finished); data_efficiency and real_lesions also take "
+                      "'core'.")
     flags.DEFINE_bool("rerun", False, "Retrain the selected rows from scratch.")
     flags.DEFINE_bool("report_only", False, "Train nothing: write the results of the stages "
                       "that have finished (e.g. while another process is still training).")
@@ -134,6 +137,11 @@ def _define_flags() -> None:
                          f"(data_efficiency: {de.GRADED_IMAGES['small']} at small).")
     flags.DEFINE_list("mask_counts", [], "data_efficiency: the mask-training subset sizes N "
                       f"(default at small: {','.join(map(str, de.MASK_COUNTS['small']))}).")
+    flags.DEFINE_string("real_data", None, f"{rl.NAME}: the folder holding the public sets "
+                        f"({', '.join(f'{v}/' for v in rl.SUBFOLDERS.values())}; "
+                        "docs/real_data.md).")
+    flags.DEFINE_list("setups", [], f"{rl.NAME}: only these working set-ups (default: all; "
+                      f"at small: {', '.join(s.name for s in rl.setups('small'))}).")
     flags.DEFINE_string("graded_format", "eyepacs", GRADED_FORMATS)
     flags.DEFINE_string("graded_train", None, "Graded (classification) training data.")
     flags.DEFINE_string("graded_val", None, "Graded validation data.")
@@ -160,9 +168,12 @@ def main(argv) -> None:
         if FLAGS.suite == de.NAME:
             _run_data_efficiency()
             return
+        if FLAGS.suite == rl.NAME:
+            _run_real_lesions()
+            return
         if not FLAGS.suite:
             raise ConfigError("--suite is required; choose one of: "
-                              f"{', '.join(suite_names() + (de.NAME,))}")
+                              f"{', '.join(suite_names() + (de.NAME, rl.NAME))}")
         suites = get_suites(FLAGS.suite)  # fail on a bad name before generating any data
         if FLAGS.graded_train or FLAGS.masks_train or FLAGS.graded_val or FLAGS.masks_val:
             data = real_data(canonical_graded_format(FLAGS.graded_format), FLAGS.graded_train, FLAGS.graded_val,
@@ -192,6 +203,20 @@ def _run_data_efficiency() -> None:
     runner = Runner(FLAGS.out, FLAGS.scale, data, _seeds(FLAGS.seeds), FLAGS.steps,
                     FLAGS.rerun, FLAGS.export, deterministic=FLAGS.deterministic, report=True)
     learning_curve.run(runner, counts, rows, train=not FLAGS.report_only)
+
+
+def _run_real_lesions() -> None:
+    if not FLAGS.real_data:
+        raise ConfigError(f"--suite={rl.NAME} needs --real_data=DIR, the folder holding "
+                          f"{', '.join(f'{v}/' for v in rl.SUBFOLDERS.values())} "
+                          "(docs/real_data.md)")
+    rl.rows(FLAGS.rows, FLAGS.scale, FLAGS.setups)  # fail on a bad name before any data
+    data = rl.prepare(os.path.expanduser(FLAGS.real_data), FLAGS.out)
+    runner = Runner(FLAGS.out, FLAGS.scale, data, _seeds(FLAGS.seeds), FLAGS.steps,
+                    FLAGS.rerun, FLAGS.export, deterministic=FLAGS.deterministic, report=True)
+    command = "python -m experiments.run " + " ".join(sys.argv[1:])
+    real_lesions_report.run(runner, FLAGS.rows, FLAGS.setups, train=not FLAGS.report_only,
+                            command=command)
 
 
 if __name__ == "__main__":

@@ -144,8 +144,9 @@ def validation_curve(run_dir: str) -> Dict[str, list]:
 
 
 def report_metrics(run_dir: str) -> dict:
-    """Per-lesion AUPR and the referable/any-DR ROC-AUC of a finished run on its own
-    validation sets (``coopseg.evaluation.report``), without figures' files."""
+    """Per-lesion AUPR (and PR curves of up to 64 points) and the referable/any-DR
+    ROC-AUC of a finished run on its own validation sets (``coopseg.evaluation.report``),
+    without figures' files."""
 
     config, system = load_run(run_dir)
     inputs = build_eval_inputs(config)
@@ -156,9 +157,10 @@ def report_metrics(run_dir: str) -> dict:
     report = build_report(system, inputs.clf_val if grades else None,
                           inputs.seg_val if masks else None,
                           config.model.num_grades, config.data.class_names,
-                          ReportOptions(grid_images=0, curve_points=2)).metrics
+                          ReportOptions(grid_images=0, curve_points=64)).metrics
     seg, clf = report.get("segmentation", {}), report.get("classification", {})
     return {"mean_lesion_aupr": seg.get("mean_aupr"), "lesion_aupr": seg.get("aupr"),
+            "pr_curves": seg.get("pr_curves"),
             "referable_roc_auc": (clf.get("referable_dr") or {}).get("roc_auc"),
             "any_dr_roc_auc": (clf.get("any_dr") or {}).get("roc_auc")}
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from coopseg.config import ConfigError
-from experiments import data_efficiency
+from experiments import data_efficiency, real_lesions
 from experiments.common import Stage
 from experiments.registry import get_stages
 
@@ -289,11 +289,15 @@ def get_suites(name: str) -> List[Suite]:
 
 def row_stages(row: str, scale: str) -> List[Stage]:
     """The ordered stages of ``row`` at ``scale`` (fresh configs, names set, validated)."""
-    # "<row>__masks<N>": the row on N mask images (the data-efficiency suite).
+    # "<row>__masks<N>": the row on N mask images (the data-efficiency suite);
+    # "<row>__real_<set-up>": the row at a working set-up (the real-data suite).
     base, mask_count = data_efficiency.split_variant(row)
+    base, setup = real_lesions.split_variant(base)
     stages = get_stages(base, scale)
     if mask_count is not None:
         data_efficiency.apply_variant(stages, mask_count)
+    if setup is not None:
+        real_lesions.apply_variant(stages, real_lesions.setup_named(setup, scale), scale)
     for stage in stages:
         stage.config.name = f"{row}.{stage.name}" if len(stages) > 1 else row
         stage.config.validate()
