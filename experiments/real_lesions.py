@@ -6,6 +6,7 @@ Masks: DIARETDB1's 28 training images (+ HEI-MED's exudates, a partial set); gra
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -181,7 +182,6 @@ def _eyepacs(root: str, strict: bool) -> List[GradedExample]:
 
 def graded_examples(root: str, strict: bool = False) -> List[GradedExample]:
     """APTOS + EyePACS, each id and patient prefixed with its set (they could collide)."""
-    import dataclasses
     out: List[GradedExample] = []
     for name, reader in (("aptos", _aptos), ("eyepacs", _eyepacs)):
         for e in reader(_subfolder(root, name), strict):

@@ -13,8 +13,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from coopseg.evaluation.figures import Curve, image_grid, line_chart, write_png
+from coopseg.evaluation.visualize import overlay_rgb
+from coopseg.serving.predict_folder import prepare_photo
+from coopseg.serving.predictor import load_predictor
 from coopseg.utils.atomic_write import write_json_atomically, write_text_atomically
 from coopseg.utils.tables import markdown_table
+from data_pipelines import fundus
+from data_pipelines.augment import photo_region
+from data_pipelines.datasets import load_masks, mask_sets
+from data_pipelines.imageio import read_image, read_mask_example
 from experiments import real_lesions as rl
 from experiments.learning_curve import paired_difference, seed_metrics, verdict
 from experiments.results import format_seconds, mean_std
@@ -188,12 +195,6 @@ def overlay_figure(result: dict, val_examples: Sequence, class_names: Sequence[s
                    ) -> Optional[np.ndarray]:
     """The first validation photos at their own aspect ratio: the fused expert masks,
     then the segmenter alone's prediction at each set-up (first seed), whole photo."""
-    from coopseg.evaluation.visualize import overlay_rgb
-    from data_pipelines.augment import photo_region
-    from coopseg.serving.predict_folder import prepare_photo
-    from coopseg.serving.predictor import load_predictor
-    from data_pipelines import fundus
-    from data_pipelines.imageio import read_image, read_mask_example
 
     predictors = []
     for setup in result["setups"]:
@@ -273,7 +274,6 @@ def write(result: dict, records: Dict[str, dict], directory: str, data) -> Dict[
     figure = pr_figure(result, records)
     if figure is not None:
         write_png(paths["pr_curves"], figure)
-    from data_pipelines.datasets import load_masks, mask_sets
     (path, fmt), = mask_sets(data.masks_val, data.masks_format)[:1]
     val = load_masks(fmt, path, data.class_names, role="val")
     figure = overlay_figure(result, val, data.class_names)
