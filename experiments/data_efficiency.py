@@ -77,7 +77,7 @@ def apply_variant(stages: List, count: int) -> None:
     for stage in stages:
         tc = stage.config.train
         stage.config.run.eval_every = max(1, tc.steps // EVALS_PER_RUN)
-        if tc.mode != "clf_only":
+        if tc.trains_segmenter:
             stage.config.data.masks_train_count = count
 
 

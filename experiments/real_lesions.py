@@ -112,7 +112,7 @@ def apply_variant(stages: List, setup: SetUp, scale: str) -> None:
         c.data.mask_priority = tuple(n for n in c.data.mask_priority if n in c.data.class_names)
         c.model.num_seg_classes = len(c.data.class_names)
         c.data.cache = True  # full-size photos decode slowly; the cache holds them resized
-        if c.train.mode == "clf_only":
+        if not c.train.trains_segmenter:
             continue
         c.model.input_size = setup.input_size
         c.data.resize_size = setup.input_size + setup.input_size // 8

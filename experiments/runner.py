@@ -151,9 +151,8 @@ def report_metrics(run_dir: str) -> dict:
     config, system = load_run(run_dir)
     inputs = build_eval_inputs(config)
     # Only the heads this run trained (JointSeg's seg_only run has an untrained classifier).
-    mode = config.train.mode
-    grades = system.clf_model is not None and mode in ("joint", "clf_only")
-    masks = system.seg_model is not None and mode in ("joint", "seg_only")
+    grades = system.clf_model is not None and config.train.trains_classifier
+    masks = system.seg_model is not None and config.train.trains_segmenter
     report = build_report(system, inputs.clf_val if grades else None,
                           inputs.seg_val if masks else None,
                           config.model.num_grades, config.data.class_names,

@@ -16,16 +16,17 @@ import numpy as np
 from absl import logging
 
 from coopseg.config import ConfigError, backbone_of
+from coopseg.config.methods import INCEPTIONV3_BACKBONE, VGG16_BACKBONE, VGG19_BACKBONE
 from coopseg.models.transfer import iter_leaf_layers  # imports TensorFlow
 
 # The input scale each family's ImageNet weights were trained on (models/input_adapter.py).
-ADAPTER_OF_BACKBONE: Dict[str, str] = {"vgg16": "caffe", "vgg19": "caffe",
-                                       "inceptionv3": "inception"}
-BACKBONE_TITLES: Dict[str, str] = {"vgg16": "VGG-16", "vgg19": "VGG-19",
-                                   "inceptionv3": "InceptionV3"}
+ADAPTER_OF_BACKBONE: Dict[str, str] = {VGG16_BACKBONE: "caffe", VGG19_BACKBONE: "caffe",
+                                       INCEPTIONV3_BACKBONE: "inception"}
+BACKBONE_TITLES: Dict[str, str] = {VGG16_BACKBONE: "VGG-16", VGG19_BACKBONE: "VGG-19",
+                                   INCEPTIONV3_BACKBONE: "InceptionV3"}
 # Convolutions per block (Simonyan & Zisserman, configurations D and E).
-VGG_BLOCK_CONVS: Dict[str, Tuple[int, ...]] = {"vgg16": (2, 2, 3, 3, 3),
-                                               "vgg19": (2, 2, 4, 4, 4)}
+VGG_BLOCK_CONVS: Dict[str, Tuple[int, ...]] = {VGG16_BACKBONE: (2, 2, 3, 3, 3),
+                                               VGG19_BACKBONE: (2, 2, 4, 4, 4)}
 # Keras' VGG top (include_top=True) -> our layers, in order: fc2 only makes sense on fc1.
 VGG_FC_MAP: Tuple[Tuple[str, str], ...] = (("fc1", "fc6"), ("fc2", "fc7"))
 IMAGENET_TOP = "predictions"  # the 1000-class layer: never loaded
@@ -318,7 +319,7 @@ def load_backbone_weights(model, path: str, backbone: str) -> LoadReport:
         layers = _read_layers(f, path)
         if not layers:
             raise ConfigError(f"{path}: a Keras weights file without any weights")
-        plan = (_inception_plan(model, layers, path, report) if backbone == "inceptionv3"
+        plan = (_inception_plan(model, layers, path, report) if backbone == INCEPTIONV3_BACKBONE
                 else _vgg_plan(model, layers, backbone, path, report))
         try:
             values = [a.read() for a in plan]

@@ -2,24 +2,21 @@
 
 The trainer only sees image -> logits models (``clf_model``, ``seg_model``) and the
 named parameter groups to checkpoint (``parts``), so JointSeg, the baselines and
-DecoupledNet all run through the same loop, checkpoints and export.
+DecoupledNet all run through the same loop, checkpoints and export. Which builder a
+method uses is its entry in the method table (``coopseg.config.methods``).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict
-
-from coopseg.config import ConfigError, ExperimentConfig
+from coopseg.config import ExperimentConfig, method_spec
+from coopseg.config.methods import resolve
 from coopseg.models.backbone_weights import input_adapter_kind
 from coopseg.models.baselines.builders import build_baseline
-from coopseg.models.decouplednet.system import build_deconvnet_system, build_decouplednet_system
 from coopseg.models.jointseg.network import build_jointseg
 from coopseg.models.system import ModelSystem
 
-SEG_BASELINES = ("fcn8s", "inception_unet")
-CLF_BASELINES = ("vgg16", "vgg19", "inceptionv3")
 
-
-def _jointseg(config: ExperimentConfig) -> ModelSystem:
+def build_jointseg_system(config: ExperimentConfig) -> ModelSystem:
+    """JointSeg: encoder, classifier and decoder, the agents' models sharing the encoder."""
     m = build_jointseg(config.model)
     parts = {"encoder": m.encoder, "classifier": m.classifier, "decoder": m.decoder}
     if m.clf_encoder_view is not None:
@@ -30,33 +27,20 @@ def _jointseg(config: ExperimentConfig) -> ModelSystem:
                        joint_model=m.joint_model, shared_variables=m.shared_variables)
 
 
-def _baseline(config: ExperimentConfig) -> ModelSystem:
-    method = config.method
+def build_single_network_system(config: ExperimentConfig) -> ModelSystem:
+    """A method of one network (the paper's baselines): a segmenter or a classifier, as
+    its table entry's heads say, built by the entry's ``network``."""
+    spec = method_spec(config.method)
     kwargs = ({"width_multiplier": config.model.vgg_width_multiplier,
-               "batch_norm": config.model.vgg_batch_norm}
-              if method in ("fcn8s", "vgg16") else {})
+               "batch_norm": config.model.vgg_batch_norm} if spec.vgg_trunk else {})
     if config.train.backbone_weights:  # ImageNet weights expect their own input scale
         kwargs["input_adapter"] = input_adapter_kind(config)
-    model = build_baseline(method, config.model, **kwargs)
-    if method in SEG_BASELINES:
-        return ModelSystem(method, None, model, parts={method: model})
-    return ModelSystem(method, model, None, parts={method: model})
-
-
-# One builder per method; ``coopseg.config.METHODS`` names the same methods (a test
-# keeps the two equal), so ``ExperimentConfig.validate`` rejects an unknown method
-# before any data is read or generated.
-BUILDERS: Dict[str, Callable[[ExperimentConfig], ModelSystem]] = {
-    "jointseg": _jointseg,
-    **{name: _baseline for name in SEG_BASELINES + CLF_BASELINES},
-    "decouplednet": build_decouplednet_system,
-    "deconvnet": build_deconvnet_system,  # DecoupledNet's Table 1 baseline
-}
+    model = build_baseline(spec.name, config.model, **kwargs)
+    if spec.has_segmenter:
+        return ModelSystem(spec.name, None, model, parts={spec.name: model})
+    return ModelSystem(spec.name, model, None, parts={spec.name: model})
 
 
 def build_system(config: ExperimentConfig) -> ModelSystem:
-    """The models for ``config.method`` (one of ``BUILDERS``)."""
-    if config.method not in BUILDERS:
-        raise ConfigError(f"unknown method {config.method!r}; choose one of "
-                          f"{', '.join(BUILDERS)}")
-    return BUILDERS[config.method](config)
+    """The models of ``config.method``, built by its table entry's builder."""
+    return resolve(method_spec(config.method).builder)(config)

@@ -84,11 +84,12 @@ class ModelSystem:
         (over images of ``working_size`` when the segmenter works at one)."""
         return ServingModule(self, input_size, working_size)
 
-    def require(self, mode: str) -> None:
-        """Raise ConfigError if ``mode`` needs a head this method does not have."""
-        if mode in ("joint", "clf_only") and self.clf_model is None:
+    def require(self, classifier: bool, segmenter: bool, mode: str) -> None:
+        """Raise ConfigError if the agents to train (``mode``, the user's word for them)
+        need a head this method does not have."""
+        if classifier and self.clf_model is None:
             raise ConfigError(f"method {self.method!r} has no classifier; train.mode={mode!r} "
                               "needs one (use seg_only)")
-        if mode in ("joint", "seg_only") and self.seg_model is None:
+        if segmenter and self.seg_model is None:
             raise ConfigError(f"method {self.method!r} has no segmenter; train.mode={mode!r} "
                               "needs one (use clf_only)")

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from coopseg.config import ConfigError, ExperimentConfig
+from coopseg.config import ConfigError, ExperimentConfig, method_spec
 from coopseg.models.decouplednet.network import class_targets
 from coopseg.training.examples import check_held_out, input_seeds, mask_examples
 from coopseg.training.loop import Inputs
@@ -229,16 +229,17 @@ def build_decoupled_inputs(config: ExperimentConfig, start_step: int = 0,
     report = report if report is not None else DecodeReport()
     seeds = input_seeds(config, start_step)
     inputs = Inputs()
-    if tc.mode == "joint":
+    spec = method_spec(config.method)
+    if tc.trains_classifier and tc.trains_segmenter:
         raise ConfigError(f"method {config.method} trains in stages: train.mode must be "
                           "clf_only (stage 1) or seg_only (stage 2), not joint")
-    if tc.mode == "clf_only" and config.method != "decouplednet":
+    if tc.trains_classifier and not spec.has_classifier:
         raise ConfigError(f"method {config.method} has no classification network")
     training = _training_examples(config, report)
     val = mask_examples(config, "val", report) if d.masks_val else None
     if val is not None:
         check_held_out(training, val, "mask", d.allow_val_overlap)
-    if tc.mode == "clf_only":
+    if tc.trains_classifier:
         source = image_label_source(_strong_subset(config, training, report, True),
                                     skip_bad=d.skip_bad_images, report=report,
                                     shuffle_seed=seeds.order)
@@ -263,7 +264,7 @@ def build_decoupled_inputs(config: ExperimentConfig, start_step: int = 0,
         data=d, crop_size=size, batch_size=batch, training=True, seed=seeds.augment + 1)
     inputs.seg_train = (class_pair_batches(masks, len(d.class_names) - 1, batch,
                                            seeds.augment + 2)
-                        if config.method == "decouplednet" else masks)
+                        if spec.class_conditional else masks)
     if val is not None:
         inputs.seg_val = pipeline.mask_pipeline(
             mask_source(val, d.class_names, d.mask_priority, skip_bad=d.skip_bad_images,

@@ -76,12 +76,12 @@ def _mask_sources(config: ExperimentConfig, report: DecodeReport, with_train: bo
 def graded_and_mask_inputs(config: ExperimentConfig, start_step: int = 0,
                            report: Optional[DecodeReport] = None) -> Inputs:
     """Grades for the classifier agent, class-index masks for the segmentation agent: the
-    datasets of the agents ``config.train.mode`` trains (validation sets if given)."""
+    datasets of the agents ``config.train`` trains (validation sets if given)."""
     d, tc, size = config.data, config.train, config.model.input_size
     report = report if report is not None else DecodeReport()
     seeds = input_seeds(config, start_step)
     inputs = Inputs()
-    if tc.mode in ("joint", "clf_only"):
+    if tc.trains_classifier:
         if not d.graded_train:
             raise ConfigError(f"train.mode={tc.mode} needs graded data: set --graded_train")
         batch = tc.clf_agent().batch_size
@@ -92,7 +92,7 @@ def graded_and_mask_inputs(config: ExperimentConfig, start_step: int = 0,
             inputs.clf_val = pipeline.graded_pipeline(
                 val, data=d, crop_size=size, batch_size=batch, training=False,
                 seed=seeds.augment)
-    if tc.mode in ("joint", "seg_only"):
+    if tc.trains_segmenter:
         if not d.masks_train:
             raise ConfigError(f"train.mode={tc.mode} needs mask data: set --masks_train")
         batch = tc.seg.batch_size

@@ -43,7 +43,7 @@ class Inputs:
 
 
 class CooperativeTrainer:
-    """Trains a ``ModelSystem`` with one or two agents as ``config.train.mode`` says.
+    """Trains a ``ModelSystem`` with one or two agents as ``config.train`` says (``trains_classifier`` / ``trains_segmenter``).
 
     Under a multi-worker strategy every worker runs this same loop (saves and summaries
     read sync-on-read variables, a collective all must join), but only the chief writes
@@ -60,7 +60,7 @@ class CooperativeTrainer:
         self.config = config
         self.strategy = strategy or tf.distribute.get_strategy()
         tc = config.train
-        system.require(tc.mode)
+        system.require(tc.trains_classifier, tc.trains_segmenter, tc.mode)
         self.system = system
         self.model_dir = config.run.model_dir
         self.is_chief = is_chief(self.strategy)
@@ -83,7 +83,7 @@ class CooperativeTrainer:
         tc = config.train
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.clf_agent = self.seg_agent = None
-        if tc.mode in ("joint", "clf_only"):
+        if tc.trains_classifier:
             self.clf_agent = make_agent("clf", system.clf_model,
                                         system.clf_model.trainable_variables, tc.clf_agent(),
                                         tc.steps, system.clf_loss,
@@ -91,7 +91,7 @@ class CooperativeTrainer:
         # Per-class loss weights live in the checkpoint so a resumed run keeps them.
         self.class_weights = tf.Variable(tf.ones([config.model.num_seg_classes]),
                                          trainable=False, name="seg_class_weights")
-        if tc.mode in ("joint", "seg_only"):
+        if tc.trains_segmenter:
             weights = self.class_weights if tc.seg_class_weighting != "none" else None
 
             def seg_loss(masks, logits, global_batch_size):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from coopseg.config import ConfigError, ModelConfig
+from coopseg.config.methods import INCEPTIONV3_BACKBONE, VGG16_BACKBONE, VGG19_BACKBONE
 from coopseg.models.baselines.fcn8s import check_vgg_input_size, vgg16_trunk
 from coopseg.models.layers.input_adapter import adapt_input
 
@@ -44,7 +45,7 @@ def build_vgg16_classifier(config: ModelConfig, width_multiplier: float = 1.0,
     size = config.input_size
     inputs = tf.keras.Input((size, size, 3), name="image")
     pools = vgg16_trunk(adapt_input(inputs, input_adapter), config, width_multiplier, batch_norm)
-    logits = _grade_head(pools["block5_pool"], config, "vgg16")
+    logits = _grade_head(pools["block5_pool"], config, VGG16_BACKBONE)
     return tf.keras.Model(inputs, logits, name="vgg16_classifier")
 
 
@@ -75,7 +76,7 @@ def build_vgg19_classifier(config: ModelConfig, input_adapter: str = "") -> tf.k
     # so they can be found and transferred by their usual names.
     trunk = tf.keras.applications.VGG19(include_top=False, weights=None,
                                         input_tensor=adapt_input(inputs, input_adapter))
-    logits = _grade_head(trunk.output, config, "vgg19")
+    logits = _grade_head(trunk.output, config, VGG19_BACKBONE)
     return tf.keras.Model(inputs, logits, name="vgg19_classifier")
 
 
@@ -90,5 +91,5 @@ def build_inceptionv3_classifier(config: ModelConfig, input_adapter: str = "") -
     inputs = tf.keras.Input((size, size, 3), name="image")
     trunk = tf.keras.applications.InceptionV3(include_top=False, weights=None,
                                               input_tensor=adapt_input(inputs, input_adapter))
-    logits = _grade_head(trunk.output, config, "inceptionv3")
+    logits = _grade_head(trunk.output, config, INCEPTIONV3_BACKBONE)
     return tf.keras.Model(inputs, logits, name="inceptionv3_classifier")

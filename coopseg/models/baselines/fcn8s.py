@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from coopseg.config import ConfigError, ModelConfig
+from coopseg.config.methods import FCN8S
 from coopseg.models.layers import norm
 from coopseg.models.layers.input_adapter import adapt_input
 
@@ -186,4 +187,4 @@ def build_fcn8s(config: ModelConfig, width_multiplier: float = 1.0, batch_norm: 
     x = _upsample(x, classes, 8, "upscore8")
     # float32 logits even under a mixed-precision policy: the softmax CE needs them.
     logits = layers.Activation("linear", dtype="float32", name="seg_logits")(x)
-    return tf.keras.Model(inputs, logits, name="fcn8s")
+    return tf.keras.Model(inputs, logits, name=FCN8S)

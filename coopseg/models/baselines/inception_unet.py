@@ -12,6 +12,7 @@ from typing import Optional
 import tensorflow as tf
 
 from coopseg.config import ConfigError, ModelConfig
+from coopseg.config.methods import INCEPTION_UNET
 from coopseg.models.jointseg.blocks import residual_inception_block, upsample_conv_bn
 from coopseg.models.jointseg.network import build_encoder
 
@@ -85,4 +86,4 @@ def build_inception_unet(config: ModelConfig,
         x = residual_inception_block(x, filters, name=f"{name}_block", use_5x5=config.use_5x5,
                                      **kw)
     logits = layers.Conv2D(config.num_seg_classes, 1, dtype="float32", name="unet_logits")(x)
-    return tf.keras.Model(image, logits, name="inception_unet")
+    return tf.keras.Model(image, logits, name=INCEPTION_UNET)

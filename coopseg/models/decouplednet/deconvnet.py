@@ -9,6 +9,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from coopseg.config import ExperimentConfig
+from coopseg.config.methods import DECONVNET
 from coopseg.models.backbone_weights import input_adapter_kind
 from coopseg.models.decouplednet.network import VGG16_BLOCK_CONVS, check_buildable
 from coopseg.models.decouplednet.unpooling import MaxPoolWithArgmax, MaxUnpooling2D
@@ -70,4 +71,4 @@ def build_deconvnet(config: ExperimentConfig) -> tf.keras.Model:
     # float32 logits also under a mixed-precision policy (numerically safe losses).
     logits = layers.Conv2D(len(config.data.class_names), 1, dtype="float32",
                            name="seg_score")(x)
-    return tf.keras.Model(image, logits, name="deconvnet")
+    return tf.keras.Model(image, logits, name=DECONVNET)

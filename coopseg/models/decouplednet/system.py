@@ -137,7 +137,7 @@ class DecoupledNetSystem(ModelSystem):
 
 def build_decouplednet_system(config: ExperimentConfig) -> DecoupledNetSystem:
     """Classifier + segmenter (sharing the classifier's weights) for either stage."""
-    if config.train.mode == "joint":
+    if not config.stage:
         raise ConfigError("DecoupledNet trains in two decoupled stages (Hong et al. Sec. 2.2): "
                           "train.mode=clf_only, then seg_only with train.init_encoder_from "
                           "(--init_encoder_from) set to the stage-1 run")
@@ -150,18 +150,18 @@ def build_decouplednet_system(config: ExperimentConfig) -> DecoupledNetSystem:
     if leaked:
         raise RuntimeError(f"segmenter would train classifier weights {leaked[:5]}")
     return DecoupledNetSystem(
-        "decouplednet", classifier, segmenter,
+        config.method, classifier, segmenter,
         parts={"classifier": classifier, "segmenter": segmenter},
         scores_grades=False, image_label_threshold=threshold,
         num_classes=classifier.output_shape[-1], score_threshold=threshold,
         inference=DecoupledNetInference(classifier, segmenter, threshold),
-        serve_segmenter=segmenter if config.train.mode == "seg_only" else None)
+        serve_segmenter=segmenter if config.stage == "segmenter" else None)
 
 
 def build_deconvnet_system(config: ExperimentConfig) -> ModelSystem:
     """DeconvNet alone (Table 1 baseline): image -> logits over all classes, seg_only."""
     model = build_deconvnet(config)
-    return ModelSystem("deconvnet", None, model, parts={"deconvnet": model})
+    return ModelSystem(config.method, None, model, parts={config.method: model})
 
 
 # ------------------------------------------------------------- stage 1 -> stage 2
@@ -198,8 +198,8 @@ def restore_stage1_classifier(classifier: tf.keras.Model, config: ExperimentConf
                           f"directory ({config_path} is missing); train stage 1 there first")
     with open(config_path) as f:
         source = from_dict(json.load(f))
-    if source.method != "decouplednet":
-        raise ConfigError(f"{run_dir} trained method {source.method!r}, not decouplednet")
+    if source.method != config.method:
+        raise ConfigError(f"{run_dir} trained method {source.method!r}, not {config.method}")
     if tuple(source.data.class_names) != tuple(config.data.class_names):
         raise ConfigError(f"{run_dir} classifies {tuple(source.data.class_names[1:])}, this run "
                           f"{tuple(config.data.class_names[1:])}")
@@ -240,7 +240,7 @@ def stage1_classifier_init_fn(config: ExperimentConfig,
     Stage 2 (``seg_only``) starts from the stage-1 classifier; stage 1 from scratch (or
     from ``train.backbone_weights``, loaded by ``coopseg.training.init``: None here).
     """
-    if config.train.mode != "seg_only":
+    if config.stage != "segmenter":
         if stage1_run_dir(config):
             raise ConfigError("train.init_encoder_from (--init_encoder_from) starts stage 2 "
                               f"(seg_only) from a stage-1 classifier; mode {config.train.mode} "

@@ -13,6 +13,7 @@ from typing import List, Optional
 import tensorflow as tf
 
 from coopseg.config import ModelConfig
+from coopseg.config.methods import JOINTSEG
 from coopseg.models.jointseg.agent_batch_norm import encoder_view_with_own_statistics
 from coopseg.models.jointseg.attention import partial_attention_gate
 from coopseg.models.jointseg.blocks import (conv_bn, factorized_residual_inception_block,
@@ -147,6 +148,6 @@ def build_jointseg(config: ModelConfig) -> JointSegModels:
     clf_model = tf.keras.Model(image, grade_logits, name="jointseg_classifier")
     seg_model = tf.keras.Model(image, seg_logits, name="jointseg_segmenter")
     joint_model = tf.keras.Model(image, {"grade_logits": grade_logits, "seg_logits": seg_logits},
-                                 name="jointseg")
+                                 name=JOINTSEG)
     return JointSegModels(encoder, classifier, decoder, clf_model, seg_model, joint_model,
                           clf_encoder_view)

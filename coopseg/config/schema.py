@@ -1,111 +1,29 @@
-"""Typed configuration for coopseg: models, data, the two agents, and training.
-
-Plain dataclasses, so an experiment is data (``experiments/rows/``) and absl flags at the
-edge only override fields (``coopseg/cli/flags.py``). Defaults are the paper's setup where
-it states one (224 px input, lr ratio 30, batch ratio 32, Nesterov momentum 0.9,
-polynomial decay); what the paper leaves open is in docs/method.md.
-"""
+"""The config schema: one dataclass per part of an experiment (model, data, the two agents'
+training, DecoupledNet, run settings) and the checks that tie the parts together."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Optional, Tuple
 
-# The paper's mask set (Sec. III): background + five pathological features + artifacts.
-LESION_CLASSES: Tuple[str, ...] = (
-    "background",
-    "hard_exudate",
-    "soft_exudate",
-    "haemorrhage",
-    "microaneurysm",
-    "drusen",
-    "artifact",
-)
-# Where binary masks overlap, the first class in this list wins. Small, rare lesions
-# come first so a microaneurysm drawn inside a haemorrhage or an exudate patch is kept.
-LESION_PRIORITY: Tuple[str, ...] = (
-    "microaneurysm",
-    "haemorrhage",
-    "hard_exudate",
-    "soft_exudate",
-    "drusen",
-    "artifact",
-)
-NUM_GRADES = 5
-IGNORE_LABEL = 255
-# Partially annotated mask sets (a set that marks only some classes, e.g. exudates): a
-# pixel no annotated class covers is "background or a class this set does not mark",
-# stored as PARTIAL_LABEL_BASE + the bitmask of the annotated foreground classes (bit
-# c - 1 for class c). The loss marginalises over the classes it may be, the metrics
-# count it only for the annotated ones. Up to 7 foreground classes fit below 255.
-PARTIAL_LABEL_BASE = 128
-MAX_PARTIAL_CLASSES = 7
+from coopseg.config.choices import (COLOR_JITTER_PRESETS, DECODER_BLOCKS, GRADIENT_BALANCE,
+                                    MIXED_PRECISION_POLICIES, PAG_MODES, SEG_CLASS_WEIGHTINGS,
+                                    STRATEGIES, TRAIN_MODES)
+from coopseg.config.errors import ConfigError
+from coopseg.config.methods import DEFAULT_METHOD, METHOD_SPECS, backbone_of, method_spec
+from coopseg.config.taxonomy import LESION_CLASSES, LESION_PRIORITY, NUM_GRADES
 
-
-def partial_label(annotated: Tuple[int, ...]) -> int:
-    """The label of an unmarked pixel of an image whose set annotates the foreground
-    classes flagged in ``annotated`` (1/0 per class 1..C-1)."""
-    if len(annotated) > MAX_PARTIAL_CLASSES:
-        raise ConfigError(f"partially annotated mask sets support up to {MAX_PARTIAL_CLASSES} "
-                          f"foreground classes, got {len(annotated)}")
-    if not any(annotated):
-        raise ConfigError("a mask set must annotate at least one foreground class")
-    return PARTIAL_LABEL_BASE + sum(1 << i for i, flag in enumerate(annotated) if flag)
-
-PAG_MODES = ("none", "concat", "gated")
-# Colour augmentation of the classifier agent's images (data_pipelines/augment.py):
-# "tefla" = TEFLA's distort_color exactly, "paper" = the three jitters the paper names
-# (hue, contrast, saturation) at TEFLA's ranges, "mild" = narrower hue/contrast/saturation
-# ranges that keep lesion colours, "none" = off.
-COLOR_JITTER_PRESETS = ("tefla", "paper", "mild", "none")
-TRAIN_MODES = ("joint", "seg_only", "clf_only")
-# How the classifier agent's gradient on the shared encoder is reconciled with the
-# segmentation agent's (coopseg/training/cooperation.py). "none" = the paper: each agent
-# applies its own gradient.
-GRADIENT_BALANCE = ("none", "normalize", "pcgrad")
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 # VGG-16's conv widths per block (Simonyan & Zisserman 2014, arXiv:1409.1556): the trunk
 # of FCN-8s, the VGG-16 pre-trainer and DecoupledNet.
 VGG16_WIDTHS: Tuple[int, ...] = (64, 128, 256, 512, 512)
-DECOUPLED_METHODS: Tuple[str, ...] = ("decouplednet", "deconvnet")
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and the problem."""
-
-
-# Every method a config can name: JointSeg, the paper's segmentation baselines and
-# classifiers, the VGG-16 encoder pre-trainer, and DecoupledNet with its DeconvNet baseline
-# (the builders: coopseg/models/registry.py).
-METHODS: Tuple[str, ...] = ("jointseg", "fcn8s", "inception_unet", "vgg16", "vgg19",
-                            "inceptionv3", "decouplednet", "deconvnet")
-
-
-# Which ImageNet backbone each method's train.backbone_weights file must hold (the
-# loader is coopseg/models/backbone_weights.py).
-BACKBONE_OF_METHOD: Dict[str, str] = {
-    "fcn8s": "vgg16", "vgg16": "vgg16", "decouplednet": "vgg16", "deconvnet": "vgg16",
-    "vgg19": "vgg19", "inceptionv3": "inceptionv3",
-}
-
-
-def backbone_of(method: str) -> str:
-    """The ImageNet backbone family of ``method``; ConfigError for methods without one."""
-    if method not in BACKBONE_OF_METHOD:
-        raise ConfigError(
-            f"train.backbone_weights is not supported for method {method!r}: it has no "
-            f"ImageNet backbone; supported methods: {', '.join(BACKBONE_OF_METHOD)}")
-    return BACKBONE_OF_METHOD[method]
 
 
 def restores_stage1(config: "ExperimentConfig") -> bool:
     """True for a DecoupledNet stage 2, whose classifier comes from the stage-1 run: there
     ``backbone_weights`` only says that stage 1 started from it (input adapter), the file
     is not read again."""
-    return config.method == "decouplednet" and config.train.mode == "seg_only"
+    return config.stage == "segmenter"
 
 
 def check_decoupled_shape(config: "ExperimentConfig") -> None:
@@ -205,9 +123,9 @@ class ModelConfig:
                 f"(one per upsampling step), got {len(self.decoder_filters)}")
         if self.pag_mode not in PAG_MODES:
             raise ConfigError(f"model.pag_mode={self.pag_mode!r}; choose one of {PAG_MODES}")
-        if self.decoder_block not in ("residual_inception", "conv"):
+        if self.decoder_block not in DECODER_BLOCKS:
             raise ConfigError(
-                f"model.decoder_block={self.decoder_block!r}; choose residual_inception or conv")
+                f"model.decoder_block={self.decoder_block!r}; choose one of {DECODER_BLOCKS}")
         if self.num_grades < 2 or self.num_seg_classes < 2:
             raise ConfigError("model.num_grades and model.num_seg_classes must be >= 2")
         for name in ("stem_filters", "classifier_filters", "classifier_blocks"):
@@ -388,6 +306,16 @@ class TrainConfig:
     seg_class_weighting: str = "none"  # none | inverse_sqrt_frequency | median_frequency
     seg_class_weight_max: float = 50.0
 
+    @property
+    def trains_classifier(self) -> bool:
+        """Whether the classifier agent trains (``mode`` joint or clf_only)."""
+        return self.mode in ("joint", "clf_only")
+
+    @property
+    def trains_segmenter(self) -> bool:
+        """Whether the segmentation agent trains (``mode`` joint or seg_only)."""
+        return self.mode in ("joint", "seg_only")
+
     def clf_agent(self) -> AgentConfig:
         """The classifier agent's optimiser config with the paper's ratios applied."""
         if not self.derive_clf_from_ratios:
@@ -411,18 +339,20 @@ class TrainConfig:
         self.seg.validate("train.seg")
         self.clf_agent().validate("train.clf")
         self.cooperation.validate()
-        if not self.cooperation.is_paper() and self.mode != "joint":
+        if not self.cooperation.is_paper() and not (self.trains_classifier
+                                                    and self.trains_segmenter):
             raise ConfigError(f"train.cooperation options act between two agents; "
                               f"train.mode={self.mode!r} trains one (use joint)")
         for name, agent in (("seg", self.seg), ("clf", self.clf)):
             if agent.warmup_steps >= self.steps:
                 raise ConfigError(f"train.{name}.warmup_steps={agent.warmup_steps} must be smaller "
                                   f"than train.steps={self.steps}")
-        if self.mixed_precision not in ("", "mixed_float16", "mixed_bfloat16"):
-            raise ConfigError(f"train.mixed_precision={self.mixed_precision!r}")
-        if self.seg_class_weighting not in ("none", "inverse_sqrt_frequency", "median_frequency"):
+        if self.mixed_precision not in MIXED_PRECISION_POLICIES:
+            raise ConfigError(f"train.mixed_precision={self.mixed_precision!r}; choose one of "
+                              f"{MIXED_PRECISION_POLICIES}")
+        if self.seg_class_weighting not in SEG_CLASS_WEIGHTINGS:
             raise ConfigError(f"train.seg_class_weighting={self.seg_class_weighting!r}; choose "
-                              "none, inverse_sqrt_frequency or median_frequency")
+                              f"one of {SEG_CLASS_WEIGHTINGS}")
 
 
 @dataclass
@@ -510,30 +440,36 @@ class DecoupledConfig:
 class ExperimentConfig:
     """Everything one run needs. ``method`` picks the model family."""
 
-    name: str = "jointseg"
-    method: str = "jointseg"  # one of METHODS
+    name: str = DEFAULT_METHOD
+    method: str = DEFAULT_METHOD  # a name in the method table (config/methods.py)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decoupled: DecoupledConfig = field(default_factory=DecoupledConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
+    @property
+    def stage(self) -> str:
+        """A staged method's stage: "classifier" (stage 1, ``train.mode`` clf_only) or
+        "segmenter" (stage 2, seg_only, from the stage-1 run); "" for other methods."""
+        if not method_spec(self.method).staged:
+            return ""
+        return {"clf_only": "classifier", "seg_only": "segmenter"}.get(self.train.mode, "")
+
     def validate(self) -> "ExperimentConfig":
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown method {self.method!r}; choose one of "
-                              f"{', '.join(METHODS)}")
+        spec = method_spec(self.method)
         self.model.validate()
         self.data.validate()
         self.train.validate()
         self.run.validate()
-        if self.method in DECOUPLED_METHODS:
+        if spec.decoupled_family:
             check_decoupled_shape(self)
         if self.data.working_size:
             if self.data.working_size < self.model.input_size:
                 raise ConfigError(f"data.working_size={self.data.working_size} is smaller than "
                                   f"the segmenter's patches (model.input_size="
                                   f"{self.model.input_size}); 0 turns it off")
-            if self.method in DECOUPLED_METHODS:
+            if spec.decoupled_family:
                 raise ConfigError(f"data.working_size (patch training, tiled inference) is "
                                   f"for per-pixel softmax segmenters; {self.method} segments "
                                   "per class: use 0")
@@ -541,13 +477,14 @@ class ExperimentConfig:
             raise ConfigError(
                 f"data.class_names has {len(self.data.class_names)} classes but "
                 f"model.num_seg_classes={self.model.num_seg_classes}")
-        if self.method != "jointseg":
+        if not spec.shared_encoder:
+            shared = ", ".join(s.name for s in METHOD_SPECS.values() if s.shared_encoder)
             if not self.train.cooperation.is_paper():
                 raise ConfigError(f"train.cooperation options need a shared encoder: method "
-                                  f"{self.method!r} has none (use jointseg)")
+                                  f"{self.method!r} has none (use {shared})")
             if self.model.per_agent_batch_norm:
-                raise ConfigError(f"model.per_agent_batch_norm is JointSeg's shared encoder; "
-                                  f"method {self.method!r} has none (use jointseg)")
+                raise ConfigError(f"model.per_agent_batch_norm acts in a shared encoder; "
+                                  f"method {self.method!r} has none (use {shared})")
         if self.train.backbone_weights:
             check_backbone_config(self)
         return self
@@ -570,196 +507,3 @@ def use_class_names(config: "ExperimentConfig", class_names) -> None:
     config.data.class_names = names
     config.data.mask_priority = tuple(p for p in config.data.mask_priority if p in names[1:])
     config.model.num_seg_classes = len(names)
-
-
-def to_dict(config: Any) -> dict:
-    """A JSON-friendly dict of a config (tuples become lists)."""
-    return dataclasses.asdict(config)
-
-
-# The parts of an ExperimentConfig that do not define a result: a label and the run
-# settings. Everything else (method, model, data, train, decoupled) does.
-NOT_RESULT_DEFINING = ("name", "run")
-
-
-def result_dict(config: ExperimentConfig) -> dict:
-    """What defines a run's result, as a dict: the config without its name and its run
-    settings, and only the fields that differ from their defaults. Leaving defaults out
-    keeps the dict of an earlier run valid when coopseg gains a field whose default
-    reproduces the earlier behaviour; changing a default changes it."""
-    defaults = to_dict(ExperimentConfig())
-    full = to_dict(config)
-    for key in NOT_RESULT_DEFINING:
-        full.pop(key)
-    return _changed(full, defaults)
-
-
-def _changed(values: dict, defaults: dict) -> dict:
-    out = {}
-    for key, value in values.items():
-        default = defaults.get(key)
-        if isinstance(value, dict) and isinstance(default, dict):
-            nested = _changed(value, default)
-            if nested:
-                out[key] = nested
-        elif value != default:
-            out[key] = value
-    return out
-
-
-def override(config: Any, dotted: str, value: Any) -> None:
-    """Set ``config.a.b = value`` from a dotted path, coerced to the field's declared type.
-
-    Strings (``--set`` values) are parsed by the declared type (``"64,32"`` for a
-    ``Tuple[int, ...]`` is ``(64, 32)``); other values must already fit it. Raises
-    ConfigError naming the path when it does not exist or the value does not fit.
-    """
-    *parents, leaf = dotted.split(".")
-    target = config
-    for part in parents:
-        if not dataclasses.is_dataclass(target) or not hasattr(target, part):
-            raise ConfigError(f"unknown config field {dotted!r}")
-        target = getattr(target, part)
-    if not dataclasses.is_dataclass(target) or leaf not in {f.name for f in dataclasses.fields(target)}:
-        raise ConfigError(f"unknown config field {dotted!r}")
-    hint = typing.get_type_hints(type(target))[leaf]
-    if dataclasses.is_dataclass(hint):
-        names = ", ".join(f"{dotted}.{f.name}" for f in dataclasses.fields(hint))
-        raise ConfigError(f"{dotted} is a group of fields; set one of them: {names}")
-    setattr(target, leaf, coerce_to_type(dotted, hint, value))
-
-
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-def _type_name(hint: Any) -> str:
-    if typing.get_origin(hint) is typing.Union:
-        return " or ".join(_type_name(a) for a in typing.get_args(hint))
-    if typing.get_origin(hint) is tuple:
-        args = typing.get_args(hint)
-        return f"comma-separated {_type_name(args[0])}s" if args else "tuple"
-    return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
-
-
-def coerce_to_type(path: str, hint: Any, value: Any) -> Any:
-    """``value`` as the declared type ``hint`` (bool, int, float, str, ``Optional[X]``,
-    ``Tuple[X, ...]``); ConfigError naming ``path`` and the expected type otherwise."""
-    def fail(err: Optional[Exception] = None):
-        raise ConfigError(f"cannot set {path}={value!r}: expected {_type_name(hint)}") from err
-
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union:  # Optional[X]
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "")):
-            return None
-        inner = [a for a in args if a is not type(None)]
-        if len(inner) != 1:
-            fail()
-        try:
-            return coerce_to_type(path, inner[0], value)
-        except ConfigError as err:
-            fail(err)
-    if origin is tuple:
-        item = args[0] if args else str
-        if isinstance(value, str):
-            items = [v.strip() for v in value.split(",") if v.strip()]
-        elif isinstance(value, (list, tuple)):
-            items = list(value)
-        else:
-            fail()
-        try:
-            return tuple(coerce_to_type(path, item, v) for v in items)
-        except ConfigError as err:
-            fail(err)
-    try:
-        if hint is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-                return value.strip().lower() in _TRUE
-            fail()
-        if hint is int:
-            if isinstance(value, bool):
-                fail()
-            if isinstance(value, int):
-                return value
-            if isinstance(value, str):
-                return int(value.strip())
-            fail()
-        if hint is float:
-            if isinstance(value, bool):
-                fail()
-            if isinstance(value, (int, float)):
-                return float(value)
-            if isinstance(value, str):
-                return float(value.strip())
-            fail()
-        if hint is str:
-            return value if isinstance(value, str) else fail()
-    except ValueError as err:
-        fail(err)
-    raise ConfigError(f"{path}: cannot coerce to the declared type {hint!r}")
-
-
-def upgrade_legacy_fields(data: dict) -> dict:
-    """A config dict written by an earlier coopseg in today's fields (a copy).
-
-    ``data.flip`` (one switch for both flips) became ``data.flip_left_right`` and
-    ``data.flip_up_down``; ``data.color_jitter`` was a bool (True = today's "mild"); the
-    run settings (``model_dir``, logging cadence, strategy, ...) were fields of ``train``;
-    ``decoupled.classifier_run`` was a second name for ``train.init_encoder_from``.
-    """
-    data = json.loads(json.dumps(data))
-    train = data.get("train")
-    if isinstance(train, dict):
-        run = data.setdefault("run", {})
-        for name in _RUN_FIELDS:
-            if name in train:
-                run.setdefault(name, train.pop(name))
-    decoupled = data.get("decoupled")
-    if isinstance(decoupled, dict) and "classifier_run" in decoupled:
-        classifier_run = decoupled.pop("classifier_run")
-        if classifier_run:
-            train = data.setdefault("train", {})
-            if train.get("init_encoder_from") not in ("", None, classifier_run):
-                raise ConfigError(
-                    f"decoupled.classifier_run={classifier_run!r} and train.init_encoder_from="
-                    f"{train['init_encoder_from']!r} name two different stage-1 runs")
-            train["init_encoder_from"] = classifier_run
-    d = data.get("data")
-    if isinstance(d, dict):
-        if "flip" in d:
-            flip = bool(d.pop("flip"))
-            d.setdefault("flip_left_right", flip)
-            d.setdefault("flip_up_down", flip)
-        if isinstance(d.get("color_jitter"), bool):
-            d["color_jitter"] = "mild" if d["color_jitter"] else "none"
-    return data
-
-
-_RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
-
-
-def from_dict(data: dict) -> ExperimentConfig:
-    """Inverse of ``to_dict`` (e.g. a run's ``config.json``); lists become tuples.
-
-    Configs of earlier coopseg versions are upgraded (``upgrade_legacy_fields``).
-    """
-    data = upgrade_legacy_fields(data)
-
-    def build(cls, values: dict):
-        kwargs = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in values:
-                continue
-            value = values[f.name]
-            sub = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig,
-                   "seg": AgentConfig, "clf": AgentConfig,
-                   "cooperation": CooperationConfig,
-                   "decoupled": DecoupledConfig, "run": RunConfig}.get(f.name)
-            if sub is not None and isinstance(value, dict):
-                value = build(sub, value)
-            elif isinstance(value, list):
-                value = tuple(value)
-            kwargs[f.name] = value
-        return cls(**kwargs)
-    return build(ExperimentConfig, data)
