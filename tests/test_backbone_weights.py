@@ -262,7 +262,7 @@ def test_validate_rejects_missing_file_unsupported_method_and_two_inits(tmp_path
         _config("fcn8s", "seg_only", str(tmp_path / "missing.h5")).validate()
     jointseg = _config("jointseg", "joint", path)
     jointseg.model.input_size = 224
-    with pytest.raises(ConfigError, match=r"'jointseg'.*fcn8s, vgg16, decouplednet, deconvnet"):
+    with pytest.raises(ConfigError, match=r"'jointseg'.*fcn8s, vgg16, vgg19, inceptionv3, decouplednet, deconvnet"):
         jointseg.validate()
     with pytest.raises(ConfigError, match="init_encoder_from"):
         _config("fcn8s", "seg_only", path, init_encoder_from=str(tmp_path)).validate()

@@ -118,7 +118,7 @@ def test_split_lists_are_honoured_and_labels_follow_the_fused_masks(tmp_path, ca
                          3: four_experts([("Soft_exudates", "High", CIRCLE)] * 1,
                                          [("Soft_exudates", "High", CIRCLE)], [], [])},
               train=[1, 3], test=[2])
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         train = load_diaretdb1(str(tmp_path))
     assert [e.image_id for e in train] == ["diaretdb1_image001", "diaretdb1_image003"]
     assert train[0].image_labels == (0, 0, 1, 0)  # hard exudate agreed on
@@ -148,7 +148,7 @@ def test_quirks_are_named_errors_or_counted_skips(tmp_path, caplog):
     os.remove(os.path.join(base, "groundtruth", "diaretdb1_image002_01.xml"))
     for k in range(2, 5):
         os.remove(os.path.join(base, "groundtruth", f"diaretdb1_image002_{k:02d}.xml"))
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="absl"):
         examples = load_diaretdb1(str(tmp_path))
     assert [e.image_id for e in examples] == ["diaretdb1_image001"]
     assert "no expert marking file" in caplog.text and "diaretdb1_image009" in caplog.text

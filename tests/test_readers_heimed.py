@@ -45,7 +45,7 @@ def test_exudate_blobs_become_the_exudate_mask_in_either_pixel_order(tmp_path, c
     write_photo(folder, "b_column", blob_ids(), "Exudate\ndrusen\n", column_major=True,
                 big_endian=True)
     write_photo(folder, "c_none", np.zeros((HEIGHT, WIDTH), np.int32), "")
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         examples = load_heimed(str(tmp_path), class_names=CLASSES)
     assert [e.image_id for e in examples] == ["a_row", "b_column", "c_none"]
     assert [e.image_labels for e in examples] == [(0, 0, 1, 0), (0, 0, 1, 0), (0, 0, 0, 0)]
@@ -78,7 +78,7 @@ def test_blob_map_quirks_are_named(tmp_path, caplog):
         read_blob_map(os.path.join(folder, "broken.map.gz"), HEIGHT, WIDTH)
     # A photo without its .GND is skipped and counted; mixed GND forms are an error.
     assert cv2.imwrite(os.path.join(folder, "lonely.jpg"), np.zeros((4, 4, 3), np.uint8))
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="absl"):
         examples = load_heimed(folder, class_names=CLASSES)
     assert [e.image_id for e in examples] == ["good"]
     assert "no .map.gz and .GND file beside the photo" in caplog.text
