@@ -16,12 +16,11 @@ from coopseg.models.decouplednet.system import (foreground_loss, multilabel_loss
                                                 restore_stage1_classifier,
                                                 stage1_classifier_init_fn)
 from coopseg.models.registry import build_system
-from coopseg.models.system import ModelSystem
 from coopseg.serving.export import export_saved_model
 from coopseg.training.decoupled_inputs import (build_decoupled_inputs, expand_class_pairs,
                                                with_image_labels)
 from coopseg.training.loop import CooperativeTrainer
-from coopseg.training.tasks import init_fn
+from coopseg.training.tasks import Task, init_fn, task_for
 from coopseg.training.train import train
 from data_pipelines.datasets import load_masks
 from data_pipelines.synthetic import ensure_dataset
@@ -218,7 +217,8 @@ def test_deconvnet_baseline_trains_with_the_shared_loss(tmp_path):
     cfg = _config(tmp_path, "deconvnet", "seg_only", method="deconvnet")
     system, trainer = _trainer(cfg)
     assert system.clf_model is None
-    assert type(system).seg_loss is ModelSystem.seg_loss  # the shared per-pixel softmax
+    # The shared per-pixel softmax: DeconvNet's task keeps the base task's losses.
+    assert type(task_for(cfg)).build_losses is Task.build_losses
     logits = system.seg_model(tf.zeros([1, 32, 32, 3]))
     assert logits.shape == (1, 32, 32, NUM_CLASSES + 1)
     (images, _), masks = _stage2_batch(cfg)  # class-index masks, as DeconvNet needs

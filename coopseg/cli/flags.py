@@ -12,9 +12,9 @@ import json
 
 from absl import flags, logging
 
-from coopseg.config import (GRADIENT_BALANCE, PAG_MODES, STRATEGIES, TRAIN_MODES, ConfigError,
-                            ExperimentConfig, override, scaled_warmup, to_dict,
-                            use_class_names)
+from coopseg.config import (GRADIENT_BALANCE, MIXED_PRECISION_POLICIES, PAG_MODES, STRATEGIES,
+                            TRAIN_MODES, ConfigError, ExperimentConfig, override,
+                            scaled_warmup, to_dict, use_class_names)
 from data_pipelines.datasets import GRADED_FORMATS, MASK_FORMATS, canonical_graded_format
 from data_pipelines.voc import VOC_CLASSES
 from experiments.registry import SCALES, get_experiment
@@ -91,7 +91,7 @@ def define_experiment_flags() -> None:
     flags.DEFINE_integer("eval_every", None, "Validate every N steps.")
     flags.DEFINE_integer("checkpoint_every", None, "Checkpoint every N steps.")
     flags.DEFINE_bool("jit_compile", None, "XLA-compile the step (slower on CPU).")
-    flags.DEFINE_enum("mixed_precision", None, ["mixed_float16", "mixed_bfloat16"],
+    flags.DEFINE_enum("mixed_precision", None, [p for p in MIXED_PRECISION_POLICIES if p],
                       "Keras mixed-precision policy (float32 variables and logits).")
     flags.DEFINE_string("profile_steps", None, "START,END: TensorBoard profiler trace of "
                         "these steps into <model_dir>/logs/profile (Profile tab).")

@@ -1,8 +1,9 @@
 """``ModelSystem``: what one method's models contribute to training, evaluation and export.
 
-The trainer, the evaluation passes and the export see a method only through this class;
-a method whose losses, predictions or SavedModel differ from softmax grades + per-pixel
-softmax (DecoupledNet) subclasses it.
+The trainer, the evaluation passes and the export see a method's models only through this
+class (its losses come with its task, ``coopseg.training.tasks``); a method whose
+predictions or SavedModel differ from softmax grades + per-pixel softmax (DecoupledNet)
+subclasses it.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from typing import Dict, List, Optional
 import tensorflow as tf
 
 from coopseg.config import ConfigError
-from coopseg.models.losses import classification_loss, segmentation_loss
 from coopseg.models.serving_module import ServingModule
 from coopseg.models.sliding_window import segment_probabilities
 
@@ -48,17 +48,6 @@ class ModelSystem:
     # Whether ``predict_classes_given_truth`` exists (a diagnostic for methods that
     # segment only the classes they identify).
     has_true_class_diagnostic = False
-
-    def clf_loss(self, labels: tf.Tensor, logits: tf.Tensor,
-                 global_batch_size: int) -> tf.Tensor:
-        """The classifier agent's cost: softmax cross-entropy over grades."""
-        return classification_loss(labels, logits, global_batch_size)
-
-    def seg_loss(self, masks: tf.Tensor, logits: tf.Tensor, global_batch_size: int,
-                 class_weights: Optional[tf.Tensor] = None) -> tf.Tensor:
-        """The segmentation agent's cost: per-pixel softmax cross-entropy, optionally
-        class-weighted (``class_weights`` [num_seg_classes], from train.seg_class_weighting)."""
-        return segmentation_loss(masks, logits, global_batch_size, class_weights=class_weights)
 
     def predict_classes(self, images: tf.Tensor) -> tf.Tensor:
         """int32 class map [B, H, W] for standardised ``images`` of any static size

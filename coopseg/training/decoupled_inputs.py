@@ -19,7 +19,7 @@ from absl import logging
 from coopseg.config import ConfigError, ExperimentConfig, method_spec
 from coopseg.models.decouplednet.network import class_targets
 from coopseg.training.examples import check_held_out, input_seeds, mask_examples
-from coopseg.training.loop import Inputs
+from coopseg.training.agent_inputs import Inputs
 from data_pipelines import pipeline
 from data_pipelines.decode import DecodeReport, graded_source, mask_source
 from data_pipelines.imageio import UnreadableImageError, read_label_map

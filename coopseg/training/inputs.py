@@ -15,7 +15,7 @@ from absl import logging
 from coopseg.config import DECOUPLED_METHODS, ConfigError, ExperimentConfig
 from coopseg.training.examples import (check_held_out, graded_examples, input_seeds,
                                        mask_examples)
-from coopseg.training.loop import Inputs
+from coopseg.training.agent_inputs import Inputs
 from data_pipelines import pipeline
 from data_pipelines.decode import DecodeReport, graded_source, mask_source
 from data_pipelines.records import DataError

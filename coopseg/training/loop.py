@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
 import tensorflow as tf
@@ -18,28 +17,20 @@ from coopseg.config import ConfigError, ExperimentConfig, to_dict
 from coopseg.evaluation.evaluate import evaluate_system
 from coopseg.evaluation.visualize import overlay, to_display
 from coopseg.models.system import ModelSystem
+from coopseg.training.agent_inputs import Inputs
 from coopseg.training.agents import make_agent
 from coopseg.training.class_weights import (class_weights_from_frequencies,
                                             estimate_class_frequencies, log_weights)
 from coopseg.training.cooperation import EncoderGradientPolicy
 from coopseg.training.cooperative import CooperativeStep
 from coopseg.training.strategy import is_chief, remove_worker_dir, worker_dir
+from coopseg.training.tasks import task_for
 from coopseg.utils.atomic_write import write_json_atomically
 from coopseg.utils.progress import ProgressBar
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or Inf; the message names the step and the last good checkpoint."""
-
-
-@dataclass
-class Inputs:
-    """Batched datasets for the two agents. Train sets repeat forever."""
-
-    clf_train: Optional[tf.data.Dataset] = None
-    seg_train: Optional[tf.data.Dataset] = None
-    clf_val: Optional[tf.data.Dataset] = None
-    seg_val: Optional[tf.data.Dataset] = None
 
 
 class CooperativeTrainer:
@@ -83,23 +74,19 @@ class CooperativeTrainer:
         tc = config.train
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.clf_agent = self.seg_agent = None
+        # Per-class loss weights live in the checkpoint so a resumed run keeps them;
+        # ``fit`` fills them from the training masks before the first step.
+        self.class_weights = tf.Variable(tf.ones([config.model.num_seg_classes]),
+                                         trainable=False, name="seg_class_weights")
+        losses = task_for(config).build_losses(config, self.class_weights)
         if tc.trains_classifier:
             self.clf_agent = make_agent("clf", system.clf_model,
                                         system.clf_model.trainable_variables, tc.clf_agent(),
-                                        tc.steps, system.clf_loss,
-                                        tc.mixed_precision)
-        # Per-class loss weights live in the checkpoint so a resumed run keeps them.
-        self.class_weights = tf.Variable(tf.ones([config.model.num_seg_classes]),
-                                         trainable=False, name="seg_class_weights")
+                                        tc.steps, losses.classifier, tc.mixed_precision)
         if tc.trains_segmenter:
-            weights = self.class_weights if tc.seg_class_weighting != "none" else None
-
-            def seg_loss(masks, logits, global_batch_size):
-                return system.seg_loss(masks, logits, global_batch_size, class_weights=weights)
-
             self.seg_agent = make_agent("seg", system.seg_model,
                                         system.seg_model.trainable_variables, tc.seg,
-                                        tc.steps, seg_loss, tc.mixed_precision)
+                                        tc.steps, losses.segmenter, tc.mixed_precision)
         for agent in self.agents:
             # Create slot variables now so a restore fills them immediately (not lazily).
             agent.optimizer.build(agent.variables)

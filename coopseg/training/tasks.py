@@ -4,18 +4,36 @@ and how a fresh run is initialised. A method's entry in the method table
 """
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Callable, Optional
+
+import tensorflow as tf
 
 from coopseg.config import ExperimentConfig, MethodSpec, method_spec
 from coopseg.config.methods import resolve
-from coopseg.models.decouplednet.system import stage1_classifier_init_fn
+from coopseg.models.decouplednet.system import (foreground_loss, multilabel_loss,
+                                                stage1_classifier_init_fn)
+from coopseg.models.losses import classification_loss, segmentation_loss
 from coopseg.models.registry import build_system
 from coopseg.models.system import ModelSystem
 from coopseg.training.decoupled_inputs import build_decoupled_inputs
 from coopseg.training.init import backbone_init_fn, two_step_init_fn
 from coopseg.training.inputs import graded_and_mask_inputs
-from coopseg.training.loop import Inputs
+from coopseg.training.agent_inputs import Inputs
 from data_pipelines.decode import DecodeReport
+
+
+# An agent's cost: (labels, logits, global batch size) -> scalar loss.
+LossFn = Callable[[tf.Tensor, tf.Tensor, int], tf.Tensor]
+
+
+@dataclass(frozen=True)
+class Losses:
+    """The two agents' costs, as a task builds them."""
+
+    classifier: LossFn
+    segmenter: LossFn
 
 
 class Task:
@@ -24,6 +42,19 @@ class Task:
 
     def __init__(self, spec: MethodSpec):
         self.spec = spec
+
+    def build_losses(self, config: ExperimentConfig, class_weights: tf.Variable) -> Losses:
+        """Softmax cross-entropy over grades; per-pixel softmax cross-entropy over the
+        classes (marginal over the classes a partially annotated image's set does not
+        mark), weighted by ``class_weights`` [num_seg_classes] (filled by the trainer
+        from the training masks) unless ``train.seg_class_weighting`` is none."""
+        return Losses(classification_loss,
+                      functools.partial(segmentation_loss,
+                                        class_weights=self._weights(config, class_weights)))
+
+    @staticmethod
+    def _weights(config: ExperimentConfig, class_weights: tf.Variable) -> Optional[tf.Variable]:
+        return class_weights if config.train.seg_class_weighting != "none" else None
 
     def build_system(self, config: ExperimentConfig) -> ModelSystem:
         """The models, with the method's losses, class prediction and serving module."""
@@ -52,6 +83,13 @@ class DecoupledInputsTask(Task):
 class DecoupledNetTask(DecoupledInputsTask):
     """DecoupledNet: image-level classes from the masks (stage 1), (image, class) pairs of
     the strong subset (stage 2), which starts from the stage-1 classifier run."""
+
+    def build_losses(self, config: ExperimentConfig, class_weights: tf.Variable) -> Losses:
+        """Sigmoid cross-entropy over image-level classes (stage 1); per-pixel foreground
+        cross-entropy of the one class each (image, class) pair asks for (stage 2)."""
+        return Losses(multilabel_loss,
+                      functools.partial(foreground_loss,
+                                        class_weights=self._weights(config, class_weights)))
 
     def init_fn(self, config: ExperimentConfig,
                 system: ModelSystem) -> Optional[Callable[[], None]]:

@@ -118,12 +118,6 @@ class DecoupledNetSystem(ModelSystem):
     predicts_by_softmax = False
     has_true_class_diagnostic = True
 
-    def clf_loss(self, labels, logits, global_batch_size):
-        return multilabel_loss(labels, logits, global_batch_size)
-
-    def seg_loss(self, masks, logits, global_batch_size, class_weights=None):
-        return foreground_loss(masks, logits, global_batch_size, class_weights=class_weights)
-
     def predict_classes(self, images: tf.Tensor) -> tf.Tensor:
         return self.inference.predict(images)["class_map"]
 
