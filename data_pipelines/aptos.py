@@ -10,6 +10,7 @@ import os
 from typing import List
 
 from data_pipelines.readers_common import SkipLog, attach_images, read_grade_rows, require_dir
+from data_pipelines.dataset_format import GRADED, DatasetFormat
 from data_pipelines.records import GradedExample
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif")
@@ -28,3 +29,6 @@ def load_aptos(root: str, csv: str = "train.csv", image_dir: str = "train_images
     rows = read_grade_rows(csv_path, "id_code", "diagnosis")
     log = SkipLog("APTOS", strict)
     return log.finish(attach_images(rows, csv_path, images, log, extensions=EXTENSIONS), csv_path)
+
+
+FORMAT = DatasetFormat("aptos", GRADED, load_aptos)

@@ -20,28 +20,19 @@ from typing import IO, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from absl import logging
 
-from coopseg.config import IGNORE_LABEL, LESION_CLASSES, LESION_PRIORITY, ConfigError
+from coopseg.config import IGNORE_LABEL, LESION_PRIORITY, ConfigError
 from coopseg.utils.atomic_write import write_json_atomically
 from coopseg.utils.progress import ProgressBar
 from data_pipelines import fundus, tfrecords
+from data_pipelines.datasets import FORMATS as DATASET_FORMATS
 from data_pipelines.datasets import GRADED_READERS, MASK_READERS, SPLITS, load_graded, load_masks
-from data_pipelines.idrid import idrid_class_names
 from data_pipelines.imageio import UnreadableImageError, read_image, read_mask_example
 from data_pipelines.records import DataError, GradedExample, MaskExample
-from data_pipelines.voc import VOC_CLASSES
 
 # Format name (the converter's --format, the same as coopseg-train's --graded_format /
-# --masks_format) -> (reader kind, reader format name).
-FORMATS: Dict[str, Tuple[str, str]] = {
-    "eyepacs": ("graded", "eyepacs"),
-    "aptos": ("graded", "aptos"),
-    "idrid_grading": ("graded", "idrid_grading"),
-    "generic": ("masks", "generic"),
-    "idrid": ("masks", "idrid"),
-    "voc": ("masks", "voc"),
-    "diaretdb1": ("masks", "diaretdb1"),
-    "heimed": ("masks", "heimed"),
-}
+# --masks_format) -> (reader kind, reader format name): every reader's declaration.
+FORMATS: Dict[str, Tuple[str, str]] = {name: (f.kind, name)
+                                       for name, f in DATASET_FORMATS.items()}
 # Readers whose on-disk layout has named splits (IDRiD train/test, VOC train/val).
 _SPLIT_READERS = tuple(SPLITS)
 STATS_DIR = ".shard_stats"
@@ -90,7 +81,8 @@ class ConvertOptions:
         """
         if not self.split or os.sep in self.split or self.split.startswith("."):
             raise ConfigError(f"--split={self.split!r} must be a plain file-name prefix")
-        crop_retina = self.format != "voc" if self.crop_retina is None else self.crop_retina
+        crop_retina = (DATASET_FORMATS[self.format].fundus if self.crop_retina is None
+                       else self.crop_retina)
         if self.kind != "masks":
             return dataclasses.replace(self, crop_retina=crop_retina, class_names=(),
                                        mask_priority=())
@@ -130,13 +122,9 @@ class ConvertOptions:
 # --- records in ----------------------------------------------------------------------
 
 def default_class_names(fmt: str) -> Tuple[str, ...]:
-    """Class names of a mask format: the paper's lesion classes, or the dataset's own."""
-    if fmt in ("idrid", "diaretdb1", "heimed"):
-        # The four lesions the public sets mark, in one order, so they train together.
-        return idrid_class_names()
-    if fmt == "voc":
-        return VOC_CLASSES
-    return LESION_CLASSES
+    """Class names of a mask format: the paper's lesion classes, or the dataset's own
+    (as its reader declares them)."""
+    return DATASET_FORMATS[fmt].default_class_names()
 
 
 def load_examples(options: ConvertOptions) -> List[Example]:

@@ -13,41 +13,35 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from absl import logging
 
 from coopseg.config import ConfigError
-from data_pipelines.aptos import load_aptos
-from data_pipelines.diaretdb1 import load_diaretdb1
-from data_pipelines.eyepacs import load_eyepacs
-from data_pipelines.heimed import load_heimed
-from data_pipelines.idrid import load_idrid_grading, load_idrid_segmentation
-from data_pipelines.masks import load_mask_set
+from data_pipelines import aptos, diaretdb1, eyepacs, heimed, idrid, masks, voc
+from data_pipelines.dataset_format import GRADED, MASKS, DatasetFormat
 from data_pipelines.records import DataError, GradedExample, MaskExample
-from data_pipelines.voc import load_voc
 
+# Every reader, as it declares itself (``DatasetFormat``, beside its reader).
+FORMATS: Dict[str, DatasetFormat] = {f.name: f for f in (
+    eyepacs.FORMAT, aptos.FORMAT, idrid.GRADING_FORMAT,
+    masks.FORMAT, idrid.SEGMENTATION_FORMAT, voc.FORMAT, diaretdb1.FORMAT, heimed.FORMAT)}
 GRADED_READERS: Dict[str, Callable[..., List[GradedExample]]] = {
-    "eyepacs": load_eyepacs,
-    "aptos": load_aptos,
-    "idrid_grading": load_idrid_grading,
-}
+    name: f.load for name, f in FORMATS.items() if f.kind == GRADED}
 MASK_READERS: Dict[str, Callable[..., List[MaskExample]]] = {
-    "generic": load_mask_set,
-    "idrid": load_idrid_segmentation,
-    "voc": load_voc,
-    "diaretdb1": load_diaretdb1,
-    "heimed": load_heimed,
-}
+    name: f.load for name, f in FORMATS.items() if f.kind == MASKS}
 # The choices of --graded_format / --masks_format, for help texts.
 GRADED_FORMATS = " | ".join(list(GRADED_READERS) + ["tfrecord"])
 MASK_FORMATS = " | ".join(list(MASK_READERS) + ["tfrecord"])
 # Earlier names of a format, accepted with a note: IDRiD's grading part was
 # ``--graded_format=idrid`` in coopseg-train while coopseg-convert called it idrid_grading.
-GRADED_ALIASES: Dict[str, str] = {"idrid": "idrid_grading"}
+GRADED_ALIASES: Dict[str, str] = {"idrid": idrid.GRADING_FORMAT.name}
 # role -> the reader's split, for the formats whose on-disk layout names its splits.
-SPLITS: Dict[str, Dict[str, str]] = {
-    "idrid_grading": {"train": "train", "val": "test"},
-    "idrid": {"train": "train", "val": "test"},
-    "voc": {"train": "train", "val": "val"},
-    "diaretdb1": {"train": "train", "val": "test"},
-}
+SPLITS: Dict[str, Dict[str, str]] = {name: dict(f.splits) for name, f in FORMATS.items()
+                                     if f.splits}
 ROLES = ("train", "val")
+
+
+def run_class_names(masks_format: str) -> Optional[Tuple[str, ...]]:
+    """The classes a run reading ``masks_format`` takes when it names none (VOC's 21);
+    None: the run's own (the fundus lesions)."""
+    fmt = FORMATS.get(masks_format)
+    return fmt.default_class_names() if fmt is not None and fmt.classes_by_default else None
 
 
 def canonical_graded_format(fmt: str) -> str:

@@ -18,10 +18,11 @@ import numpy as np
 from absl import logging
 
 from coopseg.config import ConfigError
+from data_pipelines.dataset_format import MASKS, DatasetFormat
 from data_pipelines.readers_common import SkipLog, index_files, require_dir, usable_file
 from data_pipelines.records import DataError, DrawnAnnotation, MaskExample
 
-FORMAT = "diaretdb1"
+NAME = "diaretdb1"
 # DIARETDB1 marking type -> coopseg class name (config.LESION_CLASSES spelling).
 MARKING_CLASSES: Dict[str, str] = {
     "Red_small_dots": "microaneurysm",
@@ -328,10 +329,14 @@ def load_diaretdb1(root: str, split: Optional[str] = "train",
         examples.append(MaskExample(
             image_path=images[image_id], image_id=image_id, image_labels=labels,
             annotated=annotated if not all(annotated) else (),
-            drawn=DrawnAnnotation(FORMAT, tuple(paths), settings)))
+            drawn=DrawnAnnotation(NAME, tuple(paths), settings)))
     if left_out:
         logging.info("DIARETDB1: left out markings that are not lesion classes here: %s",
                      ", ".join(f"{k}: {v}" for k, v in sorted(left_out.items())))
     logging.info("DIARETDB1: experts fused by mean confidence >= %g (levels %s)", threshold,
                  _table_text(levels))
     return log.finish(examples, base)
+
+
+FORMAT = DatasetFormat(NAME, MASKS, load_diaretdb1, splits={"train": "train", "val": "test"},
+                       class_names=diaretdb1_class_names)

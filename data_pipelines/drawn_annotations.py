@@ -14,8 +14,8 @@ from data_pipelines.records import DataError, DrawnAnnotation
 
 Rasteriser = Callable[[DrawnAnnotation, Sequence[str], int, int], Dict[int, np.ndarray]]
 RASTERISERS: Dict[str, Rasteriser] = {
-    diaretdb1.FORMAT: diaretdb1.rasterise,
-    heimed.FORMAT: heimed.rasterise,
+    diaretdb1.NAME: diaretdb1.rasterise,
+    heimed.NAME: heimed.rasterise,
 }
 
 

@@ -11,6 +11,7 @@ from typing import List, Optional
 from coopseg.config import ConfigError
 from data_pipelines.readers_common import (SkipLog, attach_images, csv_columns,
                                            read_grade_rows, require_dir)
+from data_pipelines.dataset_format import GRADED, DatasetFormat
 from data_pipelines.records import DataError, GradedExample
 
 TRAIN_LABELS = "trainLabels.csv"
@@ -88,3 +89,6 @@ def load_eyepacs(root: str, labels_csv: Optional[str] = None, image_dir: Optiona
                              labelled_ids=[r.image_id for r in rows], extensions=EXTENSIONS)
     what = f"{csv_path} (usage={usage}: {len(kept)} of {len(rows)} rows selected)"
     return log.finish(examples, what)
+
+
+FORMAT = DatasetFormat("eyepacs", GRADED, load_eyepacs)

@@ -18,10 +18,11 @@ from absl import logging
 
 from coopseg.config import ConfigError
 from data_pipelines.idrid import idrid_class_names
+from data_pipelines.dataset_format import MASKS, DatasetFormat
 from data_pipelines.readers_common import SkipLog, index_files, require_dir, usable_file
 from data_pipelines.records import DataError, DrawnAnnotation, MaskExample
 
-FORMAT = "heimed"
+NAME = "heimed"
 HEADER_BYTES = 12
 # HEI-MED does not tell hard from soft exudates; its exudates are the lipid deposits of
 # macular oedema, i.e. hard exudates, so that is the default class (a reader setting).
@@ -188,8 +189,11 @@ def load_heimed(root: str, class_names: Optional[Sequence[str]] = None,
         examples.append(MaskExample(
             image_path=image_path, image_id=image_id, image_labels=labels,
             annotated=annotated if not all(annotated) else (),
-            drawn=DrawnAnnotation(FORMAT, (map_path, gnd_path), settings)))
+            drawn=DrawnAnnotation(NAME, (map_path, gnd_path), settings)))
     if other_types:
         logging.info("HEI-MED: blobs of types that are not exudates, left as unmarked: %s",
                      ", ".join(f"{k}: {v}" for k, v in sorted(other_types.items())))
     return log.finish(examples, base)
+
+
+FORMAT = DatasetFormat(NAME, MASKS, load_heimed, class_names=idrid_class_names)

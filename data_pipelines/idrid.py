@@ -15,6 +15,7 @@ from absl import logging
 from coopseg.config import ConfigError
 from data_pipelines.readers_common import (SkipLog, attach_images, index_files,
                                            read_grade_rows, require_dir, usable_file)
+from data_pipelines.dataset_format import GRADED, MASKS, DatasetFormat
 from data_pipelines.records import DataError, GradedExample, MaskExample
 
 SEGMENTATION_DIR = "A. Segmentation"
@@ -185,3 +186,11 @@ def load_idrid_grading(root: str, split: str = "train", labels_csv: Optional[str
     examples = attach_images(rows, csv_path, require_dir(images, "IDRiD image folder"), log,
                              extensions=IMAGE_EXTENSIONS)
     return log.finish(examples, csv_path)
+
+
+# IDRiD's two parts; a validation path reads its testing set.
+SEGMENTATION_FORMAT = DatasetFormat("idrid", MASKS, load_idrid_segmentation,
+                                    splits={"train": "train", "val": "test"},
+                                    class_names=idrid_class_names)
+GRADING_FORMAT = DatasetFormat("idrid_grading", GRADED, load_idrid_grading,
+                               splits={"train": "train", "val": "test"})

@@ -16,6 +16,7 @@ from absl import logging
 from coopseg.config import ConfigError
 from data_pipelines.readers_common import (SkipLog, index_files, read_grade_rows,
                                            require_dir, usable_file)
+from data_pipelines.dataset_format import MASKS, DatasetFormat
 from data_pipelines.records import DataError, MaskExample
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
@@ -162,3 +163,6 @@ def load_mask_set(root: str, class_names: Sequence[str], strict: bool = False) -
             logging.warning("mask set %s: %d image(s) have no row in grades.csv (grade -1): %s",
                             root, len(ungraded), ", ".join(ungraded[:10]))
     return log.finish(examples, root)
+
+
+FORMAT = DatasetFormat("generic", MASKS, load_mask_set)

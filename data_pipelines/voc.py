@@ -16,6 +16,7 @@ from absl import logging
 from coopseg.config import IGNORE_LABEL, ConfigError
 from data_pipelines import imageio
 from data_pipelines.readers_common import SkipLog, require_dir, usable_file
+from data_pipelines.dataset_format import MASKS, DatasetFormat
 from data_pipelines.records import DataError, MaskExample
 
 VOC_CLASSES: Tuple[str, ...] = (
@@ -149,3 +150,7 @@ def load_voc(root: str, split: str = "train", with_image_labels: bool = True,
                 image_labels=voc_image_labels(label_path) if with_image_labels else ()))
     return log.finish(examples, f"{root} split {split!r}")
 
+
+FORMAT = DatasetFormat("voc", MASKS, load_voc, splits={"train": "train", "val": "val"},
+                       class_names=lambda: VOC_CLASSES, fundus=False,
+                       classes_by_default=True)

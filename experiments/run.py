@@ -15,10 +15,10 @@ from absl import app, flags
 
 from coopseg.config import LESION_CLASSES, ConfigError
 from coopseg.utils.console import run_program
-from data_pipelines.datasets import GRADED_FORMATS, MASK_FORMATS, canonical_graded_format
+from data_pipelines.datasets import (GRADED_FORMATS, MASK_FORMATS, canonical_graded_format,
+                                     run_class_names)
 from data_pipelines.records import DataError
 from data_pipelines.synthetic import use_synthetic_data
-from data_pipelines.voc import VOC_CLASSES
 from experiments import data_efficiency as de
 from experiments import learning_curve
 from experiments import real_lesions as rl
@@ -61,8 +61,8 @@ def real_data(graded_format: str, graded_train: str, graded_val: str, masks_form
             raise ConfigError(f"--{key}={path}: no such file or directory")
     paths = {k: os.path.abspath(v) if v else "" for k, v in
              {"graded_train": graded_train, "graded_val": graded_val, **given}.items()}
-    if not class_names and masks_format == "voc":
-        class_names = VOC_CLASSES
+    if not class_names:
+        class_names = run_class_names(masks_format) or ()
     if class_names and len(class_names) < 2:
         raise ConfigError(f"--class_names={','.join(class_names)}: need background plus at "
                           "least one class")

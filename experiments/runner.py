@@ -42,10 +42,10 @@ def stage_dir(out: str, row: str, seed: int, stage: str) -> str:
 def prepare_stages(row: str, scale: str, data: DataSource, seed: int, out: str,
                    steps: Optional[int] = None, deterministic: bool = False) -> List[Stage]:
     """The row's stages, configured for this suite run: data, seed, step budget, op
-    determinism, run directories, and each later stage initialised from its
-    predecessor's directory."""
+    determinism and run directories. Which run a later stage starts from
+    (``train.init_encoder_from``) is set once, when its predecessor has a record
+    (``Runner._row_seed``): that run may be another row's, reused."""
     stages = row_stages(row, scale)
-    previous = ""
     for stage in stages:
         c = stage.config
         data.apply(c)
@@ -54,8 +54,6 @@ def prepare_stages(row: str, scale: str, data: DataSource, seed: int, out: str,
         if steps is not None:
             _set_steps(c, steps)
         c.run.model_dir = stage_dir(out, row, seed, stage.name)
-        c.train.init_encoder_from = previous
-        previous = c.run.model_dir
         c.validate()
     return stages
 

@@ -47,8 +47,11 @@ def test_lock_records_the_holder_and_is_released(tmp_path):
         record = _record(model_dir)
         assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
         assert record["started"] and "command" in record
-        with run_directory_lock(model_dir):  # re-entrant: the CLI locks, then train() does
-            assert _record(model_dir)["pid"] == os.getpid()
+        # Locked once: a second acquisition in this process is a bug, refused clearly,
+        # and does not release the outer lock.
+        with pytest.raises(RunDirectoryLocked, match="already locked by this process"):
+            with run_directory_lock(model_dir):
+                pass
         assert _record(model_dir)["pid"] == os.getpid()  # still held by the outer block
     assert _record(model_dir) == {}  # emptied, not deleted (see the module docstring)
     with run_directory_lock(model_dir):  # and free again

@@ -15,9 +15,9 @@ from absl import flags, logging
 from coopseg.config import (GRADIENT_BALANCE, MIXED_PRECISION_POLICIES, PAG_MODES, STRATEGIES,
                             TRAIN_MODES, ConfigError, ExperimentConfig, override,
                             scaled_warmup, to_dict, use_class_names)
-from data_pipelines.datasets import GRADED_FORMATS, MASK_FORMATS, canonical_graded_format
-from data_pipelines.voc import VOC_CLASSES
-from experiments.registry import SCALES, get_experiment
+from data_pipelines.datasets import (GRADED_FORMATS, MASK_FORMATS, canonical_graded_format,
+                                     run_class_names)
+from experiments.registry import SCALES, get_experiment, get_stages
 
 FLAGS = flags.FLAGS
 
@@ -156,13 +156,27 @@ def config_from_flags() -> ExperimentConfig:
     config.data.graded_format = canonical_graded_format(config.data.graded_format)
     fit_warmup_to_steps(config, planned_steps)
     class_names = FLAGS.class_names
-    if class_names is None and config.data.masks_format == "voc":
-        class_names = VOC_CLASSES
+    if class_names is None:
+        class_names = run_class_names(config.data.masks_format)
     if class_names is not None:
         use_class_names(config, class_names)
     if FLAGS.model_dir is None:
         override(config, "run.model_dir", f"runs/{config.name}")
+    require_predecessor_run(config, get_stages(FLAGS.experiment, FLAGS.scale))
     return config.validate()
+
+
+def require_predecessor_run(config: ExperimentConfig, stages) -> None:
+    """ConfigError when ``config`` is the last stage of a row of several and names no run
+    to start from: without ``--init_encoder_from`` it would silently train from scratch
+    (the suite runner wires the stages; by hand, the user does)."""
+    if len(stages) < 2 or config.train.init_encoder_from:
+        return
+    names = " -> ".join(stage.name for stage in stages)
+    raise ConfigError(f"--experiment={config.name} is the last stage of {names}: it starts "
+                      f"from the run of its {stages[-2].name!r} stage. Train that first and "
+                      "pass its run directory as --init_encoder_from=DIR (python -m "
+                      "experiments.run trains the stages in order and wires them)")
 
 
 def fit_warmup_to_steps(config: ExperimentConfig, planned_steps: int) -> None:

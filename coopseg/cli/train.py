@@ -16,8 +16,7 @@ from coopseg.cli.errors import exit_now, exit_on_wrapped_data_error
 from coopseg.cli.flags import config_from_flags, define_experiment_flags, print_config_if_asked
 from coopseg.config import ConfigError
 from coopseg.training.loop import TrainingDiverged
-from coopseg.training.strategy import make_strategy
-from coopseg.training.train import model_dir_lock, require_data_paths, train
+from coopseg.training.train import train
 from coopseg.utils.console import run_program
 from data_pipelines.records import DataError
 from data_pipelines.synthetic import use_synthetic_data
@@ -68,17 +67,13 @@ def main(argv) -> None:
                 print(f"(no data paths given: the run would generate or reuse the synthetic "
                       f"fundus set in {FLAGS.data_dir} and train on it)")
             return
-        # First: a multi-worker strategy must exist before TensorFlow runs any op.
-        strategy = make_strategy(config.run.strategy)
-        require_data_paths(config)
-        # Then the run directory's lock, so a second run on it stops before any work.
-        with model_dir_lock(config, strategy):
-            d = config.data
-            if not (d.graded_train or d.masks_train):
+        prepare = None
+        if not (config.data.graded_train or config.data.masks_train):
+            def prepare(c):  # under the run's lock: a second run stops before generating
                 logging.info("No data given: using the synthetic fundus set in %s",
                              FLAGS.data_dir)
-                use_synthetic_data(config, FLAGS.data_dir, FLAGS.scale, FLAGS.synthetic_images)
-            out = train(config, export=FLAGS.export, strategy=strategy)
+                use_synthetic_data(c, FLAGS.data_dir, FLAGS.scale, FLAGS.synthetic_images)
+        out = train(config, export=FLAGS.export, prepare_data=prepare)
     except (ConfigError, DataError, TrainingDiverged) as err:
         exit_now("coopseg-train", str(err))
     except tf.errors.InvalidArgumentError as err:

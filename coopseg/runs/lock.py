@@ -15,17 +15,17 @@ import os
 import socket
 import sys
 import time
-from typing import Dict, Iterator, Optional
+from typing import Iterator, Optional, Set
 
 from absl import logging
 
 from coopseg.config import ConfigError
 
 LOCK_NAME = ".lock"
-# Locks this process holds, by lock-file path: nested acquisitions (the CLI locks, then
-# calls ``train()``, which locks again) share one kernel lock. flock locks belong to an
-# open file, so a second open + flock in the same process would refuse itself.
-_held: Dict[str, list] = {}
+# Lock files this process holds. A run directory is locked once, by ``train()``; a second
+# acquisition in the same process is a bug, refused with its own message (flock locks
+# belong to an open file, so a second open + flock would refuse too, less clearly).
+_held: Set[str] = set()
 
 
 class RunDirectoryLocked(ConfigError):
@@ -108,7 +108,7 @@ def _remove_if_only_lock(model_dir: str, path: str) -> None:
 @contextlib.contextmanager
 def run_directory_lock(model_dir: str) -> Iterator[None]:
     """Hold ``model_dir``'s lock for the block; RunDirectoryLocked if another live
-    process holds it. Re-entrant within one process.
+    process holds it, or this process already does (a run directory is locked once).
 
     The lock is ``flock`` on ``<model_dir>/.lock`` (the kernel releases it when the
     process dies, however it dies), and the holder writes its pid, host, start time and
@@ -119,12 +119,8 @@ def run_directory_lock(model_dir: str) -> Iterator[None]:
     os.makedirs(model_dir, exist_ok=True)
     path = os.path.join(os.path.realpath(model_dir), LOCK_NAME)
     if path in _held:
-        _held[path][1] += 1
-        try:
-            yield
-        finally:
-            _held[path][1] -= 1
-        return
+        raise RunDirectoryLocked(f"{model_dir} is already locked by this process: a run "
+                                 "directory has one writer, and it is locked once")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -147,13 +143,13 @@ def run_directory_lock(model_dir: str) -> Iterator[None]:
         _write_record(fd, {"pid": os.getpid(), "host": socket.gethostname(),
                            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                            "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])})
-        _held[path] = [fd, 1]
+        _held.add(path)
         failed = True
         try:
             yield
             failed = False
         finally:
-            del _held[path]
+            _held.discard(path)
             if failed and created:
                 _remove_if_only_lock(model_dir, path)
             # Emptied, never deleted: deleting it would let a process that opened the old

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import Callable, Optional
 
 from absl import logging
 
@@ -22,7 +23,8 @@ from coopseg.utils.atomic_write import write_json_atomically
 from data_pipelines.decode import DecodeReport
 
 
-def train(config: ExperimentConfig, export: bool = True, strategy=None) -> dict:
+def train(config: ExperimentConfig, export: bool = True, strategy=None,
+          prepare_data: Optional[Callable[[ExperimentConfig], None]] = None) -> dict:
     """Build, restore or initialise, train, evaluate, export. Returns a summary dict.
 
     ``train.seed`` seeds weight initialisation, data order and augmentation;
@@ -30,17 +32,20 @@ def train(config: ExperimentConfig, export: bool = True, strategy=None) -> dict:
     (``training/reproducibility.py``). ``train.mixed_precision`` is the global Keras
     policy while the models are built, trained and exported, and the previous policy is
     restored afterwards (even on error). ``strategy`` defaults to
-    ``make_strategy(config.run.strategy)``; a multi-worker strategy must be made
-    before TensorFlow runs any op (``coopseg.cli.train.main`` does so). The system, the
-    trainer and the restore are built inside its scope. Every worker runs all of it; only
-    the chief
+    ``make_strategy(config.run.strategy)``, made here first thing: a multi-worker
+    strategy must exist before TensorFlow runs any op. The system, the trainer and the
+    restore are built inside its scope. Every worker runs all of it; only the chief
     writes ``metrics.json``, checkpoints, logs and the export into ``model_dir`` (the
     others write to a temporary directory, deleted at the end), and only the chief
-    holds ``model_dir``'s lock: a second process training into it is refused
-    (``coopseg/runs/lock.py``).
+    holds ``model_dir``'s lock, taken here and nowhere else: a second process training
+    into it is refused (``coopseg/runs/lock.py``). ``prepare_data`` (e.g. generating the
+    synthetic set) runs under the lock, after the data paths it does not set are checked.
     """
     strategy = strategy or make_strategy(config.run.strategy)
+    require_data_paths(config)
     with model_dir_lock(config, strategy), use_precision(config), reproducible_run(config):
+        if prepare_data is not None:
+            prepare_data(config)
         return _train(config, export, strategy)
 
 
@@ -67,7 +72,6 @@ def _train(config, export: bool, strategy) -> dict:
                         "one device on the global batch (--sync_batch_norm "
                         "makes it so)", replicas)
     task = task_for(config)
-    require_data_paths(config)
     with strategy.scope():
         system = task.build_system(config)
         trainer = CooperativeTrainer(config, system, strategy)

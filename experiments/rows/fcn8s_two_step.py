@@ -10,15 +10,14 @@ from experiments.rows import vgg16_pretrain
 
 
 def get_config(scale: str = "paper"):
-    """The segmentation stage; its encoder comes from ``runs/vgg16_pretrain`` by default.
+    """The segmentation stage; its encoder comes from the ``vgg16_pretrain`` run
+    (``train.init_encoder_from``: the runner sets it; by hand, pass it).
 
     By hand, stage by stage: ``coopseg-train --experiment=vgg16_pretrain --scale=small``,
     then ``coopseg-train --experiment=fcn8s_two_step --scale=small
     --init_encoder_from=runs/vgg16_pretrain``.
     """
-    config = segmentation_baseline(scale, "fcn8s")
-    config.train.init_encoder_from = "runs/vgg16_pretrain"
-    return config
+    return segmentation_baseline(scale, "fcn8s")
 
 
 def get_stages(scale: str = "paper"):

@@ -11,15 +11,14 @@ from experiments.scales import experiment
 
 
 def get_config(scale: str = "paper"):
-    """The segmentation stage; its encoder comes from ``runs/jointseg_encoder_pretrain``.
+    """The segmentation stage; its encoder comes from the ``jointseg_encoder_pretrain`` run
+    (``train.init_encoder_from``: the runner sets it; by hand, pass it).
 
     By hand: ``coopseg-train --experiment=jointseg_encoder_pretrain --scale=small``, then
     ``coopseg-train --experiment=jointseg_two_step --scale=small
     --init_encoder_from=runs/jointseg_encoder_pretrain``.
     """
-    config = experiment(scale, train={"mode": "seg_only"})
-    config.train.init_encoder_from = "runs/jointseg_encoder_pretrain"
-    return config
+    return experiment(scale, train={"mode": "seg_only"})
 
 
 def get_stages(scale: str = "paper"):

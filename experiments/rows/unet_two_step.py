@@ -10,15 +10,14 @@ from experiments.rows import jointseg_encoder_pretrain
 
 
 def get_config(scale: str = "paper"):
-    """The segmentation stage; its encoder comes from ``runs/jointseg_encoder_pretrain``.
+    """The segmentation stage; its encoder comes from the ``jointseg_encoder_pretrain`` run
+    (``train.init_encoder_from``: the runner sets it; by hand, pass it).
 
     By hand: ``coopseg-train --experiment=jointseg_encoder_pretrain --scale=small``, then
     ``coopseg-train --experiment=unet_two_step --scale=small
     --init_encoder_from=runs/jointseg_encoder_pretrain``.
     """
-    config = segmentation_baseline(scale, "inception_unet")
-    config.train.init_encoder_from = "runs/jointseg_encoder_pretrain"
-    return config
+    return segmentation_baseline(scale, "inception_unet")
 
 
 def get_stages(scale: str = "paper"):
