@@ -122,7 +122,9 @@ def test_two_step_pretraining_gets_the_joint_classifier_budget(scale, row):
     assert to_dict(p.model) == to_dict(segment.config.model)
     assert p.train.init_encoder_from == ""
     assert p.run.model_dir == f"/out/{row}/seed3/pretrain"
-    assert segment.config.train.init_encoder_from == p.run.model_dir
+    # Which run the segment stage starts from is set once, by the runner, from its
+    # predecessor's record (which may be another row's run, reused); no row names one.
+    assert segment.config.train.init_encoder_from == ""
 
 
 def test_inceptionv3_minimum_matches_the_model_builder():
@@ -245,9 +247,12 @@ def test_stages_recorded_with_the_earlier_fingerprint_are_found_finished(tmp_pat
     data = DataSource("eyepacs", "/g/train", "/g/val", "generic", "/m/train", "/m/val")
     out = str(tmp_path)
     stages = prepare_stages("jointseg_two_step", "tiny", data, 0, out)
+    previous = ""
     for stage in stages:
         run_dir = stage.config.run.model_dir
         os.makedirs(run_dir)
+        stage.config.train.init_encoder_from = previous  # as the runner ran it
+        previous = run_dir
         record = {"row": "jointseg_two_step", "seed": 0, "stage": stage.name, "status": "ok",
                   "fingerprint": "0123abcd", "run_dir": run_dir, "reused_from": None,
                   "config": _written_by_an_earlier_coopseg(stage.config), "metrics": {},
