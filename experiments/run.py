@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 from absl import app, flags
 
@@ -20,14 +20,14 @@ from data_pipelines.datasets import (GRADED_FORMATS, MASK_FORMATS, canonical_gra
 from data_pipelines.records import DataError
 from data_pipelines.synthetic import use_synthetic_data
 from experiments import data_efficiency as de
-from experiments import learning_curve
 from experiments import real_lesions as rl
-from experiments import real_lesions_report
-from experiments import results as results_lib
+from experiments.data_source import DataSource
 from experiments.registry import SCALES
-from experiments.runner import DataSource, Runner
 from experiments.scales import experiment
 from experiments.suites import Suite, claim_rows, get_suites, suite_names
+
+if TYPE_CHECKING:  # the runner loads TensorFlow: imported where a suite runs
+    from experiments.runner import Runner
 
 
 def synthetic_data(data_dir: str, scale: str, graded_images: Optional[int] = None) -> DataSource:
@@ -74,10 +74,11 @@ def real_data(graded_format: str, graded_train: str, graded_val: str, masks_form
 
 
 # ----------------------------------------------------------------------------- suites
-def run_suite(suite: Suite, runner: Runner, rows: Optional[Sequence[str]] = None,
+def run_suite(suite: Suite, runner: "Runner", rows: Optional[Sequence[str]] = None,
               train: bool = True) -> dict:
     """Train the suite's rows (``rows``: only these), then write its results files
     (``train=False``: only write them, from the stages that have finished)."""
+    from experiments import results as results_lib
     selected = list(suite.rows) if not rows else [r for r in suite.rows if r in rows]
     trained = {}
     for i, row in enumerate(selected, 1):
@@ -95,7 +96,7 @@ def run_suite(suite: Suite, runner: Runner, rows: Optional[Sequence[str]] = None
     return result
 
 
-def run_suites(suite: str, runner: Runner, rows: Optional[Sequence[str]] = None,
+def run_suites(suite: str, runner: "Runner", rows: Optional[Sequence[str]] = None,
                train: bool = True) -> Dict[str, dict]:
     """Run ``suite`` (or every suite for ``all``); returns suite name -> results."""
     suites = get_suites(suite)
@@ -164,6 +165,8 @@ def _seeds(values: Sequence[str]) -> List[int]:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    # Here, not at the top: --help and flag errors answer without loading TensorFlow.
+    from experiments.runner import Runner
     try:
         if FLAGS.suite == de.NAME:
             _run_data_efficiency()
@@ -190,6 +193,8 @@ def main(argv) -> None:
 
 
 def _run_data_efficiency() -> None:
+    from experiments import learning_curve
+    from experiments.runner import Runner
     counts = de.mask_counts(FLAGS.scale, FLAGS.mask_counts)
     rows = de.selected_rows(FLAGS.rows)
     if FLAGS.graded_train or FLAGS.masks_train or FLAGS.graded_val or FLAGS.masks_val:
@@ -206,12 +211,14 @@ def _run_data_efficiency() -> None:
 
 
 def _run_real_lesions() -> None:
+    from experiments import real_lesions_data, real_lesions_report
+    from experiments.runner import Runner
     if not FLAGS.real_data:
         raise ConfigError(f"--suite={rl.NAME} needs --real_data=DIR, the folder holding "
                           f"{', '.join(f'{v}/' for v in rl.SUBFOLDERS.values())} "
                           "(docs/real_data.md)")
     rl.rows(FLAGS.rows, FLAGS.scale, FLAGS.setups)  # fail on a bad name before any data
-    data = rl.prepare(os.path.expanduser(FLAGS.real_data), FLAGS.out)
+    data = real_lesions_data.prepare(os.path.expanduser(FLAGS.real_data), FLAGS.out)
     runner = Runner(FLAGS.out, FLAGS.scale, data, _seeds(FLAGS.seeds), FLAGS.steps,
                     FLAGS.rerun, FLAGS.export, deterministic=FLAGS.deterministic, report=True)
     command = "python -m experiments.run " + " ".join(sys.argv[1:])

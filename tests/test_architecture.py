@@ -14,7 +14,8 @@
 A module may import its own package and any package *below* it, never one above or
 beside it (models and data_pipelines know nothing of each other), and no two modules
 import each other, even through others. Imports of the project's own modules sit at
-the top of a module, never inside a function, so no cycle can hide in a function body.
+the top of a module, never inside a function, except at the CLI edge (``CLI_EDGE``),
+where the heavy ones wait for ``main`` so ``--help`` answers without TensorFlow.
 Every module of these packages and of benchmarks/ says what it is for in a docstring of at
 most six lines; the details sit with the code they are about or in docs/.
 """
@@ -29,6 +30,8 @@ PACKAGES = ("coopseg", "data_pipelines", "experiments")
 # Outside the layers, but held to the same docstring rule.
 DOCUMENTED = PACKAGES + ("benchmarks",)
 MAX_DOCSTRING_LINES = 6
+# The command-line programs: the one place a project import may sit inside a function.
+CLI_EDGE = ("coopseg.cli", "experiments.run")
 RANK: Dict[str, int] = {
     "coopseg.utils": 0,
     "coopseg.config": 1,
@@ -157,9 +160,14 @@ def test_every_import_points_down_or_stays_in_its_package():
     assert not wrong, "imports that point up or sideways:\n" + "\n".join(wrong)
 
 
+def at_cli_edge(module: str) -> bool:
+    return any(module == edge or module.startswith(edge + ".") for edge in CLI_EDGE)
+
+
 def test_no_project_import_inside_a_function():
+    """Except at the CLI edge; deferred imports there still point down (checked above)."""
     inside = [f"{os.path.relpath(path, ROOT)}:{line} imports {target}"
-              for module, path in modules()
+              for module, path in modules() if not at_cli_edge(module)
               for target, line, in_function in project_imports(path) if in_function]
     assert not inside, "move these imports to the top of their module:\n" + "\n".join(inside)
 

@@ -61,15 +61,48 @@ def test_every_console_script_lists_its_own_flags_in_help():
         assert "Try --helpfull" in out
 
 
-def test_tensorflow_startup_noise_is_off_unless_the_user_asks():
-    # coopseg-convert imports TensorFlow before parsing flags, as any user run does.
-    proc = subprocess.run([_script("coopseg-convert"), "--help"], capture_output=True,
-                          text=True, env=_env(), timeout=120)
-    assert "tensorflow" in sys.modules and not CPP_LOG_LINE.search(proc.stderr), proc.stderr
-    # The suite runner is a program too (its imports load TensorFlow before its flags).
-    proc = subprocess.run([sys.executable, "-m", "experiments.run", "--help"], cwd=ROOT,
+# Runs a program's entry point in this interpreter, then says whether TensorFlow was loaded.
+_LOADS_TENSORFLOW = """
+import runpy, sys
+sys.argv = [{prog!r}] + {args!r}
+try:
+    if {module!r} == "experiments.run":
+        runpy.run_module("experiments.run", run_name="__main__")
+    else:
+        __import__({module!r}, fromlist=["run"]).run()
+except SystemExit as exit:
+    code = exit.code
+else:
+    code = 0
+print("EXIT", code, "TENSORFLOW", "tensorflow" in sys.modules)
+"""
+
+
+def test_help_and_flag_errors_answer_without_loading_tensorflow():
+    """The heavy imports wait for ``main``: ``--help`` and a mistyped flag answer at
+    once (TensorFlow's import alone takes seconds)."""
+    programs = {name: module for name, (module, _) in PROGRAMS.items()}
+    programs["python -m experiments.run"] = "experiments.run"
+    for name, module in programs.items():
+        for args, code in ((["--help"], "0"), (["--no_such_flag=1"], "1")):
+            proc = subprocess.run(
+                [sys.executable, "-c", _LOADS_TENSORFLOW.format(prog=name, args=args,
+                                                                module=module)],
+                capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=120)
+            assert f"EXIT {code} TENSORFLOW False" in proc.stdout, (name, args, proc)
+
+
+def test_tensorflow_startup_noise_is_off_unless_the_user_asks(tmp_path):
+    # A run that gets as far as main loads TensorFlow, as any user run does.
+    proc = subprocess.run([_script("coopseg-evaluate"), f"--model_dir={tmp_path}"],
                           capture_output=True, text=True, env=_env(), timeout=120)
-    assert "--suite" in proc.stdout and not CPP_LOG_LINE.search(proc.stderr), proc.stderr[-2000:]
+    assert "not a coopseg run directory" in proc.stderr, proc.stderr[-2000:]
+    assert not CPP_LOG_LINE.search(proc.stderr), proc.stderr
+    # The suite runner is a program too.
+    proc = subprocess.run([sys.executable, "-m", "experiments.run", "--suite=nope"], cwd=ROOT,
+                          capture_output=True, text=True, env=_env(), timeout=120)
+    assert "unknown suite 'nope'" in proc.stderr and not CPP_LOG_LINE.search(proc.stderr), \
+        proc.stderr[-2000:]
     # A level the user set is respected (and then TensorFlow's own logging decides).
     code = "import os, coopseg.cli; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
     for user_level, expected in ((None, "3"), ("0", "0"), ("1", "1")):

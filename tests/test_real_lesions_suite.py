@@ -13,6 +13,7 @@ import pytest
 from coopseg.config import ConfigError
 from data_pipelines.records import DataError
 from experiments import real_lesions as rl
+from experiments import real_lesions_data as rld
 from experiments import real_lesions_report as report
 from experiments.runner import Runner
 from experiments.suites import row_stages
@@ -57,7 +58,7 @@ def public_sets(root) -> str:
 
 def test_prepare_splits_graded_sets_by_patient_and_points_at_the_mask_sets(tmp_path):
     root = public_sets(tmp_path / "data")
-    data = rl.prepare(root, str(tmp_path / "out"), workers=1)
+    data = rld.prepare(root, str(tmp_path / "out"), workers=1)
     assert data.counts["graded_train"] + data.counts["graded_val"] == 60
     manifest = json.load(open(os.path.join(data.graded_train, "manifest.json")))
     assert manifest["counts"]["val"] == data.counts["graded_val"] > 0
@@ -79,7 +80,7 @@ def test_prepare_splits_graded_sets_by_patient_and_points_at_the_mask_sets(tmp_p
                                     "soft_exudate")
     with pytest.raises(DataError, match="no eyepacs/ folder"):
         os.rename(os.path.join(root, "eyepacs"), os.path.join(root, "other"))
-        rl.prepare(root, str(tmp_path / "out2"))
+        rld.prepare(root, str(tmp_path / "out2"))
 
 
 def test_setups_patch_runs_see_each_image_as_often(tmp_path):
@@ -109,7 +110,7 @@ def test_setups_patch_runs_see_each_image_as_often(tmp_path):
 def test_a_short_run_is_written_up_with_paired_differences(tmp_path):
     root = public_sets(tmp_path / "data")
     out = str(tmp_path / "out")
-    data = rl.prepare(root, out, workers=1)
+    data = rld.prepare(root, out, workers=1)
     runner = Runner(out, "tiny", data, [0], report=True, log=lambda _: None)
     # The segmenter alone at the patch set-up (tiles at validation, in the report's
     # AUPR and in the overlays); JointSeg rows train through the same runner as in

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Set, Tuple
 
 from absl import app, flags
 
 from coopseg.config import ConfigError
 from coopseg.utils.console import run_program
-from data_pipelines.conversion import FORMATS, ConvertOptions, convert_split
+from data_pipelines.datasets import FORMATS
 from data_pipelines.records import DataError
+
+if TYPE_CHECKING:  # the converter loads TensorFlow: imported where it runs
+    from data_pipelines.conversion import ConvertOptions
 
 FLAGS = flags.FLAGS
 
@@ -34,7 +37,7 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_integer("size", 256, "Stored image side in pixels (paper: 256).",
                          lower_bound=8, **fv)
     flags.DEFINE_bool("crop_retina", None, "Crop the black border to the retina disc "
-                      "(default: on, except for --format=voc).", **fv)
+                      "(default: on for fundus formats, off for VOC's photos).", **fv)
     flags.DEFINE_integer("retina_threshold", 10, "Luminance above which a pixel is retina.",
                          lower_bound=0, upper_bound=254, **fv)
     flags.DEFINE_bool("graham", False, "Ben Graham's local colour normalisation.", **fv)
@@ -62,7 +65,7 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
                              message="--input must be an existing directory", **fv)
 
 
-def options_from_flags(flag_values: flags.FlagValues = FLAGS) -> ConvertOptions:
+def options_from_flags(flag_values: flags.FlagValues = FLAGS) -> "ConvertOptions":
     """ConvertOptions from parsed flags (UsageError for a malformed --reader_arg).
 
     The flags map one to one onto ``data_pipelines.conversion.ConvertOptions``, whose
@@ -70,6 +73,7 @@ def options_from_flags(flag_values: flags.FlagValues = FLAGS) -> ConvertOptions:
     in the manifest (``--strict`` makes them an error); re-running into the same
     ``--output`` with other options is an error unless ``--overwrite``.
     """
+    from data_pipelines.conversion import ConvertOptions
     v = flag_values
     return ConvertOptions(
         format=v.format, input=v.input, output=v.output, split=v.split,
@@ -92,6 +96,8 @@ def _key_value(item: str) -> Tuple[str, str]:
 def main(argv: List[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    # Here, not at the top: --help and flag errors answer without loading TensorFlow.
+    from data_pipelines.conversion import convert_split
     try:
         manifest = convert_split(options_from_flags())
     except (ConfigError, DataError) as err:
@@ -99,7 +105,7 @@ def main(argv: List[str]) -> None:
     entry = manifest["splits"][FLAGS.split]
     print(f"{FLAGS.output}: split {FLAGS.split!r} has {entry['count']} records in "
           f"{entry['num_shards']} shard(s), {len(entry['skipped'])} skipped")
-    print("\n".join(next_step_lines(FORMATS[FLAGS.format][0], FLAGS.output,
+    print("\n".join(next_step_lines(FORMATS[FLAGS.format].kind, FLAGS.output,
                                      set(manifest["splits"]), FLAGS.class_names)))
 
 

@@ -14,15 +14,6 @@ from absl import app, flags, logging
 
 from coopseg.cli.errors import exit_on_wrapped_data_error
 from coopseg.config import ConfigError
-from coopseg.evaluation import pixel_ranking as pr
-from coopseg.evaluation import report as er
-from coopseg.evaluation import report_output as out
-from coopseg.evaluation.evaluate import evaluate_system
-from coopseg.evaluation.metric_tables import format_metric, format_table
-from coopseg.evaluation.report import ReportOptions
-from coopseg.evaluation.report_output import check_report_dir
-from coopseg.runs.run_dir import load_run
-from coopseg.training.inputs import build_eval_inputs
 from coopseg.utils.atomic_write import write_json_atomically
 from coopseg.utils.console import run_program
 from data_pipelines.records import DataError
@@ -43,15 +34,16 @@ def _define_flags() -> None:
                         "scalars and figures (default <model_dir>/logs/evaluation).")
     flags.DEFINE_float("referable_threshold", 0.5, "With --report: referable DR is predicted "
                        "when p(grade >= 2) >= this.")
-    flags.DEFINE_integer("aupr_bins", pr.DEFAULT_BINS, "With --report: pixel-score bins "
-                         "per lesion for AUPR, equal in logit (more bins, tighter to an exact "
-                         "sort).")
+    flags.DEFINE_integer("aupr_bins", None, "With --report: pixel-score bins per lesion for "
+                         "AUPR, equal in logit (default: the report's; more bins, tighter to "
+                         "an exact sort).")
     flags.DEFINE_integer("grid_images", 4, "With --report: k worst and k best segmentations "
                          "in the image grid (0: no grid).")
 
 
 def metrics_table(metrics: dict) -> str:
     """The headline numbers as an aligned text table."""
+    from coopseg.evaluation.metric_tables import format_metric, format_table
     rows = []
     for group, values in metrics.items():
         for key, value in values.items():
@@ -64,6 +56,8 @@ def metrics_table(metrics: dict) -> str:
 
 def write_full_report(config, system, inputs, options) -> None:
     """``--report``: build, write and log the report; print its table and paths."""
+    from coopseg.evaluation import report as er
+    from coopseg.evaluation import report_output as out
     checkpoint, step = out.checkpoint_step(FLAGS.model_dir)
     report = er.build_report(system, inputs.clf_val, inputs.seg_val, config.model.num_grades,
                              config.data.class_names, options)
@@ -90,7 +84,10 @@ def write_full_report(config, system, inputs, options) -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    # Here, not at the top: --help and flag errors answer without loading TensorFlow.
     import tensorflow as tf
+
+    from coopseg.evaluation.evaluate import evaluate_system
     try:
         if FLAGS.report is not None:
             _report_main()
@@ -112,6 +109,8 @@ def main(argv) -> None:
 
 def _load():
     """The run's config (with --graded_val/--masks_val applied), system and val inputs."""
+    from coopseg.runs.run_dir import load_run
+    from coopseg.training.inputs import build_eval_inputs
     config, system = load_run(FLAGS.model_dir)
     if FLAGS.graded_val is not None:
         config.data.graded_val = FLAGS.graded_val
@@ -121,9 +120,13 @@ def _load():
 
 
 def _report_main() -> None:
+    from coopseg.evaluation import pixel_ranking as pr
+    from coopseg.evaluation.report import ReportOptions
+    from coopseg.evaluation.report_output import check_report_dir
     # Check the flags and the target before the (slow) restore and evaluation passes.
     options = ReportOptions(referable_threshold=FLAGS.referable_threshold,
-                            aupr_bins=FLAGS.aupr_bins, grid_images=FLAGS.grid_images).validate()
+                            aupr_bins=FLAGS.aupr_bins or pr.DEFAULT_BINS,
+                            grid_images=FLAGS.grid_images).validate()
     check_report_dir(FLAGS.report)
     config, system, inputs = _load()
     write_full_report(config, system, inputs, options)

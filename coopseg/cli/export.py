@@ -10,11 +10,7 @@ import sys
 from absl import app, flags
 
 from coopseg.config import ConfigError
-from coopseg.runs.run_dir import load_run
-from coopseg.serving import photo_preprocessing
-from coopseg.serving.export import export_saved_model, serving_size
 from coopseg.utils.console import run_program
-from data_pipelines.provenance import describe_training_data, training_data_record
 
 FLAGS = flags.FLAGS
 
@@ -27,6 +23,11 @@ def _define_flags() -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    # Here, not at the top: --help and flag errors answer without loading TensorFlow.
+    from coopseg.runs.run_dir import load_run
+    from coopseg.serving import photo_preprocessing
+    from coopseg.serving.export import export_saved_model, serving_size
+    from data_pipelines.provenance import describe_training_data, training_data_record
     try:
         config, system = load_run(FLAGS.model_dir)
     except ConfigError as err:

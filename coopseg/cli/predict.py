@@ -12,11 +12,7 @@ import sys
 from absl import app, flags
 
 from coopseg.config import ConfigError
-from coopseg.serving.predict_folder import (PredictOptions, list_inputs, predict_folder,
-                                            read_input_list, saw_real_photos)
-from coopseg.serving.predictor import load_predictor
 from coopseg.utils.console import run_program
-from data_pipelines.provenance import describe_training_data
 from data_pipelines.records import DataError
 
 FLAGS = flags.FLAGS
@@ -47,6 +43,11 @@ def main(argv) -> None:
         sys.exit("coopseg-predict: error: --model is required (a SavedModel or a run directory)")
     if FLAGS.batch_size < 1:
         sys.exit("coopseg-predict: error: --batch_size must be >= 1")
+    # Here, not at the top: --help and flag errors answer without loading TensorFlow.
+    from coopseg.serving.predict_folder import (PredictOptions, list_inputs, predict_folder,
+                                                read_input_list, saw_real_photos)
+    from coopseg.serving.predictor import load_predictor
+    from data_pipelines.provenance import describe_training_data
     try:
         named = list(FLAGS.input) + (read_input_list(FLAGS.input_list) if FLAGS.input_list else [])
         if not named:

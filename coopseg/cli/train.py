@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import os
 
-import tensorflow as tf
 from absl import app, flags, logging
 
 from coopseg.cli.errors import exit_now, exit_on_wrapped_data_error
 from coopseg.cli.flags import config_from_flags, define_experiment_flags, print_config_if_asked
 from coopseg.config import ConfigError
-from coopseg.training.loop import TrainingDiverged
-from coopseg.training.train import train
 from coopseg.utils.console import run_program
 from data_pipelines.records import DataError
 from data_pipelines.synthetic import use_synthetic_data
@@ -60,6 +57,11 @@ def _print_result(out: dict, model_dir: str) -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    # Here, not at the top: --help and flag errors answer without loading TensorFlow.
+    import tensorflow as tf
+
+    from coopseg.training.loop import TrainingDiverged
+    from coopseg.training.train import train
     try:
         config = config_from_flags()
         if print_config_if_asked(config):
