@@ -25,7 +25,7 @@ from benchmarks.common import (Case, Samples, case_stats, describe_machine, form
 from benchmarks.step_cost import (StepBench, StepOptions, build_step_bench, define_step_flags,
                                   describe_config, describe_step_setting, log_round, step_case,
                                   step_options_from_flags, wait_for, warm_up, write_json)
-from coopseg.cli.convert import ConvertOptions, convert_split
+from data_pipelines.conversion import ConvertOptions, convert_split
 from coopseg.config import ConfigError, ExperimentConfig
 from coopseg.training.tasks import build_inputs
 from data_pipelines.synthetic import MANIFEST, ensure_dataset
