@@ -110,19 +110,28 @@ def _region(marking: ElementTree.Element, path: str) -> Optional[Tuple[str, np.n
     return shape, _coords(centroid, path)[None], (rx, ry), angle
 
 
-def parse_markings(path: str) -> Tuple[List[Marking], Dict[str, int]]:
-    """The lesion markings of one expert's XML file, and counts of what was left out
-    (``{"marking type X": n, "marking without a region": n}``).
+@dataclass(frozen=True)
+class ExpertFile:
+    """One expert's XML file, read: its lesion markings, counts of what was left out
+    (``{"marking type X": n, "marking without a region": n}``) and the image size it
+    states (height, width; None if it states none)."""
 
-    DataError naming the file for XML that does not parse or shapes that cannot be drawn.
-    """
+    path: str
+    markings: Tuple[Marking, ...]
+    left_out: Dict[str, int]
+    size: Optional[Tuple[int, int]]
+
+
+def read_expert_file(path: str) -> ExpertFile:
+    """Parse one expert's XML file; DataError naming the file for XML that does not
+    parse or shapes that cannot be drawn."""
     try:
-        tree = ElementTree.parse(path)
+        root = ElementTree.parse(path).getroot()
     except (ElementTree.ParseError, OSError) as err:
         raise DataError(f"{path}: not a readable DIARETDB1 marking file ({err})") from err
     markings: List[Marking] = []
     left_out: Dict[str, int] = {}
-    for element in tree.getroot().iter("marking"):
+    for element in root.iter("marking"):
         kind = (element.findtext("markingtype") or "").strip()
         if kind not in MARKING_CLASSES:
             key = f"marking type {kind or '(none)'}"
@@ -135,7 +144,12 @@ def parse_markings(path: str) -> Tuple[List[Marking], Dict[str, int]]:
         confidence = (element.findtext("confidencelevel") or "").strip().lower()
         shape, points, radii, angle = region
         markings.append(Marking(kind, confidence, shape, points, radii, angle))
-    return markings, left_out
+    width, height = root.findtext("imagesize/width"), root.findtext("imagesize/height")
+    try:
+        size = (int(height), int(width)) if width and height else None
+    except ValueError:
+        raise DataError(f"{path}: imagesize {width!r} x {height!r} is not two integers") from None
+    return ExpertFile(path, tuple(markings), left_out, size)
 
 
 def _draw(canvas: np.ndarray, marking: Marking, value: int) -> None:
@@ -168,6 +182,15 @@ def _table_text(table: Mapping[str, float]) -> str:
 def fused_masks(xml_paths: Sequence[str], class_names: Sequence[str], height: int, width: int,
                 threshold: float = DEFAULT_FUSION_THRESHOLD,
                 confidence: Optional[Mapping[str, float]] = None) -> Dict[int, np.ndarray]:
+    """class index -> bool mask [height, width] of the experts' fused markings
+    (``fuse`` of the files at ``xml_paths``)."""
+    return fuse([read_expert_file(p) for p in xml_paths], class_names, height, width,
+                threshold, confidence)
+
+
+def fuse(experts: Sequence[ExpertFile], class_names: Sequence[str], height: int, width: int,
+         threshold: float = DEFAULT_FUSION_THRESHOLD,
+         confidence: Optional[Mapping[str, float]] = None) -> Dict[int, np.ndarray]:
     """class index -> bool mask [height, width] of the experts' fused markings.
 
     Each expert's confidence map is the highest confidence of their markings covering a
@@ -179,8 +202,8 @@ def fused_masks(xml_paths: Sequence[str], class_names: Sequence[str], height: in
     index_of = {kind: class_names.index(name) for kind, name in MARKING_CLASSES.items()
                 if name in class_names}
     total = {index: np.zeros((height, width), np.float32) for index in index_of.values()}
-    for path in xml_paths:
-        markings, _ = parse_markings(path)
+    for expert in experts:
+        path, markings = expert.path, expert.markings
         unknown = sorted({m.confidence for m in markings} - set(levels))
         if unknown:
             raise DataError(f"{path}: confidence level(s) {unknown} are not among "
@@ -196,7 +219,7 @@ def fused_masks(xml_paths: Sequence[str], class_names: Sequence[str], height: in
             for marking in ordered:
                 _draw(canvas, marking, values.index(levels[marking.confidence]) + 1)
             total[index] += np.array([0.0] + values, np.float32)[canvas]
-    count = max(1, len(xml_paths))
+    count = max(1, len(experts))
     # A small tolerance: 3 x 1.0 / 4 must meet 0.75 despite float rounding.
     return {index: total[index] / count >= threshold - 1e-6 for index in total}
 
@@ -252,15 +275,11 @@ def expert_files(groundtruth: str) -> Dict[str, List[str]]:
     return found
 
 
-def _image_size(xml_paths: Sequence[str], image_path: str) -> Tuple[int, int]:
-    for path in xml_paths:
-        try:
-            root = ElementTree.parse(path).getroot()
-        except (ElementTree.ParseError, OSError) as err:
-            raise DataError(f"{path}: not a readable DIARETDB1 marking file ({err})") from err
-        width, height = root.findtext("imagesize/width"), root.findtext("imagesize/height")
-        if width and height:
-            return int(height), int(width)
+def _image_size(experts: Sequence[ExpertFile], image_path: str) -> Tuple[int, int]:
+    """(height, width) the marking files state, else the image's own."""
+    for expert in experts:
+        if expert.size:
+            return expert.size
     image = cv2.imread(image_path, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise DataError(f"{image_path}: unreadable image, and its marking files give no size")
@@ -319,11 +338,12 @@ def load_diaretdb1(root: str, split: Optional[str] = "train",
             continue
         if not usable_file(images[image_id], "image", log):
             continue
-        for path in paths:
-            for reason, n in parse_markings(path)[1].items():
+        read = [read_expert_file(path) for path in paths]  # each file parsed once
+        for expert in read:
+            for reason, n in expert.left_out.items():
                 left_out[reason] = left_out.get(reason, 0) + n
-        height, width = _image_size(paths, images[image_id])
-        masks = fused_masks(paths, class_names, height, width, float(threshold), levels)
+        height, width = _image_size(read, images[image_id])
+        masks = fuse(read, class_names, height, width, float(threshold), levels)
         labels = tuple(int(masks[k].any()) if k in masks else 0
                        for k in range(1, len(class_names)))
         examples.append(MaskExample(

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from coopseg.config import ConfigError, scaled_warmup
-from data_pipelines.idrid import idrid_class_names
 
 NAME = "real_lesions"
 REFERENCE_ROW = "jointseg_seg_only"
@@ -88,14 +87,11 @@ def apply_variant(stages: List, setup: SetUp, scale: str) -> None:
     """Point the row's segmenting stages at the set-up: input and working size, steps.
 
     A grader-only stage (clf_only, the two-step's first) keeps the scale's input size
-    and steps, so every set-up and row of a seed shares it (trained once). The class
-    names are the four lesions both public mask sets mark.
+    and steps, so every set-up and row of a seed shares it (trained once). The classes
+    come with the suite's data (``real_lesions_data.prepare``).
     """
     for stage in stages:
         c = stage.config
-        c.data.class_names = idrid_class_names()
-        c.data.mask_priority = tuple(n for n in c.data.mask_priority if n in c.data.class_names)
-        c.model.num_seg_classes = len(c.data.class_names)
         c.data.cache = True  # full-size photos decode slowly; the cache holds them resized
         if not c.train.trains_segmenter:
             continue

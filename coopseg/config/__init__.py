@@ -6,7 +6,7 @@ from coopseg.config.choices import (COLOR_JITTER_PRESETS, DECODER_BLOCKS, GRADIE
                                     MIXED_PRECISION_POLICIES, PAG_MODES, SEG_CLASS_WEIGHTINGS,
                                     STRATEGIES, TRAIN_MODES)
 from coopseg.config.errors import ConfigError
-from coopseg.config.methods import (BACKBONE_OF_METHOD, BACKBONES, DECOUPLED_METHODS,
+from coopseg.config.methods import (BACKBONE_OF_METHOD, DECOUPLED_METHODS,
                                     DEFAULT_METHOD, METHOD_SPECS, METHODS, MethodSpec,
                                     backbone_of, method_spec)
 from coopseg.config.schema import (VGG16_WIDTHS, AgentConfig, CooperationConfig, DataConfig,
@@ -21,7 +21,7 @@ from coopseg.config.taxonomy import (IGNORE_LABEL, LESION_CLASSES, LESION_PRIORI
                                      partial_label)
 
 __all__ = [
-    "AgentConfig", "BACKBONES", "BACKBONE_OF_METHOD", "COLOR_JITTER_PRESETS", "ConfigError",
+    "AgentConfig", "BACKBONE_OF_METHOD", "COLOR_JITTER_PRESETS", "ConfigError",
     "CooperationConfig", "DECODER_BLOCKS", "DECOUPLED_METHODS", "DEFAULT_METHOD",
     "DataConfig", "DecoupledConfig", "ExperimentConfig", "GRADIENT_BALANCE", "IGNORE_LABEL",
     "LESION_CLASSES", "LESION_PRIORITY", "MAX_PARTIAL_CLASSES", "METHODS", "METHOD_SPECS",

@@ -14,7 +14,6 @@ from coopseg.config.errors import ConfigError
 VGG16_BACKBONE = "vgg16"
 VGG19_BACKBONE = "vgg19"
 INCEPTIONV3_BACKBONE = "inceptionv3"
-BACKBONES: Tuple[str, ...] = (VGG16_BACKBONE, VGG19_BACKBONE, INCEPTIONV3_BACKBONE)
 # The other methods' names, for the Keras models that carry them.
 JOINTSEG, FCN8S, INCEPTION_UNET = "jointseg", "fcn8s", "inception_unet"
 DECOUPLEDNET, DECONVNET = "decouplednet", "deconvnet"
