@@ -34,7 +34,8 @@ class TrainingDiverged(RuntimeError):
 
 
 class CooperativeTrainer:
-    """Trains a ``ModelSystem`` with one or two agents as ``config.train`` says (``trains_classifier`` / ``trains_segmenter``).
+    """Trains a ``ModelSystem`` with the agents ``config.train`` asks for
+    (``trains_classifier`` / ``trains_segmenter``).
 
     Under a multi-worker strategy every worker runs this same loop (saves and summaries
     read sync-on-read variables, a collective all must join), but only the chief writes
