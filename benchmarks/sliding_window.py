@@ -7,9 +7,8 @@ with 4 and all tile positions per model call, interleaved; ratios against the sm
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import List
 
-import numpy as np
 import tensorflow as tf
 from absl import app, flags
 

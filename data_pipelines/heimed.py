@@ -11,7 +11,7 @@ import gzip
 import os
 import re
 import zlib
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from absl import logging
@@ -57,9 +57,14 @@ def parse_gnd(path: str) -> Dict[int, str]:
     return {k: text.lower() for k, (_, text) in enumerate(lines, 1)}
 
 
+def is_exudate(kind: str) -> bool:
+    """Whether a ``.GND`` blob type (lower-cased) names an exudate."""
+    return "exudate" in kind
+
+
 def exudate_blobs(types: Dict[int, str]) -> List[int]:
     """The blob ids whose type names an exudate."""
-    return sorted(blob for blob, kind in types.items() if "exudate" in kind)
+    return sorted(blob for blob, kind in types.items() if is_exudate(kind))
 
 
 def _coherence(ids: np.ndarray) -> float:
@@ -182,7 +187,7 @@ def load_heimed(root: str, class_names: Optional[Sequence[str]] = None,
             continue
         types = parse_gnd(gnd_path)
         for kind in types.values():
-            if "exudate" not in kind:
+            if not is_exudate(kind):
                 other_types[kind] = other_types.get(kind, 0) + 1
         labels = tuple(int(k == index and bool(exudate_blobs(types)))
                        for k in range(1, len(class_names)))

@@ -13,7 +13,6 @@ import tensorflow as tf
 from coopseg.config import ConfigError
 from coopseg.evaluation import metric_tables as mr
 from coopseg.evaluation import passes as passes
-from coopseg.evaluation import pixel_ranking as pr
 from coopseg.evaluation import report as er
 from coopseg.evaluation import report_output
 from coopseg.evaluation.evaluate import evaluate_system

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from coopseg.config import LESION_CLASSES, ConfigError, partial_label
+from coopseg.config import ConfigError, partial_label
 from coopseg.evaluation import pixel_ranking as pr
 from coopseg.evaluation.metrics import SegmentationConfusion
 from coopseg.models.losses import segmentation_loss

@@ -4,7 +4,6 @@ takes the fusion rule as a reader argument."""
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 

@@ -54,6 +54,11 @@ def _print_result(out: dict, model_dir: str) -> None:
     print("\n".join(lines))
 
 
+def _use_synthetic_data(config) -> None:
+    logging.info("No data given: using the synthetic fundus set in %s", FLAGS.data_dir)
+    use_synthetic_data(config, FLAGS.data_dir, FLAGS.scale, FLAGS.synthetic_images)
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -69,13 +74,10 @@ def main(argv) -> None:
                 print(f"(no data paths given: the run would generate or reuse the synthetic "
                       f"fundus set in {FLAGS.data_dir} and train on it)")
             return
-        prepare = None
-        if not (config.data.graded_train or config.data.masks_train):
-            def prepare(c):  # under the run's lock: a second run stops before generating
-                logging.info("No data given: using the synthetic fundus set in %s",
-                             FLAGS.data_dir)
-                use_synthetic_data(c, FLAGS.data_dir, FLAGS.scale, FLAGS.synthetic_images)
-        out = train(config, export=FLAGS.export, prepare_data=prepare)
+        needs_data = not (config.data.graded_train or config.data.masks_train)
+        # Under the run's lock (train() calls it): a second run stops before generating.
+        out = train(config, export=FLAGS.export,
+                    prepare_data=_use_synthetic_data if needs_data else None)
     except (ConfigError, DataError, TrainingDiverged) as err:
         exit_now("coopseg-train", str(err))
     except tf.errors.InvalidArgumentError as err:

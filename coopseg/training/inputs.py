@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Dict, Optional
 
-import tensorflow as tf
 from absl import logging
 
 from coopseg.config import DECOUPLED_METHODS, ConfigError, ExperimentConfig
